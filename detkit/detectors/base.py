@@ -1,0 +1,105 @@
+"""What every detector shares: input handling, target checks and the train/eval dispatch.
+
+``detector(images, targets)`` in ``train()`` mode returns ``dict[str, Tensor]`` of losses; in
+``eval()`` mode a list of ``Detections`` in the input images' pixels. ``targets`` are optional in
+eval mode; detectors that read precomputed proposals take them from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detkit.structures import Detections, Target
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Detector(nn.Module):
+    def __init__(
+        self,
+        *,
+        pixel_mean: Sequence[float] = IMAGENET_MEAN,
+        pixel_std: Sequence[float] = IMAGENET_STD,
+        size_divisor: int = 32,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 3, 1, 1), persistent=False)
+        self.size_divisor = size_divisor
+        # channels_last pays off on GPUs with tensor cores (and AMP); on CPUs it depends on the build.
+        self.channels_last = channels_last
+
+    def forward(self, images: Tensor | list[Tensor], targets: list[Target] | None = None):
+        batch, image_sizes = self.preprocess(images)
+        if self.training:
+            if targets is None:
+                raise ValueError("a detector in train() mode needs targets; call model.eval() for inference")
+            check_targets(targets, image_sizes)
+            return self.loss(batch, image_sizes, targets)
+        return self.predict(batch, image_sizes, targets)
+
+    def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
+        raise NotImplementedError
+
+    def preprocess(self, images: Tensor | list[Tensor]) -> tuple[Tensor, Tensor]:
+        """Stack (padding right/bottom to a multiple of ``size_divisor``) and normalise.
+
+        Returns ``batch: Tensor[N, 3, H, W]`` and ``image_sizes: Tensor[N, 2]`` (height, width of
+        each image before padding; a batched input tensor counts as unpadded).
+        """
+        if isinstance(images, Tensor):
+            if images.dim() != 4 or images.shape[1] != 3:
+                raise ValueError(f"images must be Tensor[N, 3, H, W] or a list of Tensor[3, H, W], got {tuple(images.shape)}")
+            sizes = [tuple(images.shape[-2:])] * images.shape[0]
+            batch = images
+        else:
+            for i, image in enumerate(images):
+                if image.dim() != 3 or image.shape[0] != 3:
+                    raise ValueError(f"image {i} must be Tensor[3, H, W], got {tuple(image.shape)}")
+            sizes = [tuple(image.shape[-2:]) for image in images]
+            height = max(s[0] for s in sizes)
+            width = max(s[1] for s in sizes)
+            batch = images[0].new_zeros((len(images), 3, height, width))
+            for i, image in enumerate(images):
+                batch[i, :, : image.shape[1], : image.shape[2]] = image
+        pad_h = (-batch.shape[2]) % self.size_divisor
+        pad_w = (-batch.shape[3]) % self.size_divisor
+        batch = (batch.float() - self.pixel_mean) / self.pixel_std
+        if pad_h or pad_w:
+            batch = F.pad(batch, (0, pad_w, 0, pad_h))
+        image_sizes = torch.tensor(sizes, device=batch.device, dtype=torch.long).view(-1, 2)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch, image_sizes
+
+
+def check_targets(targets: list[Target], image_sizes: Tensor) -> None:
+    """Fail early, naming the image, on targets that would turn into NaN losses later."""
+    if len(targets) != image_sizes.shape[0]:
+        raise ValueError(f"got {image_sizes.shape[0]} images but {len(targets)} targets")
+    for target in targets:
+        boxes = target["boxes"]
+        image_id = target.get("image_id", "?")
+        if boxes.dim() != 2 or boxes.shape[-1] != 4:
+            raise ValueError(f"image_id {image_id}: boxes must be Tensor[N, 4] xyxy, got {tuple(boxes.shape)}")
+        if target["labels"].shape[0] != boxes.shape[0]:
+            raise ValueError(f"image_id {image_id}: {boxes.shape[0]} boxes but {target['labels'].shape[0]} labels")
+        if boxes.numel() == 0:
+            continue
+        bad = ~torch.isfinite(boxes).all(dim=1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        if bool(bad.any()):
+            raise ValueError(
+                f"image_id {image_id}: degenerate or non-finite boxes (x2 <= x1 or y2 <= y1): "
+                f"{boxes[bad][:3].tolist()}; run tools/check_dataset.py on the dataset"
+            )
+        if bool((target["labels"] < 1).any()):
+            raise ValueError(f"image_id {image_id}: object labels must be 1..C (0 is background)")

@@ -1,0 +1,51 @@
+"""Two-stage detectors: a proposal source, then the Fast R-CNN RoI head on one shared feature map.
+
+Fast R-CNN and Faster R-CNN are the same class with a different ``proposal_generator``:
+precomputed (selective-search) proposals or a region proposal network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from detkit.detectors.base import Detector
+from detkit.structures import Detections, Target
+
+
+class TwoStageDetector(Detector):
+    """``proposal_generator`` and ``roi_head`` are factories (``_partial_: true`` in the config)
+    called with ``in_channels`` and ``stride`` of the backbone output ``feature_name``."""
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        proposal_generator: Callable[..., nn.Module],
+        roi_head: Callable[..., nn.Module],
+        num_classes: int,
+        feature_name: str = "c4",
+        **detector_kwargs,
+    ) -> None:
+        super().__init__(**detector_kwargs)
+        infos = {info.name: info for info in backbone.feature_info}
+        if feature_name not in infos:
+            raise ValueError(f"backbone has no output {feature_name!r}; it has {sorted(infos)} (set model.backbone.out_features)")
+        info = infos[feature_name]
+        self.backbone = backbone
+        self.feature_name = feature_name
+        self.proposal_generator = proposal_generator(in_channels=info.channels, stride=info.stride)
+        self.roi_head = roi_head(in_channels=info.channels, stride=info.stride, num_classes=num_classes)
+        self.num_classes = num_classes
+
+    def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
+        features = self.backbone(batch)[self.feature_name]
+        proposals, losses = self.proposal_generator(features, image_sizes, targets)
+        losses.update(self.roi_head.loss(features, proposals, targets))
+        return losses
+
+    def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
+        features = self.backbone(batch)[self.feature_name]
+        proposals, _ = self.proposal_generator(features, image_sizes, targets)
+        return self.roi_head.predict(features, proposals, image_sizes)

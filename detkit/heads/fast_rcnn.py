@@ -1,0 +1,140 @@
+"""The Fast R-CNN RoI head, shared by Fast R-CNN (selective-search proposals) and Faster R-CNN
+(RPN proposals): RoI pooling on one feature map, two FC layers, a (C+1)-way softmax classifier
+and class-specific box regression.
+
+Shapes: N images, P proposals per image (padded to the batch maximum), G ground-truth boxes per
+image (padded), R sampled RoIs in the batch, C object classes (+1 background).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detkit.assign.matcher import Matcher
+from detkit.assign.sampler import BalancedSampler
+from detkit.coders.delta_xywh import DeltaXYWHCoder
+from detkit.losses import cross_entropy, smooth_l1, zero_loss
+from detkit.ops.boxes import batched_box_iou, clip_boxes_per_image, pad_boxes, pad_values
+from detkit.ops.nms import postprocess_flat
+from detkit.ops.roi import RoiKind, pool_rois
+from detkit.structures import Detections, Target
+
+
+class TwoFCHead(nn.Module):
+    """Pooled ``Tensor[R, C, k, k]`` → ``Tensor[R, representation_size]`` through fc6, fc7."""
+
+    def __init__(self, in_features: int, representation_size: int) -> None:
+        super().__init__()
+        self.fc6 = nn.Linear(in_features, representation_size)
+        self.fc7 = nn.Linear(representation_size, representation_size)
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return F.relu(self.fc7(F.relu(self.fc6(pooled.flatten(1)))))
+
+
+class FastRCNNHead(nn.Module):
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        stride: int,
+        num_classes: int,
+        pool_size: int = 7,
+        pooler: RoiKind = "roi_pool",
+        representation_size: int = 1024,
+        fg_iou_threshold: float = 0.5,
+        bg_iou_range: Sequence[float] = (0.0, 0.5),
+        batch_size_per_image: int = 128,
+        positive_fraction: float = 0.25,
+        add_gt_as_proposals: bool = True,
+        box_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
+        box_loss_beta: float = 1.0,
+        score_threshold: float = 0.05,
+        nms_threshold: float = 0.5,
+        max_detections: int = 100,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.pool_size = pool_size
+        self.pooler = pooler
+        self.spatial_scale = 1.0 / stride
+        self.box_head = TwoFCHead(in_channels * pool_size * pool_size, representation_size)
+        self.cls_score = nn.Linear(representation_size, num_classes + 1)
+        self.bbox_pred = nn.Linear(representation_size, num_classes * 4)
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+        self.matcher = Matcher(fg_iou_threshold, tuple(bg_iou_range), allow_low_quality=False)
+        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
+        self.coder = DeltaXYWHCoder(box_weights)
+        self.add_gt_as_proposals = add_gt_as_proposals
+        self.box_loss_beta = box_loss_beta
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.max_detections = max_detections
+
+    def _head(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
+        pooled = pool_rois(features, rois, output_size=self.pool_size, spatial_scale=self.spatial_scale, kind=self.pooler)
+        hidden = self.box_head(pooled)
+        return self.cls_score(hidden), self.bbox_pred(hidden).view(-1, self.num_classes, 4)
+
+    def loss(self, features: Tensor, proposals: list[Tensor], targets: list[Target]) -> dict[str, Tensor]:
+        """Sample RoIs from the proposals (plus the ground truth), then classify and regress them."""
+        if self.add_gt_as_proposals:
+            proposals = [torch.cat((p, t["boxes"].to(p.dtype))) for p, t in zip(proposals, targets, strict=True)]
+        proposal_boxes, proposal_valid = pad_boxes(proposals)
+        gt_boxes, gt_valid = pad_boxes([t["boxes"] for t in targets])
+        gt_labels = pad_values([t["labels"] for t in targets], 0)
+        matched_index, labels = self.matcher(batched_box_iou(gt_boxes, proposal_boxes), gt_valid)
+        labels = labels.masked_fill(~proposal_valid, -1)
+        positive, negative = self.sampler(labels)
+        image_index, proposal_index = torch.nonzero(positive | negative, as_tuple=True)
+        roi_boxes = proposal_boxes[image_index, proposal_index]
+        is_positive = positive[image_index, proposal_index]
+        num_rois = max(roi_boxes.shape[0], 1)
+        class_logits, box_deltas = self._head(features, torch.cat((image_index[:, None].to(roi_boxes.dtype), roi_boxes), 1))
+
+        if gt_boxes.shape[1] == 0:
+            class_targets = torch.zeros_like(image_index)
+            loss_box = zero_loss(box_deltas)
+        else:
+            roi_gt_index = matched_index[image_index, proposal_index]
+            class_targets = torch.where(is_positive, gt_labels[image_index, roi_gt_index], 0)
+            pos = is_positive.nonzero(as_tuple=True)[0]
+            target_deltas = self.coder.encode(roi_boxes[pos], gt_boxes[image_index[pos], roi_gt_index[pos]])
+            predicted = box_deltas[pos, class_targets[pos] - 1]
+            loss_box = smooth_l1(predicted, target_deltas, beta=self.box_loss_beta, normalizer=num_rois)
+        loss_cls = cross_entropy(class_logits, class_targets, normalizer=num_rois)
+        return {"loss_cls": loss_cls, "loss_box": loss_box}
+
+    @torch.no_grad()
+    def predict(self, features: Tensor, proposals: list[Tensor], image_sizes: Tensor) -> list[Detections]:
+        """Score and refine every proposal, then run the batched postprocessing."""
+        counts = [p.shape[0] for p in proposals]
+        roi_image = torch.repeat_interleave(
+            torch.arange(len(proposals), device=features.device), torch.tensor(counts, device=features.device)
+        )
+        roi_boxes = torch.cat(proposals).to(features.dtype)
+        class_logits, box_deltas = self._head(features, torch.cat((roi_image[:, None].to(roi_boxes.dtype), roi_boxes), 1))
+        scores = F.softmax(class_logits.float(), dim=1)[:, 1:]  # [R, C]
+        boxes = self.coder.decode(box_deltas, roi_boxes[:, None, :])  # [R, C, 4]
+        boxes = clip_boxes_per_image(boxes, image_sizes[roi_image])  # each RoI clipped to its image
+        keep = scores > self.score_threshold
+        widths = boxes[..., 2] - boxes[..., 0]
+        heights = boxes[..., 3] - boxes[..., 1]
+        keep &= (widths > 1e-2) & (heights > 1e-2)
+        roi_index, class_index = keep.nonzero(as_tuple=True)
+        return postprocess_flat(
+            boxes[roi_index, class_index],
+            scores[roi_index, class_index],
+            class_index + 1,
+            roi_image[roi_index],
+            num_images=len(proposals),
+            iou_threshold=self.nms_threshold,
+            max_detections=self.max_detections,
+        )
