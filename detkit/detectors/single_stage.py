@@ -1,0 +1,51 @@
+"""Single-stage detectors: backbone → optional neck → dense head. SSD, YOLOv1 and YOLOv3 are this
+class with different heads; each head owns its priors, assigner, box coder, ``loss`` and ``predict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from detkit.detectors.base import Detector
+from detkit.structures import Detections, FeatureInfo, Target
+
+
+class SingleStageDetector(Detector):
+    """``neck`` and ``head`` are factories (``_partial_: true`` in the config). The neck is called
+    with ``feature_info`` (the backbone's) and must expose its own ``feature_info``; the head is
+    called with ``feature_info`` (of what feeds it) and ``num_classes``.
+
+    Head contract: ``head.loss(features: dict[str, Tensor], image_sizes: Tensor[N, 2],
+    targets: list[Target]) -> dict[str, Tensor]`` and ``head.predict(features, image_sizes)
+    -> list[Detections]``.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        head: Callable[..., nn.Module],
+        num_classes: int,
+        neck: Callable[..., nn.Module] | None = None,
+        **detector_kwargs,
+    ) -> None:
+        super().__init__(**detector_kwargs)
+        self.backbone = backbone
+        feature_info: list[FeatureInfo] = list(backbone.feature_info)
+        self.neck = neck(feature_info=feature_info) if neck is not None else None
+        if self.neck is not None:
+            feature_info = list(self.neck.feature_info)
+        self.head = head(feature_info=feature_info, num_classes=num_classes)
+        self.num_classes = num_classes
+
+    def features(self, batch: Tensor) -> dict[str, Tensor]:
+        features = self.backbone(batch)
+        return self.neck(features) if self.neck is not None else features
+
+    def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
+        return self.head.loss(self.features(batch), image_sizes, targets)
+
+    def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
+        return self.head.predict(self.features(batch), image_sizes)
