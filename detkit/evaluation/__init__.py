@@ -1,1 +1,43 @@
+"""Evaluation: COCO (pycocotools or faster-coco-eval), VOC07 11-point and VOC2010+ area AP.
 
+Everything takes COCO-format ground truth (dict or JSON path, ``bbox`` ``[x, y, w, h]``) and
+COCO results (list or JSON path). ``evaluate`` runs every protocol; the report helpers print,
+save and plot its result.
+"""
+
+from detkit.evaluation.coco import COCO_METRIC_KEYS, coco_evaluate
+from detkit.evaluation.confusion import confusion_matrix, format_confusion_matrix
+from detkit.evaluation.evaluator import evaluate
+from detkit.evaluation.inputs import DetectionSet, GroundTruth, load_detections, load_ground_truth
+from detkit.evaluation.report import draw_pr_curves, format_metrics_table, save_metrics
+from detkit.evaluation.results import detections_to_coco_results
+from detkit.evaluation.voc import (
+    PRCurve,
+    average_precision_11point,
+    average_precision_area,
+    match_detections,
+    precision_recall_curves,
+    voc_evaluate,
+)
+
+__all__ = [
+    "COCO_METRIC_KEYS",
+    "DetectionSet",
+    "GroundTruth",
+    "PRCurve",
+    "average_precision_11point",
+    "average_precision_area",
+    "coco_evaluate",
+    "confusion_matrix",
+    "detections_to_coco_results",
+    "draw_pr_curves",
+    "evaluate",
+    "format_confusion_matrix",
+    "format_metrics_table",
+    "load_detections",
+    "load_ground_truth",
+    "match_detections",
+    "precision_recall_curves",
+    "save_metrics",
+    "voc_evaluate",
+]
