@@ -1,1 +1,25 @@
+"""Backbone registry: VGG-16, ResNet-18 and MobileNet v1, all returning ``c3``/``c4``/``c5`` features.
 
+``build_backbone("resnet18", out_features=("c3", "c4"))`` or, from a config, the factory itself
+(``_target_: detkit.backbones.resnet.resnet18``). See ``detkit.backbones.base`` for the contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detkit.registry import Registry
+
+# Defined before the imports below: each backbone module registers itself into it on import.
+BACKBONES = Registry("backbone")
+
+from detkit.backbones import mobilenet, resnet, vgg  # noqa: E402, F401  (registration)
+from detkit.backbones.base import Backbone  # noqa: E402
+
+
+def build_backbone(name: str, **kwargs: Any) -> Backbone:
+    """Build the backbone registered as ``name`` with the factory's keyword arguments."""
+    return BACKBONES.build(name, **kwargs)
+
+
+__all__ = ["BACKBONES", "Backbone", "build_backbone"]
