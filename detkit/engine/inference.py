@@ -1,0 +1,97 @@
+"""Run a detector over a dataset and score it: the loop behind periodic evaluation, the final
+metrics of a training run and ``tools/eval.py checkpoint=…``.
+
+Distributed: every rank predicts a disjoint slice of the images (no padding duplicates, which
+would count twice), the COCO results are gathered, and rank 0 scores them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from detkit.data.collate import collate_detection
+from detkit.engine.dist import all_gather_object, get_rank, get_world_size, is_main_process, unwrap_model
+from detkit.evaluation import detections_to_coco_results, evaluate
+from detkit.structures import Detections, Target, boxes_to_original
+
+logger = logging.getLogger(__name__)
+
+
+def move_targets(targets: Sequence[Target], device: torch.device) -> list[Target]:
+    return [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
+
+
+@torch.no_grad()
+def predict_batches(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    on_batch: Callable[[torch.Tensor, list[Target], list[Detections]], None] | None = None,
+) -> tuple[list[Detections], list[Target], float]:
+    """Predictions for every image of ``loader``, mapped back to the stored images' pixels, with
+    their targets; and the pure model time in seconds (images/s = len / time)."""
+    was_training = model.training
+    model.eval()
+    outputs: list[Detections] = []
+    targets_out: list[Target] = []
+    model_seconds = 0.0
+    try:
+        for images, targets in loader:
+            images = images.to(device, non_blocking=True)
+            moved = move_targets(targets, device)
+            start = time.perf_counter()
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                detections = model(images, moved)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            model_seconds += time.perf_counter() - start
+            if on_batch is not None:
+                on_batch(images, targets, detections)
+            for det, target in zip(detections, targets, strict=True):
+                boxes = boxes_to_original(det["boxes"].float().cpu(), target)
+                outputs.append({"boxes": boxes, "scores": det["scores"].float().cpu(), "labels": det["labels"].cpu()})
+                targets_out.append(target)
+    finally:
+        model.train(was_training)
+    return outputs, targets_out, model_seconds
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    *,
+    batch_size: int = 8,
+    num_workers: int = 0,
+    amp_dtype: torch.dtype | None = None,
+) -> dict:
+    """COCO and VOC metrics of ``model`` on ``dataset`` (a detkit dataset: ``coco_ground_truth()``,
+    ``category_ids``). Returns the evaluator's dict plus ``images_per_second`` (model only) on
+    rank 0; other ranks return ``{}``."""
+    world, rank = get_world_size(), get_rank()
+    shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_detection)
+    detections, targets, seconds = predict_batches(unwrap_model(model), loader, device, amp_dtype=amp_dtype)
+    results = detections_to_coco_results(detections, [int(t["image_id"]) for t in targets], _category_ids(dataset))
+    if world > 1:
+        results = [r for part in all_gather_object(results) for r in part]
+        seconds = max(all_gather_object(seconds))
+    if not is_main_process():
+        return {}
+    metrics = evaluate(dataset.coco_ground_truth(), results)
+    metrics["images_per_second"] = len(dataset) / seconds if seconds > 0 else None
+    return metrics
+
+
+def _category_ids(dataset: Dataset) -> list[int]:
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return list(dataset.category_ids)

@@ -1,0 +1,218 @@
+"""The two jobs behind the command line: train an experiment (then evaluate it), and evaluate a
+checkpoint. Each takes a composed config; the objects come from ``build.py``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+
+from detkit.data.collate import collate_detection
+from detkit.engine import build
+from detkit.engine.checkpoint import load_model_weights, read_checkpoint
+from detkit.engine.dist import (
+    barrier,
+    broadcast_object,
+    distributed_sampler,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    is_main_process,
+    select_device,
+    unwrap_model,
+    wrap_model_ddp,
+)
+from detkit.engine.hooks import (
+    CheckpointHook,
+    EarlyStoppingHook,
+    EMAHook,
+    EvalHook,
+    JSONLinesHook,
+    LRSchedulerHook,
+    ModelEMA,
+    ProgressHook,
+    TensorBoardHook,
+)
+from detkit.engine.inference import evaluate_model, move_targets
+from detkit.engine.trainer import Trainer
+from detkit.evaluation import format_metrics_table, save_metrics
+from detkit.utils.logging import setup_logging
+from detkit.utils.seeding import seed_everything, worker_init_fn
+from detkit.utils.visualization import draw_boxes, save_image, tile
+
+logger = logging.getLogger("detkit")
+
+
+def amp_dtype(cfg: DictConfig, device: torch.device) -> torch.dtype | None:
+    if not cfg.engine.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def make_run_dir(cfg: DictConfig) -> Path:
+    """``output_dir`` or ``outputs/<experiment>/<date-time>``; created by rank 0, shared by all."""
+    path = None
+    if is_main_process():
+        path = Path(cfg.output_dir) if cfg.output_dir else Path("outputs") / cfg.experiment / datetime.now().strftime("%Y%m%d-%H%M%S")
+        path.mkdir(parents=True, exist_ok=True)
+        path = str(path.resolve())
+    return Path(broadcast_object(path))
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train ``cfg``'s experiment, evaluate on the validation split, write the run folder.
+    Returns the final metrics (rank 0; ``{}`` elsewhere)."""
+    init_distributed()
+    rank, world = get_rank(), get_world_size()
+    device = select_device(cfg.engine.device)
+    run_dir = make_run_dir(cfg)
+    setup_logging(run_dir, rank=rank)
+    seed_everything(int(cfg.seed) + rank)
+    if is_main_process():
+        (run_dir / "config.yaml").write_text(build.config_to_yaml(cfg))
+    logger.info("Experiment %s on %s (world size %d); run folder %s", cfg.experiment, device, world, run_dir)
+
+    train_set = build.build_dataset(cfg, "train")
+    val_set = build.build_dataset(cfg, "val")
+    class_names = list(train_set.class_names)
+    model = build.build_model(cfg, num_classes=len(class_names)).to(device)
+    if cfg.engine.channels_last and hasattr(model, "use_channels_last"):
+        model = model.use_channels_last()
+    if cfg.get("finetune"):
+        report = load_model_weights(cfg.finetune, model, skip_mismatched=True)
+        logger.info("Fine-tuning from %s: %s", cfg.finetune, {k: len(v) for k, v in report.items()})
+    optimizer = build.build_optimizer(cfg, model)
+    if world > 1:
+        model = wrap_model_ddp(model, device)
+
+    batch_size = int(cfg.data.batch_size)
+    sampler = distributed_sampler(train_set, shuffle=True, seed=int(cfg.seed)) if world > 1 else None
+    generator = torch.Generator().manual_seed(int(cfg.seed))
+    loader = DataLoader(
+        train_set,
+        batch_size=batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        generator=generator,
+        num_workers=int(cfg.data.num_workers),
+        collate_fn=collate_detection,
+        drop_last=len(train_set) >= batch_size * world,
+        worker_init_fn=worker_init_fn,
+        persistent_workers=int(cfg.data.num_workers) > 0,
+        pin_memory=device.type == "cuda",
+    )
+    accum = int(cfg.engine.grad_accum_steps)
+    iters_per_epoch = max(len(loader) // accum, 1)
+    max_iters = int(cfg.engine.max_iters or cfg.engine.epochs * iters_per_epoch)
+    scheduler = build.build_scheduler(cfg, optimizer, max_iters)
+    dtype = amp_dtype(cfg, device)
+
+    def evaluate_fn() -> dict:
+        return evaluate_model(model, val_set, device, batch_size=batch_size, amp_dtype=dtype)
+
+    eng = cfg.engine
+    hooks = [LRSchedulerHook(scheduler), ProgressHook(int(eng.log_every_iters))]
+    if eng.ema_decay:
+        hooks.append(EMAHook(ModelEMA(model, decay=float(eng.ema_decay))))
+    eval_every = max(int(eng.eval_every_epochs) * iters_per_epoch, 1)
+    hooks.append(EvalHook(evaluate_fn, eval_every))
+    if eng.early_stop_patience:
+        hooks.append(EarlyStoppingHook(eng.best_metric, patience=int(eng.early_stop_patience)))
+    hooks.append(
+        CheckpointHook(
+            run_dir,
+            period=max(int(eng.checkpoint_every_epochs) * iters_per_epoch, 1),
+            config_yaml=build.config_to_yaml(cfg),
+            class_names=class_names,
+            metric_key=eng.best_metric,
+        )
+    )
+    hooks.append(JSONLinesHook(run_dir / "log.jsonl", every_iters=int(eng.log_every_iters)))
+    if eng.tensorboard:
+        hooks.append(TensorBoardHook(run_dir / "tensorboard", every_iters=int(eng.log_every_iters)))
+    trainer = Trainer(
+        model,
+        optimizer,
+        loader,
+        hooks=hooks,
+        max_iters=max_iters,
+        device=device,
+        amp=bool(eng.amp),
+        amp_dtype=dtype or torch.float16,
+        grad_clip_norm=eng.grad_clip_norm,
+        grad_accum_steps=accum,
+        iters_per_epoch=iters_per_epoch,
+    )
+    if cfg.get("resume"):
+        trainer.resume(cfg.resume)
+    start = time.perf_counter()
+    trainer.train()
+    train_seconds = time.perf_counter() - start
+
+    # The final numbers: the last evaluation if it saw the final weights, else a fresh one.
+    metrics = dict(trainer.metrics) if trainer.metrics_iter == trainer.iters_done else evaluate_fn()
+    barrier()
+    if not is_main_process():
+        return {}
+    metrics.update(
+        experiment=cfg.experiment,
+        run_dir=str(run_dir),
+        split="val",
+        train_seconds=round(train_seconds, 1),
+        iterations=trainer.iters_done,
+        train_images=len(train_set),
+        val_images=len(val_set),
+        device=str(device),
+        world_size=world,
+    )
+    save_metrics(metrics, run_dir / "metrics.json")
+    draw_predictions(unwrap_model(model), val_set, device, class_names, run_dir / "predictions.png", count=int(eng.vis_images))
+    print(format_metrics_table(metrics))
+    print(f"\nTrained {trainer.iters_done} iterations in {train_seconds:.0f} s; validation mAP50 (VOC12) "
+          f"{metrics['voc12']['mAP']:.3f}, COCO AP {metrics['coco']['AP']:.3f}.\nRun folder: {run_dir}")
+    return metrics
+
+
+@torch.no_grad()
+def draw_predictions(model, dataset, device, class_names, path: Path, *, count: int, score_threshold: float = 0.3) -> None:
+    """One PNG with the first ``count`` validation images: predictions coloured, ground truth white."""
+    if count <= 0:
+        return
+    was_training = model.training
+    model.eval()
+    canvases = []
+    for index in range(min(count, len(dataset))):
+        image, target = dataset[index]
+        det = model(image[None].to(device), move_targets([target], device))[0]
+        keep = det["scores"] >= score_threshold
+        canvases.append(
+            draw_boxes(image, det["boxes"][keep].cpu(), det["labels"][keep].cpu(), class_names,
+                       scores=det["scores"][keep].cpu(), ground_truth=target["boxes"])
+        )
+    model.train(was_training)
+    if canvases:
+        save_image(path, tile(canvases))
+
+
+def evaluate_checkpoint(cfg: DictConfig, checkpoint: str) -> dict:
+    """Evaluate a training checkpoint on the validation split of ``cfg`` (by default the config
+    stored in the checkpoint, with the command line's overrides on top)."""
+    device = select_device(cfg.engine.device)
+    state = read_checkpoint(checkpoint)
+    val_set = build.build_dataset(cfg, "val")
+    names = list(state.get("class_names") or val_set.class_names)
+    if len(names) != len(val_set.class_names):
+        raise build.ConfigError(
+            f"{checkpoint} was trained on {len(names)} classes but the validation data has {len(val_set.class_names)}"
+        )
+    model = build.build_model(cfg, num_classes=len(names)).to(device)
+    load_model_weights(state, model, use_ema=state.get("ema") is not None)
+    metrics = evaluate_model(model, val_set, device, batch_size=int(cfg.data.batch_size), amp_dtype=amp_dtype(cfg, device))
+    metrics.update(checkpoint=str(checkpoint), split="val", device=str(device))
+    return metrics
+

@@ -1,0 +1,120 @@
+"""Throughput measurement for detectors, detkit's and torchvision's alike, on random data.
+
+Both kinds follow the same calling convention (``model(images, targets)`` → loss dict in train
+mode, list of detections in eval mode), so one timing loop serves both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def random_batch(batch_size: int, size: int, num_classes: int, *, boxes_per_image: int = 4, device="cpu", seed: int = 0):
+    """``Tensor[B, 3, size, size]`` in [0, 1] and targets with ``boxes_per_image`` random valid boxes."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch_size, 3, size, size, generator=g)
+    targets = []
+    for i in range(batch_size):
+        xy = torch.rand(boxes_per_image, 2, generator=g) * size * 0.7
+        wh = torch.rand(boxes_per_image, 2, generator=g) * size * 0.3 + 8
+        boxes = torch.cat((xy, (xy + wh).clamp(max=size)), 1)
+        labels = torch.randint(1, num_classes + 1, (boxes_per_image,), generator=g)
+        targets.append({"boxes": boxes.to(device), "labels": labels.to(device), "image_id": i})
+    return images.to(device), targets
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_loop(step: Callable[[], None], *, device: torch.device, warmup: int, iters: int) -> float:
+    """Seconds per call of ``step`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    _sync(device)
+    return (time.perf_counter() - start) / iters
+
+
+def measure(
+    model: nn.Module,
+    *,
+    size: int,
+    num_classes: int,
+    train_batch: int,
+    infer_batch: int,
+    device: torch.device,
+    amp: bool,
+    channels_last: bool,
+    warmup: int = 3,
+    iters: int = 10,
+) -> dict:
+    """Train and inference images/s (and peak GPU memory) of ``model`` on random data."""
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=amp and device.type == "cuda")  # noqa: E731
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    images, targets = random_batch(train_batch, size, num_classes, device=device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+
+    def train_step() -> None:
+        with autocast():
+            losses = model(images, targets)
+        # detkit's keys start with loss_; torchvision's SSD names its two "classification" and "bbox_regression".
+        sum(losses.values()).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model.train()
+    train_seconds = time_loop(train_step, device=device, warmup=warmup, iters=iters)
+    result = {"train_images_per_s": train_batch / train_seconds}
+    model.eval()
+    for batch in sorted({infer_batch, 1}):
+        infer_images, _ = random_batch(batch, size, num_classes, device=device, seed=1)
+
+        @torch.no_grad()
+        def infer_step(x=infer_images) -> None:
+            with autocast():
+                model(x)
+
+        seconds = time_loop(infer_step, device=device, warmup=warmup, iters=iters)
+        result[f"infer_images_per_s_bs{batch}"] = batch / seconds
+    if device.type == "cuda":
+        result["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+    return result
+
+
+def torchvision_peer(name: str, num_classes: int, size: int) -> nn.Module:
+    """The torchvision detectors REFERENCES.md measures detkit against, random init."""
+    import torchvision
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.ops import MultiScaleRoIAlign
+
+    if name == "fasterrcnn_resnet18_c4":
+        trunk = torchvision.models.resnet18()
+        backbone = nn.Sequential(trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool, trunk.layer1, trunk.layer2, trunk.layer3)
+        backbone.out_channels = 256
+        anchors = AnchorGenerator(sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),))
+        pooler = MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2)
+        # min_size = max_size = the input size: torchvision's transform then leaves images as they are.
+        return FasterRCNN(backbone, num_classes=num_classes + 1, rpn_anchor_generator=anchors, box_roi_pool=pooler,
+                          box_batch_size_per_image=128, min_size=size, max_size=size)
+    if name == "ssd300_vgg16":
+        if size != 300:
+            raise ValueError("torchvision's ssd300_vgg16 works at 300 px only; benchmark SSD with size=300")
+        return torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=num_classes + 1)
+    raise ValueError(f"unknown torchvision peer {name!r}; use fasterrcnn_resnet18_c4 or ssd300_vgg16")

@@ -1,0 +1,69 @@
+import importlib
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from detkit.engine import dist
+
+from .toy import ToyDataset, ToyDetector
+
+
+def test_single_process_helpers_work_without_init(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert dist.init_distributed() == dist.DistInfo(rank=0, world_size=1, local_rank=0)
+    assert not dist.is_distributed() and dist.get_rank() == 0 and dist.get_world_size() == 1
+    assert dist.is_main_process()
+    dist.barrier()
+    assert dist.all_gather_object({"a": 1}) == [{"a": 1}]
+    assert dist.broadcast_object(5) == 5
+    model = ToyDetector()
+    assert dist.wrap_model_ddp(model, torch.device("cpu")) is model
+    sampler = dist.distributed_sampler(ToyDataset(5), shuffle=True, seed=1)
+    sampler.set_epoch(0)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert sorted(first) == list(range(5)) and list(sampler) != first
+    assert dist.select_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="auto"):
+        dist.select_device("gpu")
+
+
+def test_init_distributed_explains_a_missing_launcher(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RuntimeError, match="torchrun"):
+        dist.init_distributed()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_ddp_run(tmp_path):
+    # Forked children skip re-importing torch (seconds each). Spawned ones, where fork is
+    # missing, import the worker by module name: "tests.engine..." resolves from the repository
+    # root on their sys.path, unlike the name pytest gave this module.
+    worker = importlib.import_module("tests.engine.ddp_worker").train_worker
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    mp.start_processes(
+        worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method=method
+    )
+    assert sorted(p.name for p in (tmp_path / "rank0").iterdir()) == ["last.pt", "scalars.jsonl"]
+    assert not (tmp_path / "rank1").exists()
+    result = torch.load(tmp_path / "result0.pt", weights_only=True)
+    assert torch.equal(result["params"][0], result["params"][1])  # replicas stayed identical
+    assert "another rank" in result["nan_error"]
+    rank1 = torch.load(tmp_path / "result1.pt", weights_only=True)
+    assert "non-finite loss loss_cls at iteration 0" in rank1["nan_error"]
+    checkpoint = torch.load(tmp_path / "rank0" / "last.pt", weights_only=True)
+    assert checkpoint["iteration"] == 4
+    assert len(checkpoint["rng_states"]) == 2 and len(checkpoint["extra"]["trainer"]["data"]) == 2
+    # 4 images per rank / batch 2 / 2 accumulation steps = one iteration per epoch.
+    assert checkpoint["epoch"] == 4
+    assert len((tmp_path / "rank0" / "scalars.jsonl").read_text().splitlines()) == 4
