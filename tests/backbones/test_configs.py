@@ -21,7 +21,10 @@ def _backbone_config(name: str, *overrides: str):
 
 def test_every_config_names_a_registered_backbone_and_back() -> None:
     files = {p.stem for p in (CONFIG_DIR / "model" / "backbone").glob("*.yaml")}
-    assert files == set(BACKBONES.list())
+    # Every registered backbone has a config of its own name; variants (mobilenet_v1_050) may add more.
+    assert set(BACKBONES.list()) <= files
+    for stem in files:
+        assert get_method(_backbone_config(stem)._target_) in {BACKBONES.get(n) for n in BACKBONES.list()}
 
 
 @pytest.mark.parametrize("name", BACKBONES.list())

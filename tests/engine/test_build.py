@@ -14,7 +14,7 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "con
 
 def test_default_experiment_is_faster_rcnn_on_shapes():
     cfg = load_config([])
-    assert cfg.experiment == "faster_rcnn_shapes"
+    assert cfg.experiment == "faster_rcnn_mobilenet_v1_shapes"
     assert cfg.model._target_.endswith("TwoStageDetector")
     assert cfg.data.name == "shapes"
 
@@ -42,8 +42,8 @@ def test_every_shapes_experiment_builds_its_model(experiment):
 
 def test_unknown_experiment_lists_the_valid_ones():
     with pytest.raises(ConfigError) as info:
-        load_config(["config=faster_rcnn_shapez"])
-    assert "faster_rcnn_shapes" in str(info.value)
+        load_config(["config=faster_rcnn_mobilenet_v1_shapez"])
+    assert "faster_rcnn_mobilenet_v1_shapes" in str(info.value)
 
 
 def test_unknown_key_suggests_the_closest_valid_key():
@@ -51,6 +51,13 @@ def test_unknown_key_suggests_the_closest_valid_key():
         load_config(["engine.epoch=3"])
     message = str(info.value)
     assert "engine.epoch" in message and "engine.epochs" in message
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "vgg16", "mobilenet_v1"])
+def test_default_experiment_builds_with_any_backbone(backbone):
+    cfg = load_config([f"model/backbone={backbone}"])
+    model = build_model(cfg, num_classes=5)
+    assert type(model.backbone).__module__.split(".")[-1] in backbone
 
 
 def test_group_override_switches_backbone():
