@@ -64,7 +64,7 @@ def test_group_override_switches_backbone():
     cfg = load_config(["model/backbone=mobilenet_v1", "engine.epochs=2"])
     assert cfg.model.backbone._target_.endswith("mobilenet_v1")
     assert cfg.engine.epochs == 2
-    assert cfg.model.backbone.out_features == ["c4"]  # the detector's choice survives the swap
+    assert cfg.model.backbone.out_features == ["c3"]  # the experiment's choice survives the swap
 
 
 def test_overrides_on_a_stored_config():
