@@ -61,7 +61,8 @@ def test_training_reduces_loss_and_reaches_map(trained_run):
     # A bar well above chance (about 0) for 300 steps from scratch on 240 images; measured 0.24
     # on a 2-core CPU (the full default run reaches 0.87).
     assert metrics["voc12"]["mAP"] > 0.15, metrics["voc12"]
-    assert all(0.0 <= v <= 1.0 for v in metrics["coco"].values())
+    # -1 is pycocotools' "no ground truth in this size range" (no large objects at 128 px).
+    assert all(v == -1.0 or 0.0 <= v <= 1.0 for v in metrics["coco"].values())
     assert "Run folder" in result.stdout and "mAP" in result.stdout
     for name in ("config.yaml", "last.pt", "best.pt", "predictions.png", "log.txt"):
         assert (run_dir / name).is_file(), name
@@ -122,7 +123,7 @@ def test_eval_results_file_mode_and_errors(tmp_path):
     (tmp_path / "dt.json").write_text(json.dumps(dets))
     run_tool("eval.py", "ground_truth=gt.json", "detections=dt.json", "output=m.json", cache=tmp_path)
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert metrics["voc12"]["mAP"] == 1.0 and metrics["coco"]["AP50"] == 1.0
+    assert metrics["voc12"]["mAP"] == 1.0 and metrics["coco"]["AP50"] == pytest.approx(1.0)
     bad = run_tool("eval.py", "ground_truth=gt.json", "detections=missing.json", cache=tmp_path, check=False)
     assert bad.returncode == 2 and "missing.json" in bad.stderr
 
