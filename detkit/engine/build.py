@@ -52,15 +52,17 @@ def load_config(overrides: Sequence[str] = (), config_name: str = "train") -> Di
 
 
 def _explain(error: Exception, overrides: list[str], config_name: str) -> str:
+    """Hydra's message, plus the closest valid keys when the mistake is an unknown key."""
     message = str(error).split("\nConfig search path:")[0].strip()
     match = re.search(r"Could not override '([^']+)'", message) or re.search(r"Key '([^']+)' is not in struct", message)
     if not match:
         return message
-    bad_key = re.search(r"Could not override '([^']+)'", message)
-    bad_key = bad_key.group(1) if bad_key else match.group(1)
-    groups = [o for o in overrides if "=" in o and not o.split("=", 1)[0].count(".") and "/" not in o.split("=", 1)[0]]
+    bad_key = match.group(1)
+    # The valid keys are those of the config the user selected: keep only the group choices
+    # (`config=…`, `model/backbone=…`), which carry no dot, and drop the value overrides.
+    choices = [o for o in overrides if "=" in o and "." not in o.split("=", 1)[0]]
     try:
-        base = compose(config_name, overrides=[o for o in overrides if o in groups or o.split("=", 1)[0] in ("config",)])
+        base = compose(config_name, overrides=choices)
     except HydraException:
         return message
     keys = _flat_keys(OmegaConf.to_container(base, resolve=False))
