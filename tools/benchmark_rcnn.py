@@ -55,21 +55,26 @@ def machine(device: torch.device) -> str:
 
 
 @torch.no_grad()
-def seconds_per_image(model, samples, device: torch.device, warmup: int) -> tuple[float, int]:
-    model.eval().to(device)
-    elapsed, detections = 0.0, 0
+def seconds_per_image(models: list, samples, device: torch.device, warmup: int) -> list[tuple[float, int]]:
+    """Per model: mean seconds per image and detections made. The models take turns on each image,
+    so a machine whose load changes during the run slows them alike."""
+    elapsed, detections = [0.0] * len(models), [0] * len(models)
+    for model in models:
+        model.eval().to(device)
     for index, sample in enumerate(samples):
         images, targets = collate_detection([sample])
         images = images.to(device)
         targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
-        start = time.perf_counter()
-        output = model(images, targets)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if index >= warmup:
-            elapsed += time.perf_counter() - start
-            detections += sum(len(o["boxes"]) for o in output)
-    return elapsed / max(len(samples) - warmup, 1), detections
+        for slot, model in enumerate(models):
+            start = time.perf_counter()
+            output = model(images, targets)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if index >= warmup:
+                elapsed[slot] += time.perf_counter() - start
+                detections[slot] += sum(len(o["boxes"]) for o in output)
+    timed = max(len(samples) - warmup, 1)
+    return [(seconds / timed, count) for seconds, count in zip(elapsed, detections, strict=True)]
 
 
 def main(argv: list[str]) -> int:
@@ -95,8 +100,9 @@ def main(argv: list[str]) -> int:
         return 2
     samples = [dataset[i] for i in range(min(warmup + count, len(dataset)))]
     proposals = sum(len(t["proposals"]) for _, t in samples[warmup:]) / max(len(samples) - warmup, 1)
-    fast_seconds, fast_dets = seconds_per_image(fast, samples, device, warmup)
-    rcnn_seconds, rcnn_dets = seconds_per_image(rcnn, samples, device, warmup)
+    (fast_seconds, fast_dets), (rcnn_seconds, rcnn_dets) = seconds_per_image(
+        [fast, rcnn], samples, device, warmup
+    )
     report = {
         "images": len(samples) - warmup, "proposals_per_image": proposals,
         "fast_rcnn_s_per_image": fast_seconds, "rcnn_s_per_image": rcnn_seconds,

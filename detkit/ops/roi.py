@@ -1,9 +1,11 @@
-"""Region-of-interest feature extraction over one shared feature map (Fast/Faster R-CNN)."""
+"""Region-of-interest extraction: pooled features over one shared feature map (Fast/Faster
+R-CNN) and warped image crops (R-CNN)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor
 from torchvision.ops import roi_align, roi_pool
 
@@ -31,3 +33,50 @@ def pool_rois(
     if kind == "roi_align":
         return roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned=True)
     raise ValueError(f"unknown RoI pooling {kind!r}; use 'roi_pool' or 'roi_align'")
+
+
+def context_padded_boxes(boxes: Tensor, *, output_size: int, context_padding: float) -> Tensor:
+    """Grow ``boxes: Tensor[..., 4] xyxy`` so that, once warped to ``output_size`` square pixels,
+    the original box fills the centre and ``context_padding`` warped pixels of surrounding image
+    show on every side (R-CNN's context padding, p = 16 at 227 px).
+
+    Each axis is scaled on its own (the warp is anisotropic): a side of length ``w`` maps to
+    ``output_size - 2p`` pixels, so ``p`` warped pixels are ``p · w / (output_size - 2p)`` input pixels.
+    """
+    inner = output_size - 2 * context_padding
+    if inner <= 0:
+        raise ValueError(f"context_padding {context_padding} leaves no room in a {output_size} px crop")
+    widths = boxes[..., 2] - boxes[..., 0]
+    heights = boxes[..., 3] - boxes[..., 1]
+    pad_x = widths * (context_padding / inner)
+    pad_y = heights * (context_padding / inner)
+    return torch.stack(
+        (boxes[..., 0] - pad_x, boxes[..., 1] - pad_y, boxes[..., 2] + pad_x, boxes[..., 3] + pad_y), dim=-1
+    )
+
+
+def warp_crops(
+    images: Tensor,
+    rois: Tensor,
+    *,
+    output_size: int,
+    context_padding: float = 0.0,
+    sampling_ratio: int = 2,
+) -> Tensor:
+    """Crop every RoI out of its image and warp it to ``output_size × output_size`` (R-CNN).
+
+    ``images: Tensor[N, C, H, W]`` (normalised, so zero is the mean colour); ``rois: Tensor[R, 5]``
+    rows ``(image index, x1, y1, x2, y2)`` in image pixels. ``context_padding``: warped pixels of
+    context around each box (see ``context_padded_boxes``); context beyond the image border reads
+    as zero, the mean colour, as in the paper. Returns ``Tensor[R, C, output_size, output_size]``.
+
+    One bilinear ``roi_align`` call warps the whole batch of crops, each output pixel averaging
+    ``sampling_ratio²`` samples (so shrinking a large box does not alias).
+    """
+    if rois.dim() != 2 or rois.shape[1] != 5:
+        raise ValueError(f"rois must be Tensor[R, 5] (image index, x1, y1, x2, y2), got {tuple(rois.shape)}")
+    boxes = rois[:, 1:].to(images.dtype)
+    if context_padding:
+        boxes = context_padded_boxes(boxes, output_size=output_size, context_padding=context_padding)
+    rois = torch.cat((rois[:, :1].to(images.dtype), boxes), dim=1)
+    return roi_align(images, rois, output_size, 1.0, sampling_ratio, aligned=True)

@@ -1,0 +1,110 @@
+"""R-CNN (Girshick et al., 2014): crop each proposal out of the image, warp it to a fixed size,
+run the backbone on every crop, then classify and refine the proposal from the crop's features.
+
+The opposite of Fast R-CNN, which runs the backbone once per image and pools each proposal from
+the shared feature map: here the backbone runs once per proposal, which is why R-CNN is so slow
+(and why it is here: to measure exactly that). The crops of a batch are one tensor; the backbone
+sees them in chunks of ``chunk_size`` (no Python loop over crops).
+
+Shapes: N images, R RoIs (crops), S crop size, D pooled feature size (the channels of
+``feature_name``), C object classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from detkit.detectors.base import Detector
+from detkit.ops.roi import warp_crops
+from detkit.proposals.precomputed import PrecomputedProposals
+from detkit.structures import Detections, Target
+
+
+class RCNN(Detector):
+    """``head`` is a factory (``_partial_: true`` in the config) called with ``in_channels`` (the
+    channels of the backbone output ``feature_name``) and ``num_classes``.
+
+    ``crop_size``: warped crop side S in pixels (the paper: 227; 224 suits the ImageNet
+    backbones). ``context_padding``: warped pixels of image context around each box (the paper:
+    16). ``chunk_size``: crops per backbone call at test time, bounding memory.
+    ``proposal_generator``: where proposals come from (default: ``PrecomputedProposals()``,
+    i.e. ``target["proposals"]``).
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        head: Callable[..., nn.Module],
+        num_classes: int,
+        proposal_generator: nn.Module | None = None,
+        feature_name: str = "c5",
+        crop_size: int = 224,
+        context_padding: float = 16.0,
+        chunk_size: int = 256,
+        crop_sampling_ratio: int = 2,
+        size_divisor: int = 1,
+        **detector_kwargs,
+    ) -> None:
+        super().__init__(size_divisor=size_divisor, **detector_kwargs)
+        infos = {info.name: info for info in backbone.feature_info}
+        if feature_name not in infos:
+            raise ValueError(
+                f"backbone has no output {feature_name!r}; it has {sorted(infos)} (set model.backbone.out_features)"
+            )
+        if crop_size < 2 * context_padding + 1:
+            raise ValueError(
+                f"crop_size {crop_size} leaves no room for context_padding {context_padding} on each side"
+            )
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        self.backbone = backbone
+        self.feature_name = feature_name
+        self.head = head(in_channels=infos[feature_name].channels, num_classes=num_classes)
+        self.proposal_generator = (
+            proposal_generator if proposal_generator is not None else PrecomputedProposals()
+        )
+        self.num_classes = num_classes
+        self.crop_size = int(crop_size)
+        self.context_padding = float(context_padding)
+        self.chunk_size = int(chunk_size)
+        self.crop_sampling_ratio = int(crop_sampling_ratio)
+
+    def crops(self, batch: Tensor, rois: Tensor) -> Tensor:
+        """``rois: Tensor[R, 5]`` (image index, xyxy input pixels) → ``Tensor[R, 3, S, S]`` warped crops
+        of the normalised ``batch: Tensor[N, 3, H, W]``."""
+        crops = warp_crops(
+            batch,
+            rois,
+            output_size=self.crop_size,
+            context_padding=self.context_padding,
+            sampling_ratio=self.crop_sampling_ratio,
+        )
+        if self.channels_last:
+            crops = crops.contiguous(memory_format=torch.channels_last)
+        return crops
+
+    def crop_features(self, batch: Tensor, rois: Tensor) -> Tensor:
+        """Backbone features of every RoI's crop, globally average-pooled: ``Tensor[R, D]``."""
+        features = self.backbone(self.crops(batch, rois))[self.feature_name]
+        return features.mean(dim=(2, 3))
+
+    def chunked_crop_features(self, batch: Tensor, rois: Tensor) -> Tensor:
+        """``crop_features`` over ``chunk_size`` crops at a time (test time, where R is thousands)."""
+        if rois.shape[0] <= self.chunk_size:
+            return self.crop_features(batch, rois)
+        return torch.cat([self.crop_features(batch, chunk) for chunk in rois.split(self.chunk_size)])
+
+    def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
+        proposals, losses = self.proposal_generator(None, image_sizes, targets)
+        losses = dict(losses)
+        losses.update(self.head.loss(partial(self.crop_features, batch), proposals, targets, image_sizes))
+        return losses
+
+    def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
+        proposals, _ = self.proposal_generator(None, image_sizes, targets)
+        return self.head.predict(partial(self.chunked_crop_features, batch), proposals, image_sizes)

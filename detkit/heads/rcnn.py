@@ -1,0 +1,205 @@
+"""The R-CNN head (Girshick et al., 2014): classify and refine each proposal from the backbone
+features of its own warped crop.
+
+The detector (``detkit.detectors.rcnn.RCNN``) owns the crops and the backbone and hands this head
+a feature extractor ``extract(rois: Tensor[R, 5]) -> Tensor[R, D]``; the head decides which RoIs
+to look at (sampling in training, every proposal at test time), turns the pooled features into a
+(C+1)-way softmax and class-specific box deltas, and owns the losses and the postprocessing.
+
+Shapes: N images, P proposals per image (padded to the batch maximum), G ground-truth boxes per
+image (padded), R RoIs, D pooled feature size, C object classes (+1 background).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detkit.assign.matcher import Matcher
+from detkit.assign.sampler import BalancedSampler
+from detkit.coders.delta_xywh import DeltaXYWHCoder
+from detkit.losses import cross_entropy, smooth_l1, zero_loss
+from detkit.ops.boxes import batched_box_iou, clip_boxes_per_image, pad_boxes, pad_values
+from detkit.ops.nms import postprocess_flat
+from detkit.structures import Detections, Target
+
+FeatureExtractor = Callable[[Tensor], Tensor]
+
+
+class RCNNHead(nn.Module):
+    """(C+1)-way softmax classifier and class-specific box regressor on pooled crop features.
+
+    Training samples ``rois_per_batch`` RoIs over the whole image batch, at most
+    ``positive_fraction`` of them foreground (IoU ≥ ``fg_iou_threshold`` with a ground-truth box;
+    the paper: 32 of 128), the rest background (best IoU in ``bg_iou_range``). Box regression
+    learns from the foreground RoIs that overlap their object by ≥ ``box_iou_threshold`` (the
+    paper: 0.6). ``hidden_dim`` > 0 adds a fully connected layer (ReLU, dropout) before the two
+    outputs. Test time: every proposal is scored, boxes refined per class, then score threshold
+    and per-class NMS.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        num_classes: int,
+        hidden_dim: int = 0,
+        dropout: float = 0.0,
+        fg_iou_threshold: float = 0.5,
+        bg_iou_range: Sequence[float] = (0.0, 0.5),
+        rois_per_batch: int = 128,
+        positive_fraction: float = 0.25,
+        add_gt_as_proposals: bool = True,
+        box_iou_threshold: float = 0.6,
+        box_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
+        box_loss_beta: float = 1.0,
+        score_threshold: float = 0.05,
+        nms_threshold: float = 0.3,
+        max_detections: int = 100,
+    ) -> None:
+        super().__init__()
+        if box_iou_threshold < fg_iou_threshold:
+            raise ValueError(
+                f"box_iou_threshold {box_iou_threshold} must be >= fg_iou_threshold {fg_iou_threshold}"
+            )
+        self.num_classes = num_classes
+        layers: list[nn.Module] = []
+        if hidden_dim > 0:
+            layers += [nn.Linear(in_channels, hidden_dim), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            in_channels = hidden_dim
+        elif dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        self.hidden = nn.Sequential(*layers)
+        self.cls_score = nn.Linear(in_channels, num_classes + 1)
+        self.bbox_pred = nn.Linear(in_channels, num_classes * 4)
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+        self.matcher = Matcher(fg_iou_threshold, tuple(bg_iou_range), allow_low_quality=False)
+        self.sampler = BalancedSampler(rois_per_batch, positive_fraction)
+        self.coder = DeltaXYWHCoder(box_weights)
+        self.add_gt_as_proposals = add_gt_as_proposals
+        self.box_iou_threshold = box_iou_threshold
+        self.box_loss_beta = box_loss_beta
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.max_detections = max_detections
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """``features: Tensor[R, D]`` → ``class_logits: Tensor[R, C+1]``, ``box_deltas: Tensor[R, C, 4]``."""
+        hidden = self.hidden(features)
+        return self.cls_score(hidden), self.bbox_pred(hidden).view(-1, self.num_classes, 4)
+
+    def sample(
+        self, proposals: list[Tensor], targets: list[Target], image_sizes: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Pick the training RoIs of the batch.
+
+        Returns ``rois: Tensor[R, 5]`` (image index, xyxy), ``class_targets: Tensor[R]`` in 0..C,
+        ``box_targets: Tensor[R, 4]`` (encoded deltas) and ``regress: Tensor[R]`` bool (which
+        RoIs learn box regression). A batch with no RoI at all (no proposals, no objects) gets
+        each whole image as one background RoI, so the loss stays defined and every weight gets
+        a gradient.
+        """
+        if self.add_gt_as_proposals:
+            proposals = [torch.cat((p, t["boxes"].to(p))) for p, t in zip(proposals, targets, strict=True)]
+        proposal_boxes, proposal_valid = pad_boxes(proposals)
+        gt_boxes, gt_valid = pad_boxes([t["boxes"].to(proposal_boxes) for t in targets])
+        gt_labels = pad_values([t["labels"].to(proposal_boxes.device) for t in targets], 0)
+        iou = batched_box_iou(gt_boxes, proposal_boxes)  # [N, G, P]
+        matched_index, labels = self.matcher(iou, gt_valid)
+        labels = labels.masked_fill(~proposal_valid, -1)
+        # The paper samples a mini-batch uniformly over all images' RoIs, not a quota per image.
+        num_images, num_proposals = labels.shape
+        positive, negative = self.sampler(labels.reshape(1, -1))
+        chosen = (positive | negative).view(num_images, num_proposals)
+        image_index, proposal_index = torch.nonzero(chosen, as_tuple=True)
+        if image_index.numel() == 0:
+            return self._whole_image_rois(image_sizes)
+        boxes = proposal_boxes[image_index, proposal_index]
+        is_positive = positive.view(num_images, num_proposals)[image_index, proposal_index]
+        gt_index = matched_index[image_index, proposal_index]
+        if gt_boxes.shape[1] == 0:
+            class_targets = torch.zeros_like(image_index)
+            matched_boxes = boxes
+            overlap = torch.zeros_like(boxes[:, 0])
+        else:
+            class_targets = torch.where(is_positive, gt_labels[image_index, gt_index], 0)
+            matched_boxes = gt_boxes[image_index, gt_index]
+            overlap = iou[image_index, gt_index, proposal_index]
+        regress = is_positive & (overlap >= self.box_iou_threshold)
+        box_targets = self.coder.encode(boxes, matched_boxes)
+        rois = torch.cat((image_index[:, None].to(boxes), boxes), dim=1)
+        return rois, class_targets, box_targets, regress
+
+    def _whole_image_rois(self, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        num_images = image_sizes.shape[0]
+        sizes = image_sizes.float()
+        zeros = torch.zeros_like(sizes[:, 0])
+        rois = torch.stack(
+            (torch.arange(num_images, device=sizes.device).float(), zeros, zeros, sizes[:, 1], sizes[:, 0]), 1
+        )
+        labels = torch.zeros(num_images, dtype=torch.long, device=sizes.device)
+        return rois, labels, torch.zeros_like(rois[:, 1:]), torch.zeros_like(labels, dtype=torch.bool)
+
+    def loss(
+        self, extract: FeatureExtractor, proposals: list[Tensor], targets: list[Target], image_sizes: Tensor
+    ) -> dict[str, Tensor]:
+        """``loss_cls`` (cross-entropy) and ``loss_box`` (smooth-L1 of the true class's deltas),
+        both summed over the sampled RoIs and divided by their number."""
+        rois, class_targets, box_targets, regress = self.sample(proposals, targets, image_sizes)
+        class_logits, box_deltas = self(extract(rois))
+        normalizer = max(rois.shape[0], 1)
+        loss_cls = cross_entropy(class_logits, class_targets, normalizer=normalizer)
+        chosen = regress.nonzero(as_tuple=True)[0]
+        if chosen.numel() == 0:
+            loss_box = zero_loss(box_deltas)
+        else:
+            predicted = box_deltas[chosen, class_targets[chosen] - 1]
+            loss_box = smooth_l1(
+                predicted, box_targets[chosen], beta=self.box_loss_beta, normalizer=normalizer
+            )
+        return {"loss_cls": loss_cls, "loss_box": loss_box}
+
+    @torch.no_grad()
+    def predict(
+        self, extract: FeatureExtractor, proposals: list[Tensor], image_sizes: Tensor
+    ) -> list[Detections]:
+        """Score and refine every proposal (``extract`` sees them all; it may work in chunks)."""
+        device = image_sizes.device
+        counts = torch.tensor([p.shape[0] for p in proposals], device=device)
+        roi_image = torch.repeat_interleave(torch.arange(len(proposals), device=device), counts)
+        roi_boxes = torch.cat(proposals).float() if proposals else torch.zeros((0, 4), device=device)
+        if roi_boxes.shape[0] == 0:
+            empty = roi_boxes.new_zeros((0, 4))
+            return [
+                {
+                    "boxes": empty,
+                    "scores": empty[:, 0],
+                    "labels": torch.zeros(0, dtype=torch.long, device=device),
+                }
+                for _ in proposals
+            ]
+        class_logits, box_deltas = self(extract(torch.cat((roi_image[:, None].float(), roi_boxes), dim=1)))
+        scores = F.softmax(class_logits.float(), dim=1)[:, 1:]  # [R, C]
+        boxes = self.coder.decode(box_deltas, roi_boxes[:, None, :])  # [R, C, 4]
+        boxes = clip_boxes_per_image(boxes, image_sizes[roi_image])
+        keep = (
+            (scores > self.score_threshold)
+            & (boxes[..., 2] - boxes[..., 0] > 1e-2)
+            & (boxes[..., 3] - boxes[..., 1] > 1e-2)
+        )
+        roi_index, class_index = keep.nonzero(as_tuple=True)
+        return postprocess_flat(
+            boxes[roi_index, class_index],
+            scores[roi_index, class_index],
+            class_index + 1,
+            roi_image[roi_index],
+            num_images=len(proposals),
+            iou_threshold=self.nms_threshold,
+            max_detections=self.max_detections,
+        )

@@ -1,0 +1,101 @@
+"""On-disk cache of per-image proposals, keyed by image content and search parameters.
+
+Layout: ``<root>/<params key>/<first 2 hex digits>/<content hash>.npy``, one ``[P, 4]`` float32
+xyxy array (stored-image pixels) per image, and ``params.json`` beside them saying what the key
+stands for. The content hash is taken over the image file's bytes (or, for images that live in
+memory, over the pixels), so renaming or moving a dataset keeps its cache, an edited image is
+searched again, and a changed search parameter selects another folder.
+Writes are atomic (temporary file + ``os.replace``), so parallel workers and interrupted runs
+never leave a half-written entry behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from detkit.proposals.selective_search import SelectiveSearchParams
+
+DEFAULT_CACHE_DIR = "~/.cache/detkit/proposals"
+
+
+def default_cache_dir() -> Path:
+    """``$DETKIT_PROPOSAL_CACHE`` or ``~/.cache/detkit/proposals``."""
+    return Path(os.environ.get("DETKIT_PROPOSAL_CACHE", DEFAULT_CACHE_DIR)).expanduser()
+
+
+def hash_bytes(data: bytes | memoryview) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def hash_file(path: str | os.PathLike) -> str:
+    """Content hash of a file (its bytes; decoding is not needed to recognise an image)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_pixels(image: np.ndarray) -> str:
+    """Content hash of an in-memory image (pixels, shape and dtype)."""
+    image = np.ascontiguousarray(image)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.shape}{image.dtype}".encode())
+    digest.update(memoryview(image).cast("B"))
+    return digest.hexdigest()
+
+
+class ProposalCache:
+    """Proposals of images under one set of search parameters, stored below ``root``."""
+
+    def __init__(self, root: str | os.PathLike | None, params: SelectiveSearchParams) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.params = params
+        self.folder = self.root / params.key()
+
+    def path(self, content_hash: str) -> Path:
+        return self.folder / content_hash[:2] / f"{content_hash}.npy"
+
+    def get(self, content_hash: str) -> np.ndarray | None:
+        """The cached ``[P, 4]`` float32 boxes, or ``None`` when absent. A corrupt entry (an
+        interrupted write from a foreign tool, a truncated disk) counts as absent."""
+        path = self.path(content_hash)
+        try:
+            boxes = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):  # absent (FileNotFoundError is an OSError) or unreadable
+            return None
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            return None
+        return boxes.astype(np.float32, copy=False)
+
+    def put(self, content_hash: str, boxes: np.ndarray) -> Path:
+        """Store ``boxes: [P, 4]`` float32 xyxy atomically; returns the entry's path."""
+        boxes = np.ascontiguousarray(boxes, dtype=np.float32).reshape(-1, 4)
+        path = self.path(content_hash)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_params()
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                np.save(file, boxes, allow_pickle=False)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return path
+
+    def _write_params(self) -> None:
+        marker = self.folder / "params.json"
+        if marker.exists():
+            return
+        text = json.dumps({"params": self.params.describe(), "key": self.params.key()}, indent=2)
+        handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.replace(temporary, marker)
