@@ -17,9 +17,8 @@ from torch import Tensor, nn
 from detkit.assign.matcher import Matcher
 from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.losses import cross_entropy, smooth_l1, zero_loss
-from detkit.ops.boxes import batched_box_iou, clip_boxes_per_image, pad_boxes, pad_values
-from detkit.ops.nms import postprocess_flat
+from detkit.heads.roi_outputs import BoxPredictor, roi_detections, roi_losses
+from detkit.ops.boxes import batched_box_iou, pad_boxes, pad_values
 from detkit.ops.roi import RoiKind, pool_rois
 from detkit.structures import Detections, Target
 
@@ -63,12 +62,7 @@ class FastRCNNHead(nn.Module):
         self.pooler = pooler
         self.spatial_scale = 1.0 / stride
         self.box_head = TwoFCHead(in_channels * pool_size * pool_size, representation_size)
-        self.cls_score = nn.Linear(representation_size, num_classes + 1)
-        self.bbox_pred = nn.Linear(representation_size, num_classes * 4)
-        nn.init.normal_(self.cls_score.weight, std=0.01)
-        nn.init.normal_(self.bbox_pred.weight, std=0.001)
-        nn.init.zeros_(self.cls_score.bias)
-        nn.init.zeros_(self.bbox_pred.bias)
+        self.predictor = BoxPredictor(representation_size, num_classes)
         self.matcher = Matcher(fg_iou_threshold, tuple(bg_iou_range), allow_low_quality=False)
         self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
         self.coder = DeltaXYWHCoder(box_weights)
@@ -80,8 +74,7 @@ class FastRCNNHead(nn.Module):
 
     def _head(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
         pooled = pool_rois(features, rois, output_size=self.pool_size, spatial_scale=self.spatial_scale, kind=self.pooler)
-        hidden = self.box_head(pooled)
-        return self.cls_score(hidden), self.bbox_pred(hidden).view(-1, self.num_classes, 4)
+        return self.predictor(self.box_head(pooled))
 
     def loss(self, features: Tensor, proposals: list[Tensor], targets: list[Target]) -> dict[str, Tensor]:
         """Sample RoIs from the proposals (plus the ground truth), then classify and regress them."""
@@ -96,21 +89,15 @@ class FastRCNNHead(nn.Module):
         image_index, proposal_index = torch.nonzero(positive | negative, as_tuple=True)
         roi_boxes = proposal_boxes[image_index, proposal_index]
         is_positive = positive[image_index, proposal_index]
-        num_rois = max(roi_boxes.shape[0], 1)
         class_logits, box_deltas = self._head(features, torch.cat((image_index[:, None].to(roi_boxes.dtype), roi_boxes), 1))
-
         if gt_boxes.shape[1] == 0:
             class_targets = torch.zeros_like(image_index)
-            loss_box = zero_loss(box_deltas)
+            box_targets = torch.zeros_like(roi_boxes)
         else:
             roi_gt_index = matched_index[image_index, proposal_index]
             class_targets = torch.where(is_positive, gt_labels[image_index, roi_gt_index], 0)
-            pos = is_positive.nonzero(as_tuple=True)[0]
-            target_deltas = self.coder.encode(roi_boxes[pos], gt_boxes[image_index[pos], roi_gt_index[pos]])
-            predicted = box_deltas[pos, class_targets[pos] - 1]
-            loss_box = smooth_l1(predicted, target_deltas, beta=self.box_loss_beta, normalizer=num_rois)
-        loss_cls = cross_entropy(class_logits, class_targets, normalizer=num_rois)
-        return {"loss_cls": loss_cls, "loss_box": loss_box}
+            box_targets = self.coder.encode(roi_boxes, gt_boxes[image_index, roi_gt_index])
+        return roi_losses(class_logits, box_deltas, class_targets, box_targets, is_positive, box_loss_beta=self.box_loss_beta)
 
     @torch.no_grad()
     def predict(self, features: Tensor, proposals: list[Tensor], image_sizes: Tensor) -> list[Detections]:
@@ -121,20 +108,14 @@ class FastRCNNHead(nn.Module):
         )
         roi_boxes = torch.cat(proposals).to(features.dtype)
         class_logits, box_deltas = self._head(features, torch.cat((roi_image[:, None].to(roi_boxes.dtype), roi_boxes), 1))
-        scores = F.softmax(class_logits.float(), dim=1)[:, 1:]  # [R, C]
-        boxes = self.coder.decode(box_deltas, roi_boxes[:, None, :])  # [R, C, 4]
-        boxes = clip_boxes_per_image(boxes, image_sizes[roi_image])  # each RoI clipped to its image
-        keep = scores > self.score_threshold
-        widths = boxes[..., 2] - boxes[..., 0]
-        heights = boxes[..., 3] - boxes[..., 1]
-        keep &= (widths > 1e-2) & (heights > 1e-2)
-        roi_index, class_index = keep.nonzero(as_tuple=True)
-        return postprocess_flat(
-            boxes[roi_index, class_index],
-            scores[roi_index, class_index],
-            class_index + 1,
-            roi_image[roi_index],
-            num_images=len(proposals),
-            iou_threshold=self.nms_threshold,
+        return roi_detections(
+            class_logits,
+            box_deltas,
+            roi_boxes,
+            roi_image,
+            image_sizes,
+            coder=self.coder,
+            score_threshold=self.score_threshold,
+            nms_threshold=self.nms_threshold,
             max_detections=self.max_detections,
         )

@@ -15,15 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detkit.assign.matcher import Matcher
 from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.losses import cross_entropy, smooth_l1, zero_loss
-from detkit.ops.boxes import batched_box_iou, clip_boxes_per_image, pad_boxes, pad_values
-from detkit.ops.nms import postprocess_flat
+from detkit.heads.roi_outputs import BoxPredictor, empty_detections, roi_detections, roi_losses
+from detkit.ops.boxes import batched_box_iou, pad_boxes, pad_values
 from detkit.structures import Detections, Target
 
 FeatureExtractor = Callable[[Tensor], Tensor]
@@ -73,12 +71,7 @@ class RCNNHead(nn.Module):
         elif dropout > 0:
             layers.append(nn.Dropout(dropout))
         self.hidden = nn.Sequential(*layers)
-        self.cls_score = nn.Linear(in_channels, num_classes + 1)
-        self.bbox_pred = nn.Linear(in_channels, num_classes * 4)
-        nn.init.normal_(self.cls_score.weight, std=0.01)
-        nn.init.normal_(self.bbox_pred.weight, std=0.001)
-        nn.init.zeros_(self.cls_score.bias)
-        nn.init.zeros_(self.bbox_pred.bias)
+        self.predictor = BoxPredictor(in_channels, num_classes)
         self.matcher = Matcher(fg_iou_threshold, tuple(bg_iou_range), allow_low_quality=False)
         self.sampler = BalancedSampler(rois_per_batch, positive_fraction)
         self.coder = DeltaXYWHCoder(box_weights)
@@ -91,8 +84,7 @@ class RCNNHead(nn.Module):
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """``features: Tensor[R, D]`` → ``class_logits: Tensor[R, C+1]``, ``box_deltas: Tensor[R, C, 4]``."""
-        hidden = self.hidden(features)
-        return self.cls_score(hidden), self.bbox_pred(hidden).view(-1, self.num_classes, 4)
+        return self.predictor(self.hidden(features))
 
     def sample(
         self, proposals: list[Tensor], targets: list[Target], image_sizes: Tensor
@@ -153,17 +145,7 @@ class RCNNHead(nn.Module):
         both summed over the sampled RoIs and divided by their number."""
         rois, class_targets, box_targets, regress = self.sample(proposals, targets, image_sizes)
         class_logits, box_deltas = self(extract(rois))
-        normalizer = max(rois.shape[0], 1)
-        loss_cls = cross_entropy(class_logits, class_targets, normalizer=normalizer)
-        chosen = regress.nonzero(as_tuple=True)[0]
-        if chosen.numel() == 0:
-            loss_box = zero_loss(box_deltas)
-        else:
-            predicted = box_deltas[chosen, class_targets[chosen] - 1]
-            loss_box = smooth_l1(
-                predicted, box_targets[chosen], beta=self.box_loss_beta, normalizer=normalizer
-            )
-        return {"loss_cls": loss_cls, "loss_box": loss_box}
+        return roi_losses(class_logits, box_deltas, class_targets, box_targets, regress, box_loss_beta=self.box_loss_beta)
 
     @torch.no_grad()
     def predict(
@@ -175,31 +157,16 @@ class RCNNHead(nn.Module):
         roi_image = torch.repeat_interleave(torch.arange(len(proposals), device=device), counts)
         roi_boxes = torch.cat(proposals).float() if proposals else torch.zeros((0, 4), device=device)
         if roi_boxes.shape[0] == 0:
-            empty = roi_boxes.new_zeros((0, 4))
-            return [
-                {
-                    "boxes": empty,
-                    "scores": empty[:, 0],
-                    "labels": torch.zeros(0, dtype=torch.long, device=device),
-                }
-                for _ in proposals
-            ]
+            return empty_detections(len(proposals), device)
         class_logits, box_deltas = self(extract(torch.cat((roi_image[:, None].float(), roi_boxes), dim=1)))
-        scores = F.softmax(class_logits.float(), dim=1)[:, 1:]  # [R, C]
-        boxes = self.coder.decode(box_deltas, roi_boxes[:, None, :])  # [R, C, 4]
-        boxes = clip_boxes_per_image(boxes, image_sizes[roi_image])
-        keep = (
-            (scores > self.score_threshold)
-            & (boxes[..., 2] - boxes[..., 0] > 1e-2)
-            & (boxes[..., 3] - boxes[..., 1] > 1e-2)
-        )
-        roi_index, class_index = keep.nonzero(as_tuple=True)
-        return postprocess_flat(
-            boxes[roi_index, class_index],
-            scores[roi_index, class_index],
-            class_index + 1,
-            roi_image[roi_index],
-            num_images=len(proposals),
-            iou_threshold=self.nms_threshold,
+        return roi_detections(
+            class_logits,
+            box_deltas,
+            roi_boxes,
+            roi_image,
+            image_sizes,
+            coder=self.coder,
+            score_threshold=self.score_threshold,
+            nms_threshold=self.nms_threshold,
             max_detections=self.max_detections,
         )

@@ -68,7 +68,7 @@ def test_sampling_is_per_batch_with_the_paper_quota() -> None:
 
 def test_losses_by_hand_and_negative_samples() -> None:
     head = RCNNHead(in_channels=4, num_classes=3, rois_per_batch=100, add_gt_as_proposals=True)
-    for layer in (head.cls_score, head.bbox_pred):
+    for layer in (head.predictor.cls_score, head.predictor.bbox_pred):
         torch.nn.init.zeros_(layer.weight)
         torch.nn.init.zeros_(layer.bias)
     proposals = [torch.tensor([[0, 0, 10, 8], [20, 20, 30, 30]], dtype=torch.float32)]
@@ -102,17 +102,17 @@ def test_losses_by_hand_and_negative_samples() -> None:
     assert torch.equal(seen[0], torch.tensor([[0, 0, 0, 30, 40], [1, 0, 0, 10, 20]], dtype=torch.float32))
     assert nothing["loss_box"].item() == 0.0
     nothing["loss_cls"].backward()
-    assert head.cls_score.weight.grad is not None
+    assert head.predictor.cls_score.weight.grad is not None
 
 
 def test_predict_decodes_per_class_and_suppresses_duplicates() -> None:
     head = RCNNHead(in_channels=2, num_classes=2, score_threshold=0.3, nms_threshold=0.5)
     with torch.no_grad():
         # Feature (1, 0) -> class 1, whose deltas move x by 1.0 / 10 of the width; (0, 1) -> class 2.
-        head.cls_score.weight.copy_(torch.tensor([[0, 0], [8, 0], [0, 8.0]]))
-        head.cls_score.bias.zero_()
-        head.bbox_pred.weight.zero_()
-        head.bbox_pred.bias.copy_(torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0]))
+        head.predictor.cls_score.weight.copy_(torch.tensor([[0, 0], [8, 0], [0, 8.0]]))
+        head.predictor.cls_score.bias.zero_()
+        head.predictor.bbox_pred.weight.zero_()
+        head.predictor.bbox_pred.bias.copy_(torch.tensor([1.0, 0, 0, 0, 0, 0, 0, 0]))
     proposals = [
         torch.tensor([[0, 0, 20, 20], [1, 0, 21, 20], [40, 40, 60, 50]], dtype=torch.float32),
         torch.zeros(0, 4),

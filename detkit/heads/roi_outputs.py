@@ -1,0 +1,102 @@
+"""What every region-based head shares once it has one feature vector per RoI: the (C+1)-way
+softmax classifier with class-specific box regression, its losses, and the test-time decoding.
+Used by the Fast/Faster R-CNN RoI head (pooled features) and the R-CNN head (warped crops).
+
+Shapes: R RoIs, D feature size, C object classes (+1 background).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detkit.coders.delta_xywh import DeltaXYWHCoder
+from detkit.losses import cross_entropy, smooth_l1, zero_loss
+from detkit.ops.boxes import clip_boxes_per_image
+from detkit.ops.nms import postprocess_flat
+from detkit.structures import Detections
+
+
+class BoxPredictor(nn.Module):
+    """``Tensor[R, D]`` → ``class_logits: Tensor[R, C+1]`` and ``box_deltas: Tensor[R, C, 4]``."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.cls_score = nn.Linear(in_features, num_classes + 1)
+        self.bbox_pred = nn.Linear(in_features, num_classes * 4)
+        # Small initial outputs: uniform class scores and boxes equal to their RoIs.
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        return self.cls_score(features), self.bbox_pred(features).view(-1, self.num_classes, 4)
+
+
+def roi_losses(
+    class_logits: Tensor,
+    box_deltas: Tensor,
+    class_targets: Tensor,
+    box_targets: Tensor,
+    regress: Tensor,
+    *,
+    box_loss_beta: float,
+) -> dict[str, Tensor]:
+    """``loss_cls`` (cross-entropy over the R RoIs, ``class_targets`` in 0..C) and ``loss_box``
+    (smooth-L1 of the true class's deltas for the RoIs where ``regress: Tensor[R]`` is True,
+    against ``box_targets: Tensor[R, 4]``), both summed and divided by R."""
+    normalizer = max(class_logits.shape[0], 1)
+    loss_cls = cross_entropy(class_logits, class_targets, normalizer=normalizer)
+    chosen = regress.nonzero(as_tuple=True)[0]
+    if chosen.numel() == 0:
+        loss_box = zero_loss(box_deltas)
+    else:
+        predicted = box_deltas[chosen, class_targets[chosen] - 1]
+        loss_box = smooth_l1(predicted, box_targets[chosen], beta=box_loss_beta, normalizer=normalizer)
+    return {"loss_cls": loss_cls, "loss_box": loss_box}
+
+
+def roi_detections(
+    class_logits: Tensor,
+    box_deltas: Tensor,
+    roi_boxes: Tensor,
+    roi_image: Tensor,
+    image_sizes: Tensor,
+    *,
+    coder: DeltaXYWHCoder,
+    score_threshold: float,
+    nms_threshold: float,
+    max_detections: int,
+) -> list[Detections]:
+    """Softmax, per-class box decoding (``roi_boxes: Tensor[R, 4] xyxy`` from image
+    ``roi_image: Tensor[R]``), clipping to each image, then one batched score filter + per-class
+    NMS + cap for the whole batch (``image_sizes: Tensor[N, 2]``)."""
+    scores = F.softmax(class_logits.float(), dim=1)[:, 1:]  # [R, C]
+    boxes = coder.decode(box_deltas, roi_boxes[:, None, :])  # [R, C, 4]
+    boxes = clip_boxes_per_image(boxes, image_sizes[roi_image])
+    keep = (
+        (scores > score_threshold)
+        & (boxes[..., 2] - boxes[..., 0] > 1e-2)
+        & (boxes[..., 3] - boxes[..., 1] > 1e-2)
+    )
+    roi_index, class_index = keep.nonzero(as_tuple=True)
+    return postprocess_flat(
+        boxes[roi_index, class_index],
+        scores[roi_index, class_index],
+        class_index + 1,
+        roi_image[roi_index],
+        num_images=image_sizes.shape[0],
+        iou_threshold=nms_threshold,
+        max_detections=max_detections,
+    )
+
+
+def empty_detections(num_images: int, device: torch.device) -> list[Detections]:
+    empty = torch.zeros((0, 4), device=device)
+    return [
+        {"boxes": empty, "scores": empty[:, 0], "labels": torch.zeros(0, dtype=torch.long, device=device)}
+        for _ in range(num_images)
+    ]
