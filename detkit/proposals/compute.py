@@ -163,9 +163,9 @@ def _run(tasks: list[tuple[int, str, str, str]], cache: ProposalCache, workers: 
         _init_worker(str(cache.root), cache.params, False)
         yield from map(_search_and_store, tasks)
         return
-    # fork is cheapest where it is safe (Linux); elsewhere the platform default (spawn) works too.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() and os.name == "posix" else None
-    context = multiprocessing.get_context(method)
+    # spawn, not fork: a forked child inherits locks held by the parent's other threads (torch's
+    # and OpenCV's thread pools, logging) and can hang on them forever; this happened in tests.
+    context = multiprocessing.get_context("spawn")
     with context.Pool(
         workers, initializer=_init_worker, initargs=(str(cache.root), cache.params, True)
     ) as pool:

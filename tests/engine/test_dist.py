@@ -46,13 +46,12 @@ def _free_port() -> int:
 
 
 def test_two_process_gloo_ddp_run(tmp_path):
-    # Forked children skip re-importing torch (seconds each). Spawned ones, where fork is
-    # missing, import the worker by module name: "tests.engine..." resolves from the repository
-    # root on their sys.path, unlike the name pytest gave this module.
+    # Spawned, not forked: a forked child inherits locks held by the parent's other threads
+    # (thread pools of earlier tests) and can hang. Spawned children import the worker by module
+    # name: "tests.engine..." resolves from the repository root on their sys.path.
     worker = importlib.import_module("tests.engine.ddp_worker").train_worker
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     mp.start_processes(
-        worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method=method
+        worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
     )
     assert sorted(p.name for p in (tmp_path / "rank0").iterdir()) == ["last.pt", "scalars.jsonl"]
     assert not (tmp_path / "rank1").exists()
