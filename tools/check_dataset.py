@@ -3,7 +3,8 @@
     python tools/check_dataset.py data=coco data.train.ann_file=... data.train.img_dir=... output=report.json
     python tools/check_dataset.py data=voc data.root=VOCdevkit/VOC2007 split=val
 
-Reads the stored annotations without augmentation. Exit code 1 when problems were found.
+Reads the stored annotations and images as the loader parses them (no transform, and no proposal
+search for Fast R-CNN / R-CNN experiments). Exit code 1 when problems were found.
 """
 
 from __future__ import annotations
@@ -14,20 +15,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+# torch-free modules only: the check reads annotations and image files, never tensors.
 from detkit.data.checks import check_dataset  # noqa: E402
-from detkit.engine.build import ConfigError, build_dataset, load_config  # noqa: E402
+from detkit.engine.config import ConfigError, instantiate_dataset, load_config, split_arguments  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    own = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in ("output", "split"))
-    rest = [a for a in argv if a.split("=", 1)[0] not in own]
+    own, rest = split_arguments(argv, ("output", "split"))
     splits = [own["split"]] if "split" in own else ["train", "val"]
     try:
         cfg = load_config(rest)
-        report = {split: check_dataset(build_dataset(cfg, split, augment=False)) for split in splits}
+        report = {split: check_dataset(instantiate_dataset(cfg, split)) for split in splits}
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

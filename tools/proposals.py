@@ -20,9 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from omegaconf import OmegaConf, open_dict  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
-from detkit.engine.build import ConfigError, build_dataset, load_config  # noqa: E402
+# Only torch-free modules: a second run, which reads the cache, is over in about a second.
+from detkit.engine.config import ConfigError, instantiate_dataset, load_config, split_arguments  # noqa: E402
 from detkit.proposals.compute import compute_dataset_proposals, format_recall  # noqa: E402
 from detkit.proposals.selective_search import params_from_options  # noqa: E402
 
@@ -34,18 +35,16 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    own = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in OWN_KEYS)
-    rest = [a for a in argv if a.split("=", 1)[0] not in OWN_KEYS]
+    own, rest = split_arguments(argv, OWN_KEYS)
     splits = [own["split"]] if "split" in own else ["train", "val"]
     report = {}
     try:
         cfg = load_config(rest)
         options = OmegaConf.to_container(cfg.data.get("proposals", {}).get("wrapper", {}), resolve=True)
         params = params_from_options(options)
-        with open_dict(cfg):  # the raw datasets: the wrapper would search on its own
-            cfg.data.proposals = {"enabled": False}
         for split in splits:
-            dataset = build_dataset(cfg, split, augment=False)
+            # The raw records (no transform, no proposal wrapper): the search runs on stored images.
+            dataset = instantiate_dataset(cfg, split)
             result = compute_dataset_proposals(
                 dataset,
                 params,

@@ -9,6 +9,11 @@ boxes already converted to ``xyxy`` float32 pixels of the stored image and label
   image's pixels, ``labels`` Tensor[N] int64, ``image_id`` int, ``iscrowd`` / ``difficult``
   Tensor[N] bool where the format has them, ``orig_size`` Tensor[2] int64 (h, w) of the stored
   image and ``scale`` Tensor[2] float32 (sx, sy) from stored to transformed pixels.
+
+torch is imported when the first item is read, not when this module is: the loaders build on it,
+and the data-side tools that only need records (``tools/proposals.py``, ``tools/check_dataset.py``)
+then start in well under a second instead of paying torch's few-second import. A plain
+map-style class (``__len__`` + ``__getitem__``) is all ``torch.utils.data.DataLoader`` needs.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
-from detkit.structures import Target
+if TYPE_CHECKING:
+    import torch
+
+    from detkit.structures import Target
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +207,7 @@ class BoxChecker:
         )
 
 
-class DetectionDataset(Dataset):
+class DetectionDataset:
     """A detection split held as ``ImageRecord`` s; the common part of every detkit loader.
 
     ``class_names[i]`` is label ``i + 1``; ``category_ids[i]`` is the dataset's own id for label
@@ -236,6 +243,8 @@ class DetectionDataset(Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
+        import torch  # deferred: see the module docstring
+
         record = self.records[index]
         image = read_image(record.path, source=record.annotation_file)
         if image.shape[:2] != (record.height, record.width):
@@ -300,6 +309,8 @@ class DetectionDataset(Dataset):
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """RGB uint8 [H, W, 3] -> contiguous float32 Tensor[3, H, W] in [0, 1]."""
+    import torch  # deferred: see the module docstring
+
     # In numpy: single-threaded and predictable inside DataLoader workers, unlike torch's kernels.
     chw = image.transpose(2, 0, 1).astype(np.float32, order="C")
     chw *= np.float32(1.0 / 255.0)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # accepted as input; this module itself runs on NumPy and never imports torch
+    import torch
 
 
 def best_overlaps(gt_boxes: np.ndarray | torch.Tensor, proposals: np.ndarray | torch.Tensor) -> np.ndarray:

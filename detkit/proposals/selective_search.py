@@ -23,8 +23,6 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-import torch
-from torchvision.ops import nms
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +95,18 @@ def _configure(search, params: SelectiveSearchParams) -> None:
     method(*[default if value is None else value for value, default in zip(args, defaults, strict=True)])
 
 
+def _ximgproc():
+    """OpenCV's contrib module ``cv2.ximgproc``, or an error that says how to get it back."""
+    module = getattr(cv2, "ximgproc", None)
+    if module is None:
+        raise RuntimeError(
+            f"selective search needs OpenCV's contrib module cv2.ximgproc, which the OpenCV at {cv2.__file__} "
+            "lacks: opencv-python(-headless), pulled in by albumentations, has replaced the contrib build. "
+            "Fix: pip install --force-reinstall --no-deps opencv-contrib-python-headless"
+        )
+    return module
+
+
 def _seed_c_rand(seed: int) -> None:
     try:
         ctypes.CDLL(None).srand(ctypes.c_uint(seed))
@@ -124,7 +134,7 @@ def selective_search(
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         image = cv2.resize(image, size, interpolation=interpolation)
-    search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    search = _ximgproc().segmentation.createSelectiveSearchSegmentation()
     # OpenCV works in BGR; the colour-space strategies (HSV, Lab, ...) depend on the channel order.
     search.setBaseImage(np.ascontiguousarray(image[:, :, ::-1]))
     _configure(search, params)
@@ -176,6 +186,11 @@ def postprocess_rects(
     boxes = boxes[large]
     if params.duplicate_iou < 1.0 and len(boxes) > 1:
         # NMS with the rank as the score keeps the better ranked box of every near-duplicate pair.
+        # torch is imported only here (the default, duplicate_iou=1.0, never needs it), so the
+        # proposal tool and its worker processes start without torch's import time.
+        import torch
+        from torchvision.ops import nms
+
         rank_scores = torch.linspace(1.0, 0.0, len(boxes))
         keep = nms(torch.from_numpy(boxes), rank_scores, params.duplicate_iou).sort().values.numpy()
         boxes = boxes[keep]

@@ -111,3 +111,11 @@ def test_bad_parameters_and_inputs_are_named() -> None:
         selective_search(np.zeros((8, 8, 3), np.float32))
     params = params_from_options({"strategy": "single", "cache_dir": "/x", "_target_": "y"})
     assert params == SelectiveSearchParams(strategy="single")
+
+
+def test_an_opencv_without_contrib_is_explained(monkeypatch) -> None:
+    import cv2
+
+    monkeypatch.delattr(cv2, "ximgproc")
+    with pytest.raises(RuntimeError, match="opencv-contrib-python-headless"):
+        selective_search(draw_image(OBJECTS[0], seed=0))
