@@ -22,6 +22,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 from detkit.engine.build import ConfigError, build_model, load_config  # noqa: E402
+from detkit.engine.config import split_arguments  # noqa: E402
 from detkit.engine.dist import select_device  # noqa: E402
 from detkit.utils.benchmark import measure, torchvision_peer  # noqa: E402
 
@@ -45,8 +46,7 @@ def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    own = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in OWN_KEYS)
-    overrides = [a for a in argv if a.split("=", 1)[0] not in OWN_KEYS]
+    own, overrides = split_arguments(argv, OWN_KEYS)
     preset = PRESETS.get(own.get("preset", "faster_rcnn"))
     if preset is None:
         print(f"error: unknown preset {own['preset']!r}; choose one of {', '.join(PRESETS)}", file=sys.stderr)

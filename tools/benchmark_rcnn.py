@@ -26,6 +26,7 @@ import torch  # noqa: E402
 from detkit.data.collate import collate_detection  # noqa: E402
 from detkit.engine.build import ConfigError, build_dataset, build_model, config_from_yaml, load_config  # noqa: E402
 from detkit.engine.checkpoint import load_model_weights, read_checkpoint  # noqa: E402
+from detkit.engine.config import split_arguments  # noqa: E402
 
 OWN_KEYS = ("fast", "rcnn", "images", "batch_size", "warmup", "device", "output")
 
@@ -90,8 +91,7 @@ def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv) or not argv:
         print(__doc__)
         return 0
-    args = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in OWN_KEYS)
-    unknown = [a for a in argv if a.split("=", 1)[0] not in OWN_KEYS]
+    args, unknown = split_arguments(argv, OWN_KEYS)
     if unknown or "fast" not in args or "rcnn" not in args:
         print(
             f"error: need fast=… and rcnn=…; unknown arguments {unknown}; keys: {', '.join(OWN_KEYS)}",

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from detkit.engine.build import ConfigError, load_config_with_overrides  # noqa: E402
 from detkit.engine.checkpoint import read_checkpoint  # noqa: E402
+from detkit.engine.config import split_arguments  # noqa: E402
 from detkit.evaluation import evaluate, format_metrics_table, save_metrics  # noqa: E402
 
 USAGE = "usage: tools/eval.py checkpoint=PATH [key=value ...] | ground_truth=GT.json detections=DT.json [output=M.json]"
@@ -25,8 +26,7 @@ def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    args = dict(a.split("=", 1) for a in argv if "=" in a and a.split("=", 1)[0] in ("checkpoint", "ground_truth", "detections", "output"))
-    rest = [a for a in argv if a.split("=", 1)[0] not in args]
+    args, rest = split_arguments(argv, ("checkpoint", "ground_truth", "detections", "output"))
     try:
         if "checkpoint" in args:
             from detkit.engine.launch import evaluate_checkpoint

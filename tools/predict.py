@@ -4,6 +4,10 @@
 
 Writes DIR/<image>.png with the boxes drawn and DIR/detections.json:
 ``{file: [{"box": [x1, y1, x2, y2], "score": s, "label": name}, ...]}`` in the images' pixels.
+
+Detectors that score selective-search proposals (Fast R-CNN, R-CNN) get them searched here with
+the checkpoint's search settings (``data.proposals.wrapper``), through the same on-disk cache as
+training and tools/proposals.py, so a second prediction on the same images skips the search.
 """
 
 from __future__ import annotations
@@ -14,18 +18,40 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from detkit.data.base import read_image  # noqa: E402
 from detkit.data.transforms import eval_transforms  # noqa: E402
 from detkit.engine.build import ConfigError, build_model, load_config_with_overrides  # noqa: E402
 from detkit.engine.checkpoint import load_model_weights, read_checkpoint  # noqa: E402
+from detkit.engine.config import split_arguments  # noqa: E402
 from detkit.engine.dist import select_device  # noqa: E402
+from detkit.proposals.cache import ProposalCache, hash_file  # noqa: E402
+from detkit.proposals.precomputed import needs_precomputed_proposals  # noqa: E402
+from detkit.proposals.selective_search import params_from_options, selective_search  # noqa: E402
 from detkit.structures import boxes_to_original  # noqa: E402
 from detkit.utils.visualization import draw_boxes, save_image  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 USAGE = "usage: tools/predict.py checkpoint=PATH input=IMAGE_OR_DIR output=DIR [score=0.3] [key=value ...]"
+
+
+def proposal_cache_for(cfg) -> ProposalCache:
+    """The cache (and search settings) of the checkpoint's selective-search proposals."""
+    options = OmegaConf.to_container(cfg.data.get("proposals", {}).get("wrapper", {}), resolve=True)
+    return ProposalCache(options.get("cache_dir"), params_from_options(options))
+
+
+def stored_image_proposals(path: Path, original: np.ndarray, cache: ProposalCache) -> np.ndarray:
+    """``[P, 4]`` float32 xyxy proposals of the image at ``path`` in its stored pixels (cached)."""
+    content_hash = hash_file(path)
+    boxes = cache.get(content_hash)
+    if boxes is None:
+        boxes = selective_search(original, cache.params)
+        cache.put(content_hash, boxes)
+    return boxes
 
 
 def list_images(path: Path) -> list[Path]:
@@ -44,8 +70,7 @@ def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    own = dict(a.split("=", 1) for a in argv if a.split("=", 1)[0] in ("checkpoint", "input", "output", "score"))
-    rest = [a for a in argv if a.split("=", 1)[0] not in own]
+    own, rest = split_arguments(argv, ("checkpoint", "input", "output", "score"))
     try:
         if not {"checkpoint", "input", "output"} <= set(own):
             raise ConfigError(USAGE)
@@ -60,14 +85,22 @@ def main(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     transform = eval_transforms(int(cfg.data.input_size))
+    proposal_cache = proposal_cache_for(cfg) if needs_precomputed_proposals(model) else None
     threshold = float(own.get("score", 0.3))
     out_dir = Path(own["output"])
     results = {}
     for path in images:
         original = read_image(path)
-        image, _, _, (sx, sy) = transform(original, torch.zeros(0, 4).numpy(), torch.zeros(0).numpy())
+        targets = None
+        if proposal_cache is None:
+            image, _, _, (sx, sy) = transform(original, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+        else:
+            # The proposals go through the transform as boxes, so they land where the image does.
+            proposals = stored_image_proposals(path, original, proposal_cache)
+            image, moved, _, (sx, sy) = transform(original, proposals, np.arange(len(proposals)))
+            targets = [{"proposals": torch.as_tensor(np.asarray(moved, np.float32).reshape(-1, 4)).to(device)}]
         tensor = torch.from_numpy(image).permute(2, 0, 1).float().div(255)
-        det = model(tensor[None].to(device))[0]
+        det = model(tensor[None].to(device), targets)[0]
         keep = det["scores"] >= threshold
         target = {"scale": torch.tensor([sx, sy]), "orig_size": torch.tensor(original.shape[:2])}
         boxes = boxes_to_original(det["boxes"][keep].float().cpu(), target)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.tools.tool_runner import run_tool as run_cli_tool
+
 # Small data and images so the whole module fits in about two and a half minutes on two CPU cores.
 SMALL = [
     "data.num_train=240",
@@ -31,13 +31,8 @@ TRAIN_ITERS = 300
 
 
 def run_tool(tool: str, *args: str, cache: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DETKIT_CACHE": str(cache)}
-    result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / tool), *args], capture_output=True, text=True, env=env, cwd=cache, timeout=900
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{tool} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
+    """The tool run from ``cache``, with the shapes data in ``cache/shapes``."""
+    return run_cli_tool(tool, *args, env={**os.environ, "DETKIT_CACHE": str(cache)}, cwd=cache, check=check)
 
 
 @pytest.fixture(scope="module")

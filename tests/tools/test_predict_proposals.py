@@ -1,0 +1,71 @@
+"""tools/predict.py and tools/eval.py on a detector that scores selective-search proposals (Fast
+R-CNN): predict must search them itself, move them like the image, and give the detections the
+training pipeline's own dataset path gives for the same image; eval must reproduce the training
+run's metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from detkit.engine.build import build_dataset, build_model, load_config_with_overrides
+from detkit.engine.checkpoint import load_model_weights, read_checkpoint
+from detkit.structures import boxes_to_original
+from tests.tools.tool_runner import run_tool, tool_env
+
+TINY = [
+    "config=fast_rcnn_mobilenet_v1_shapes",
+    "data.num_train=8",
+    "data.num_val=3",
+    "data.image_size=128",
+    "data.input_size=128",
+    "data.num_workers=0",
+    "data.batch_size=4",
+    "data.proposals.wrapper.num_workers=0",
+    "engine.max_iters=3",
+    "engine.vis_images=0",
+    "scheduler.warmup_iters=1",
+]
+
+
+def test_predict_searches_proposals_and_matches_the_dataset_path(tmp_path: Path) -> None:
+    env = tool_env(tmp_path)
+    run_dir = tmp_path / "run"
+    run_tool("train.py", *TINY, f"output_dir={run_dir}", env=env)
+
+    # The same validation image through the engine's path: dataset + WithProposals + transform.
+    state = read_checkpoint(run_dir / "last.pt")
+    cfg = load_config_with_overrides(state["config_yaml"], [])
+    model = build_model(cfg, num_classes=len(state["class_names"])).eval()
+    load_model_weights(state, model, use_ema=state.get("ema") is not None)
+    os.environ["DETKIT_PROPOSAL_CACHE"] = env["DETKIT_PROPOSAL_CACHE"]
+    try:
+        dataset = build_dataset(cfg, "val", augment=False)
+        image, target = dataset[0]
+    finally:
+        del os.environ["DETKIT_PROPOSAL_CACHE"]
+    with torch.no_grad():
+        expected = model(image[None], [target])[0]
+    expected_boxes = boxes_to_original(expected["boxes"], target)
+
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    source = dataset.dataset.records[0].path
+    (folder / source.name).write_bytes(source.read_bytes())
+    out = tmp_path / "pred"
+    run_tool("predict.py", f"checkpoint={run_dir / 'last.pt'}", f"input={folder}", f"output={out}", "score=0", env=env)
+    detections = json.loads((out / "detections.json").read_text())[source.name]
+
+    assert len(detections) == len(expected_boxes) > 0
+    got = torch.tensor([d["box"] for d in detections])
+    assert torch.allclose(got, expected_boxes, atol=0.02)
+    assert [d["score"] for d in detections] == pytest.approx(expected["scores"].tolist(), abs=1e-4)
+
+    evaluated = tmp_path / "eval.json"
+    run_tool("eval.py", f"checkpoint={run_dir / 'last.pt'}", f"output={evaluated}", env=env)
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    assert json.loads(evaluated.read_text())["coco"]["AP"] == pytest.approx(trained["coco"]["AP"], abs=1e-6)
