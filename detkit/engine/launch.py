@@ -64,11 +64,23 @@ def make_run_dir(cfg: DictConfig) -> Path:
     return Path(broadcast_object(path))
 
 
+def set_cpu_threads(cfg: DictConfig) -> None:
+    """``engine.num_threads``: torch's intra-op CPU threads (null: torch's default, one per core).
+    On a CPU shared with other jobs fewer threads can be much faster (measured on 2 cores under
+    load: 1 thread stepped about 3.5x faster than 2)."""
+    threads = cfg.engine.get("num_threads")
+    if threads is not None:
+        if int(threads) < 1:
+            raise build.ConfigError(f"engine.num_threads must be a positive integer or null, got {threads}")
+        torch.set_num_threads(int(threads))
+
+
 def train(cfg: DictConfig) -> dict:
     """Train ``cfg``'s experiment, evaluate on the validation split, write the run folder.
     Returns the final metrics (rank 0; ``{}`` elsewhere)."""
     init_distributed()
     rank, world = get_rank(), get_world_size()
+    set_cpu_threads(cfg)
     device = select_device(cfg.engine.device)
     run_dir = make_run_dir(cfg)
     setup_logging(run_dir, rank=rank)
@@ -202,6 +214,7 @@ def draw_predictions(model, dataset, device, class_names, path: Path, *, count: 
 def evaluate_checkpoint(cfg: DictConfig, checkpoint: str) -> dict:
     """Evaluate a training checkpoint on the validation split of ``cfg`` (by default the config
     stored in the checkpoint, with the command line's overrides on top)."""
+    set_cpu_threads(cfg)
     device = select_device(cfg.engine.device)
     state = read_checkpoint(checkpoint)
     val_set = build.build_dataset(cfg, "val")

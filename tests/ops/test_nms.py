@@ -47,8 +47,8 @@ def assert_same(got, want):
     for g, w in zip(got, want, strict=True):
         # Same set of detections; order can differ only between exactly equal scores.
         torch.testing.assert_close(g["scores"], w["scores"])
-        key_g = sorted(zip(g["scores"].tolist(), g["labels"].tolist(), g["boxes"].sum(1).tolist()))
-        key_w = sorted(zip(w["scores"].tolist(), w["labels"].tolist(), w["boxes"].sum(1).tolist()))
+        key_g = sorted(zip(g["scores"].tolist(), g["labels"].tolist(), g["boxes"].sum(1).tolist(), strict=True))
+        key_w = sorted(zip(w["scores"].tolist(), w["labels"].tolist(), w["boxes"].sum(1).tolist(), strict=True))
         assert key_g == key_w
 
 
