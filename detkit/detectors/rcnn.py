@@ -108,3 +108,28 @@ class RCNN(Detector):
     def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
         proposals, _ = self.proposal_generator(None, image_sizes, targets)
         return self.head.predict(partial(self.chunked_crop_features, batch), proposals, image_sizes)
+
+    @torch.no_grad()
+    def classifier_features(
+        self, images: Tensor | list[Tensor], targets: list[Target]
+    ) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """What the head's classifier sees, for fitting its SVMs (``tools/fit_rcnn_svms.py``).
+
+        Per image: ``(proposals: Tensor[P, 4] xyxy, proposal_features: Tensor[P, D],
+        gt_features: Tensor[G, D])``, with the proposals the detector would score in this mode
+        (call ``eval()`` first: test-time proposal cap, no dropout) and the ground truth of
+        ``targets[i]["boxes"]``.
+        """
+        batch, image_sizes = self.preprocess(images)
+        proposals, _ = self.proposal_generator(None, image_sizes, targets)
+        boxes = [torch.cat((p, t["boxes"].to(p))) for p, t in zip(proposals, targets, strict=True)]
+        counts = [b.shape[0] for b in boxes]
+        image_index = torch.repeat_interleave(
+            torch.arange(len(boxes), device=batch.device), torch.tensor(counts, device=batch.device)
+        )
+        rois = torch.cat((image_index[:, None].to(batch.dtype), torch.cat(boxes).to(batch.dtype)), dim=1)
+        features = self.head.hidden(self.chunked_crop_features(batch, rois))
+        return [
+            (p, f[: p.shape[0]], f[p.shape[0] :])
+            for p, f in zip(proposals, features.split(counts), strict=True)
+        ]

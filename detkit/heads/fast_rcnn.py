@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from detkit.assign.matcher import Matcher
 from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.heads.roi_outputs import BoxPredictor, roi_detections, roi_losses
+from detkit.heads.roi_outputs import BoxPredictor, roi_detections, roi_losses, softmax_scores
 from detkit.ops.boxes import batched_box_iou, pad_boxes, pad_values
 from detkit.ops.roi import RoiKind, pool_rois
 from detkit.structures import Detections, Target
@@ -109,7 +109,7 @@ class FastRCNNHead(nn.Module):
         roi_boxes = torch.cat(proposals).to(features.dtype)
         class_logits, box_deltas = self._head(features, torch.cat((roi_image[:, None].to(roi_boxes.dtype), roi_boxes), 1))
         return roi_detections(
-            class_logits,
+            softmax_scores(class_logits),
             box_deltas,
             roi_boxes,
             roi_image,

@@ -12,6 +12,7 @@ image (padded), R RoIs, D pooled feature size, C object classes (+1 background).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import torch
@@ -20,11 +21,20 @@ from torch import Tensor, nn
 from detkit.assign.matcher import Matcher
 from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.heads.roi_outputs import BoxPredictor, empty_detections, roi_detections, roi_losses
+from detkit.heads.class_svms import ClassSVMs
+from detkit.heads.roi_outputs import (
+    BoxPredictor,
+    empty_detections,
+    roi_detections,
+    roi_losses,
+    softmax_scores,
+)
 from detkit.ops.boxes import batched_box_iou, pad_boxes, pad_values
 from detkit.structures import Detections, Target
 
 FeatureExtractor = Callable[[Tensor], Tensor]
+CLASSIFIERS = ("softmax", "svm")
+logger = logging.getLogger(__name__)
 
 
 class RCNNHead(nn.Module):
@@ -37,6 +47,11 @@ class RCNNHead(nn.Module):
     paper: 0.6). ``hidden_dim`` > 0 adds a fully connected layer (ReLU, dropout) before the two
     outputs. Test time: every proposal is scored, boxes refined per class, then score threshold
     and per-class NMS.
+
+    ``classifier``: what scores the classes at test time: ``softmax`` (the fine-tuned network's
+    own) or ``svm``, the paper's per-class linear SVMs on the same features (``self.svms``),
+    fitted after training by ``tools/fit_rcnn_svms.py``, which writes a checkpoint with this set.
+    Box regression is the network's either way.
     """
 
     def __init__(
@@ -57,8 +72,11 @@ class RCNNHead(nn.Module):
         score_threshold: float = 0.05,
         nms_threshold: float = 0.3,
         max_detections: int = 100,
+        classifier: str = "softmax",
     ) -> None:
         super().__init__()
+        if classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if box_iou_threshold < fg_iou_threshold:
             raise ValueError(
                 f"box_iou_threshold {box_iou_threshold} must be >= fg_iou_threshold {fg_iou_threshold}"
@@ -72,6 +90,9 @@ class RCNNHead(nn.Module):
             layers.append(nn.Dropout(dropout))
         self.hidden = nn.Sequential(*layers)
         self.predictor = BoxPredictor(in_channels, num_classes)
+        self.feature_dim = in_channels  # what the classifiers (softmax or SVMs) see
+        self.classifier = classifier
+        self.svms = ClassSVMs(in_channels, num_classes) if classifier == "svm" else None
         self.matcher = Matcher(fg_iou_threshold, tuple(bg_iou_range), allow_low_quality=False)
         self.sampler = BalancedSampler(rois_per_batch, positive_fraction)
         self.coder = DeltaXYWHCoder(box_weights)
@@ -158,9 +179,10 @@ class RCNNHead(nn.Module):
         roi_boxes = torch.cat(proposals).float() if proposals else torch.zeros((0, 4), device=device)
         if roi_boxes.shape[0] == 0:
             return empty_detections(len(proposals), device)
-        class_logits, box_deltas = self(extract(torch.cat((roi_image[:, None].float(), roi_boxes), dim=1)))
+        features = self.hidden(extract(torch.cat((roi_image[:, None].float(), roi_boxes), dim=1)))
+        class_logits, box_deltas = self.predictor(features)
         return roi_detections(
-            class_logits,
+            self._class_scores(features, class_logits),
             box_deltas,
             roi_boxes,
             roi_image,
@@ -170,3 +192,18 @@ class RCNNHead(nn.Module):
             nms_threshold=self.nms_threshold,
             max_detections=self.max_detections,
         )
+
+    def _class_scores(self, features: Tensor, class_logits: Tensor) -> Tensor:
+        # ``classifier`` may be switched at run time on a head that has SVMs (to compare the two).
+        if self.classifier == "softmax" or self.svms is None:
+            return softmax_scores(class_logits)
+        if not self.svms.is_fitted:
+            # E.g. the evaluations while training a classifier=svm config: warn, do not stop the run.
+            if not getattr(self, "_warned_unfitted", False):
+                logger.warning(
+                    "R-CNN head: classifier=svm but the SVMs are not fitted yet; scoring with the softmax "
+                    "(fit them with tools/fit_rcnn_svms.py checkpoint=...)"
+                )
+                self._warned_unfitted = True
+            return softmax_scores(class_logits)
+        return self.svms.scores(features)

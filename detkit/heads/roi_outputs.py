@@ -59,8 +59,13 @@ def roi_losses(
     return {"loss_cls": loss_cls, "loss_box": loss_box}
 
 
+def softmax_scores(class_logits: Tensor) -> Tensor:
+    """``class_logits: Tensor[R, C+1]`` → object-class probabilities ``Tensor[R, C]`` (background dropped)."""
+    return F.softmax(class_logits.float(), dim=1)[:, 1:]
+
+
 def roi_detections(
-    class_logits: Tensor,
+    class_scores: Tensor,
     box_deltas: Tensor,
     roi_boxes: Tensor,
     roi_image: Tensor,
@@ -71,10 +76,11 @@ def roi_detections(
     nms_threshold: float,
     max_detections: int,
 ) -> list[Detections]:
-    """Softmax, per-class box decoding (``roi_boxes: Tensor[R, 4] xyxy`` from image
-    ``roi_image: Tensor[R]``), clipping to each image, then one batched score filter + per-class
-    NMS + cap for the whole batch (``image_sizes: Tensor[N, 2]``)."""
-    scores = F.softmax(class_logits.float(), dim=1)[:, 1:]  # [R, C]
+    """Per-class box decoding (``roi_boxes: Tensor[R, 4] xyxy`` from image ``roi_image: Tensor[R]``),
+    clipping to each image, then one batched score filter + per-class NMS + cap for the whole
+    batch (``image_sizes: Tensor[N, 2]``). ``class_scores: Tensor[R, C]`` in [0, 1]: the softmax's
+    (``softmax_scores``) or any other classifier's, such as R-CNN's per-class SVMs."""
+    scores = class_scores.float()
     boxes = coder.decode(box_deltas, roi_boxes[:, None, :])  # [R, C, 4]
     boxes = clip_boxes_per_image(boxes, image_sizes[roi_image])
     keep = (
