@@ -5,7 +5,7 @@ with a linear SVM on the same features: positives are the class's ground-truth b
 negatives the proposals overlapping every box of that class by less than IoU 0.3 (proposals in
 between are ignored), and since the negatives are far too many to hold, training cycles through
 the images, keeps only the negatives inside the current margin ("hard") and retrains. The paper
-reports +4 mAP50 over the softmax on VOC 2007 (54.2 vs 50.9).
+reports +3.3 mAP50 over the softmax on VOC 2007 (54.2 vs 50.9).
 
 ``ClassSVMs`` holds the C hyperplanes as buffers (so they travel in the checkpoint) and scores
 features; ``SVMTrainer`` does the mining and fitting, one image at a time; ``fit_linear_svm`` fits
