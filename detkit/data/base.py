@@ -243,8 +243,11 @@ class DetectionDataset:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
-        import torch  # deferred: see the module docstring
+        image, record = self.load(index)
+        return self.transform_item(image, record)
 
+    def load(self, index: int) -> tuple[np.ndarray, ImageRecord]:
+        """The stored image (RGB uint8 [H, W, 3], checked against its annotated size) and its record."""
         record = self.records[index]
         image = read_image(record.path, source=record.annotation_file)
         if image.shape[:2] != (record.height, record.width):
@@ -252,6 +255,13 @@ class DetectionDataset:
                 f"{record.path}: image is {image.shape[1]}x{image.shape[0]} (w x h) but "
                 f"{record.annotation_file} says {record.width}x{record.height}; fix the annotation's size"
             )
+        return image, record
+
+    def transform_item(self, image: np.ndarray, record: ImageRecord) -> tuple[torch.Tensor, Target]:
+        """``(image tensor, target)`` of ``image`` with ``record``'s boxes, after the transform.
+        Wrappers that compose images (``detkit.data.mosaic.Mosaic``) pass their own canvas and record."""
+        import torch  # deferred: see the module docstring
+
         boxes = record.boxes
         # Box indices travel through the transform's label channel so that labels, iscrowd and
         # difficult all follow the boxes the transform drops.
