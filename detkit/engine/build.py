@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
+from detkit.data.mixup import MixUp
 from detkit.data.mosaic import Mosaic
 from detkit.data.transforms import eval_transforms, train_transforms
 from detkit.engine.config import (  # noqa: F401  (re-exported: the tools import them from here)
@@ -26,18 +27,21 @@ from detkit.engine.hooks.lr import build_lr_scheduler
 
 def build_dataset(cfg: DictConfig, split: str, *, augment: bool | None = None):
     """The ``train`` or ``val`` dataset of ``cfg.data`` with its transforms (augmentation for the
-    training split unless ``augment=False``; with augmentation, ``data.mosaic.p`` > 0 adds mosaics)."""
+    training split unless ``augment=False``; with augmentation, ``data.mosaic.p`` and
+    ``data.mixup.p`` > 0 add mosaics and blends)."""
     augment = (split == "train") if augment is None else augment
     size = int(cfg.data.input_size)
     transforms = train_transforms(size, **cfg.data.get("augment", {})) if augment else eval_transforms(size)
     dataset = instantiate_dataset(cfg, split, transforms=transforms)
     proposals = cfg.data.get("proposals")
     with_proposals = proposals is not None and proposals.get("enabled", False)
-    mosaic = float(cfg.data.get("mosaic", {}).get("p", 0.0))
-    if augment and mosaic > 0:
-        if with_proposals:
-            raise ConfigError("data.mosaic cannot be combined with precomputed proposals (data.proposals.enabled)")
-        dataset = Mosaic(dataset, p=mosaic)
+    # Mixing augmentations, in this order (mixup blends mosaics, as YOLOv5 does); training only.
+    for key, wrapper in (("mosaic", Mosaic), ("mixup", MixUp)):
+        probability = float(cfg.data.get(key, {}).get("p", 0.0))
+        if augment and probability > 0:
+            if with_proposals:
+                raise ConfigError(f"data.{key} cannot be combined with precomputed proposals (data.proposals.enabled)")
+            dataset = wrapper(dataset, p=probability)
     if with_proposals:
         dataset = instantiate(proposals.wrapper, dataset=dataset, split=split)
     return dataset
