@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from detkit.data.wrapper import DatasetWrapper
 from detkit.structures import Target
 
 
-class MixUp:
+class MixUp(DatasetWrapper):
     """``MixUp(dataset, p=0.1)``: ``dataset`` gives ``(image Tensor[3, H, W], target)`` items."""
 
     def __init__(self, dataset, *, p: float = 0.1, alpha: float = 32.0) -> None:
@@ -23,18 +24,9 @@ class MixUp:
             raise ValueError(f"mixup probability p must be in [0, 1], got {p}")
         if alpha <= 0:
             raise ValueError(f"mixup alpha must be positive, got {alpha}")
-        self.dataset = dataset
+        super().__init__(dataset)
         self.p = float(p)
         self.alpha = float(alpha)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getattr__(self, name: str):
-        # class_names, category_ids, records, coco_ground_truth, ...: the wrapped dataset's.
-        if name == "dataset":
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Target]:
         image, target = self.dataset[index]

@@ -19,11 +19,12 @@ import cv2
 import numpy as np
 
 from detkit.data.base import DetectionDataset, ImageRecord
+from detkit.data.wrapper import DatasetWrapper
 
 FILL = 114  # grey, the usual mosaic background
 
 
-class Mosaic:
+class Mosaic(DatasetWrapper):
     """``Mosaic(dataset, p=1.0)``: ``dataset`` a detkit ``DetectionDataset`` (with its training transform)."""
 
     def __init__(
@@ -39,20 +40,11 @@ class Mosaic:
             raise TypeError(f"Mosaic needs a detkit dataset (records + transform), got {type(dataset).__name__}")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"mosaic probability p must be in [0, 1], got {p}")
-        self.dataset = dataset
+        super().__init__(dataset)
         self.p = float(p)
         self.tile_size = tile_size
         self.min_visibility = float(min_visibility)
         self.min_size = float(min_size)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getattr__(self, name: str):
-        # class_names, category_ids, records, coco_ground_truth, ...: the wrapped dataset's.
-        if name == "dataset":
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
 
     def __getitem__(self, index: int):
         if self.p < 1.0 and np.random.random() >= self.p:
