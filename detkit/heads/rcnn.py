@@ -90,7 +90,6 @@ class RCNNHead(nn.Module):
             layers.append(nn.Dropout(dropout))
         self.hidden = nn.Sequential(*layers)
         self.predictor = BoxPredictor(in_channels, num_classes)
-        self.feature_dim = in_channels  # what the classifiers (softmax or SVMs) see
         self.classifier = classifier
         self.svms = ClassSVMs(in_channels, num_classes) if classifier == "svm" else None
         self.matcher = Matcher(fg_iou_threshold, tuple(bg_iou_range), allow_low_quality=False)
