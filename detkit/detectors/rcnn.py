@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from detkit.detectors.base import Detector
-from detkit.ops.roi import warp_crops
+from detkit.ops.roi import rois_from_boxes, warp_crops
 from detkit.proposals.precomputed import PrecomputedProposals
 from detkit.structures import Detections, Target
 
@@ -123,13 +123,9 @@ class RCNN(Detector):
         batch, image_sizes = self.preprocess(images)
         proposals, _ = self.proposal_generator(None, image_sizes, targets)
         boxes = [torch.cat((p, t["boxes"].to(p))) for p, t in zip(proposals, targets, strict=True)]
-        counts = [b.shape[0] for b in boxes]
-        image_index = torch.repeat_interleave(
-            torch.arange(len(boxes), device=batch.device), torch.tensor(counts, device=batch.device)
-        )
-        rois = torch.cat((image_index[:, None].to(batch.dtype), torch.cat(boxes).to(batch.dtype)), dim=1)
+        rois, _ = rois_from_boxes([b.to(batch.dtype) for b in boxes])
         features = self.head.hidden(self.chunked_crop_features(batch, rois))
         return [
             (p, f[: p.shape[0]], f[p.shape[0] :])
-            for p, f in zip(proposals, features.split(counts), strict=True)
+            for p, f in zip(proposals, features.split([b.shape[0] for b in boxes]), strict=True)
         ]

@@ -17,9 +17,8 @@ from torch import Tensor, nn
 from detkit.assign.matcher import Matcher
 from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.heads.roi_outputs import BoxPredictor, roi_detections, roi_losses, softmax_scores
-from detkit.ops.boxes import batched_box_iou, pad_boxes, pad_values
-from detkit.ops.roi import RoiKind, pool_rois
+from detkit.heads.roi_outputs import BoxPredictor, roi_detections, roi_losses, sample_rois, softmax_scores
+from detkit.ops.roi import RoiKind, pool_rois, rois_from_boxes
 from detkit.structures import Detections, Target
 
 
@@ -78,36 +77,19 @@ class FastRCNNHead(nn.Module):
 
     def loss(self, features: Tensor, proposals: list[Tensor], targets: list[Target]) -> dict[str, Tensor]:
         """Sample RoIs from the proposals (plus the ground truth), then classify and regress them."""
-        if self.add_gt_as_proposals:
-            proposals = [torch.cat((p, t["boxes"].to(p.dtype))) for p, t in zip(proposals, targets, strict=True)]
-        proposal_boxes, proposal_valid = pad_boxes(proposals)
-        gt_boxes, gt_valid = pad_boxes([t["boxes"] for t in targets])
-        gt_labels = pad_values([t["labels"] for t in targets], 0)
-        matched_index, labels = self.matcher(batched_box_iou(gt_boxes, proposal_boxes), gt_valid)
-        labels = labels.masked_fill(~proposal_valid, -1)
-        positive, negative = self.sampler(labels)
-        image_index, proposal_index = torch.nonzero(positive | negative, as_tuple=True)
-        roi_boxes = proposal_boxes[image_index, proposal_index]
-        is_positive = positive[image_index, proposal_index]
-        class_logits, box_deltas = self._head(features, torch.cat((image_index[:, None].to(roi_boxes.dtype), roi_boxes), 1))
-        if gt_boxes.shape[1] == 0:
-            class_targets = torch.zeros_like(image_index)
-            box_targets = torch.zeros_like(roi_boxes)
-        else:
-            roi_gt_index = matched_index[image_index, proposal_index]
-            class_targets = torch.where(is_positive, gt_labels[image_index, roi_gt_index], 0)
-            box_targets = self.coder.encode(roi_boxes, gt_boxes[image_index, roi_gt_index])
+        rois, class_targets, box_targets, is_positive, _ = sample_rois(
+            proposals, targets, matcher=self.matcher, sampler=self.sampler, coder=self.coder,
+            add_gt_as_proposals=self.add_gt_as_proposals,
+        )
+        class_logits, box_deltas = self._head(features, rois)
         return roi_losses(class_logits, box_deltas, class_targets, box_targets, is_positive, box_loss_beta=self.box_loss_beta)
 
     @torch.no_grad()
     def predict(self, features: Tensor, proposals: list[Tensor], image_sizes: Tensor) -> list[Detections]:
         """Score and refine every proposal, then run the batched postprocessing."""
-        counts = [p.shape[0] for p in proposals]
-        roi_image = torch.repeat_interleave(
-            torch.arange(len(proposals), device=features.device), torch.tensor(counts, device=features.device)
-        )
-        roi_boxes = torch.cat(proposals).to(features.dtype)
-        class_logits, box_deltas = self._head(features, torch.cat((roi_image[:, None].to(roi_boxes.dtype), roi_boxes), 1))
+        rois, roi_image = rois_from_boxes([p.to(features.dtype) for p in proposals])
+        roi_boxes = rois[:, 1:]
+        class_logits, box_deltas = self._head(features, rois)
         return roi_detections(
             softmax_scores(class_logits),
             box_deltas,

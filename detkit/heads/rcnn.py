@@ -27,9 +27,10 @@ from detkit.heads.roi_outputs import (
     empty_detections,
     roi_detections,
     roi_losses,
+    sample_rois,
     softmax_scores,
 )
-from detkit.ops.boxes import batched_box_iou, pad_boxes, pad_values
+from detkit.ops.roi import rois_from_boxes
 from detkit.structures import Detections, Target
 
 FeatureExtractor = Callable[[Tensor], Tensor]
@@ -117,35 +118,14 @@ class RCNNHead(nn.Module):
         each whole image as one background RoI, so the loss stays defined and every weight gets
         a gradient.
         """
-        if self.add_gt_as_proposals:
-            proposals = [torch.cat((p, t["boxes"].to(p))) for p, t in zip(proposals, targets, strict=True)]
-        proposal_boxes, proposal_valid = pad_boxes(proposals)
-        gt_boxes, gt_valid = pad_boxes([t["boxes"].to(proposal_boxes) for t in targets])
-        gt_labels = pad_values([t["labels"].to(proposal_boxes.device) for t in targets], 0)
-        iou = batched_box_iou(gt_boxes, proposal_boxes)  # [N, G, P]
-        matched_index, labels = self.matcher(iou, gt_valid)
-        labels = labels.masked_fill(~proposal_valid, -1)
         # The paper samples a mini-batch uniformly over all images' RoIs, not a quota per image.
-        num_images, num_proposals = labels.shape
-        positive, negative = self.sampler(labels.reshape(1, -1))
-        chosen = (positive | negative).view(num_images, num_proposals)
-        image_index, proposal_index = torch.nonzero(chosen, as_tuple=True)
-        if image_index.numel() == 0:
+        rois, class_targets, box_targets, is_positive, overlap = sample_rois(
+            proposals, targets, matcher=self.matcher, sampler=self.sampler, coder=self.coder,
+            add_gt_as_proposals=self.add_gt_as_proposals, per_image=False,
+        )
+        if rois.shape[0] == 0:
             return self._whole_image_rois(image_sizes)
-        boxes = proposal_boxes[image_index, proposal_index]
-        is_positive = positive.view(num_images, num_proposals)[image_index, proposal_index]
-        gt_index = matched_index[image_index, proposal_index]
-        if gt_boxes.shape[1] == 0:
-            class_targets = torch.zeros_like(image_index)
-            matched_boxes = boxes
-            overlap = torch.zeros_like(boxes[:, 0])
-        else:
-            class_targets = torch.where(is_positive, gt_labels[image_index, gt_index], 0)
-            matched_boxes = gt_boxes[image_index, gt_index]
-            overlap = iou[image_index, gt_index, proposal_index]
         regress = is_positive & (overlap >= self.box_iou_threshold)
-        box_targets = self.coder.encode(boxes, matched_boxes)
-        rois = torch.cat((image_index[:, None].to(boxes), boxes), dim=1)
         return rois, class_targets, box_targets, regress
 
     def _whole_image_rois(self, image_sizes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -172,13 +152,11 @@ class RCNNHead(nn.Module):
         self, extract: FeatureExtractor, proposals: list[Tensor], image_sizes: Tensor
     ) -> list[Detections]:
         """Score and refine every proposal (``extract`` sees them all; it may work in chunks)."""
-        device = image_sizes.device
-        counts = torch.tensor([p.shape[0] for p in proposals], device=device)
-        roi_image = torch.repeat_interleave(torch.arange(len(proposals), device=device), counts)
-        roi_boxes = torch.cat(proposals).float() if proposals else torch.zeros((0, 4), device=device)
-        if roi_boxes.shape[0] == 0:
-            return empty_detections(len(proposals), device)
-        features = self.hidden(extract(torch.cat((roi_image[:, None].float(), roi_boxes), dim=1)))
+        if sum(p.shape[0] for p in proposals) == 0:
+            return empty_detections(len(proposals), image_sizes.device)
+        rois, roi_image = rois_from_boxes([p.float() for p in proposals])
+        roi_boxes = rois[:, 1:]
+        features = self.hidden(extract(rois))
         class_logits, box_deltas = self.predictor(features)
         return roi_detections(
             self._class_scores(features, class_logits),

@@ -1,5 +1,6 @@
-"""What every region-based head shares once it has one feature vector per RoI: the (C+1)-way
-softmax classifier with class-specific box regression, its losses, and the test-time decoding.
+"""What every region-based head shares: sampling the training RoIs and, once it has one feature
+vector per RoI, the (C+1)-way softmax classifier with class-specific box regression, its losses,
+and the test-time decoding.
 Used by the Fast/Faster R-CNN RoI head (pooled features) and the R-CNN head (warped crops).
 
 Shapes: R RoIs, D feature size, C object classes (+1 background).
@@ -11,11 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.assign.matcher import Matcher
+from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
 from detkit.losses import cross_entropy, smooth_l1, zero_loss
-from detkit.ops.boxes import clip_boxes_per_image
+from detkit.ops.boxes import batched_box_iou, clip_boxes_per_image, pad_boxes, pad_values
 from detkit.ops.nms import postprocess_flat
-from detkit.structures import Detections
+from detkit.structures import Detections, Target
 
 
 class BoxPredictor(nn.Module):
@@ -34,6 +37,53 @@ class BoxPredictor(nn.Module):
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         return self.cls_score(features), self.bbox_pred(features).view(-1, self.num_classes, 4)
+
+
+def sample_rois(
+    proposals: list[Tensor],
+    targets: list[Target],
+    *,
+    matcher: Matcher,
+    sampler: BalancedSampler,
+    coder: DeltaXYWHCoder,
+    add_gt_as_proposals: bool,
+    per_image: bool = True,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The training RoIs of a batch: proposals (plus the ground truth when ``add_gt_as_proposals``)
+    matched to the ground truth and sampled, for every image at once.
+
+    ``per_image``: the sampler's quota applies to each image (Fast/Faster R-CNN) or to the whole
+    batch at once (R-CNN's paper samples uniformly over all images' RoIs). Returns ``rois:
+    Tensor[R, 5]`` (image index, xyxy), ``class_targets: Tensor[R]`` in 0..C, ``box_targets:
+    Tensor[R, 4]`` (deltas to the matched box; zero without ground truth), ``is_positive:
+    Tensor[R]`` bool and ``overlap: Tensor[R]``, each RoI's IoU with its matched box.
+    """
+    if add_gt_as_proposals:
+        proposals = [torch.cat((p, t["boxes"].to(p))) for p, t in zip(proposals, targets, strict=True)]
+    proposal_boxes, proposal_valid = pad_boxes(proposals)
+    gt_boxes, gt_valid = pad_boxes([t["boxes"].to(proposal_boxes) for t in targets])
+    gt_labels = pad_values([t["labels"].to(proposal_boxes.device) for t in targets], 0)
+    iou = batched_box_iou(gt_boxes, proposal_boxes)  # [N, G, P]
+    matched_index, labels = matcher(iou, gt_valid)
+    labels = labels.masked_fill(~proposal_valid, -1)
+    if per_image:
+        positive, negative = sampler(labels)
+    else:
+        positive, negative = (mask.view_as(labels) for mask in sampler(labels.reshape(1, -1)))
+    image_index, proposal_index = torch.nonzero(positive | negative, as_tuple=True)
+    boxes = proposal_boxes[image_index, proposal_index]
+    is_positive = positive[image_index, proposal_index]
+    if gt_boxes.shape[1] == 0:
+        class_targets = torch.zeros_like(image_index)
+        matched_boxes = boxes
+        overlap = torch.zeros_like(boxes[:, 0])
+    else:
+        gt_index = matched_index[image_index, proposal_index]
+        class_targets = torch.where(is_positive, gt_labels[image_index, gt_index], 0)
+        matched_boxes = gt_boxes[image_index, gt_index]
+        overlap = iou[image_index, gt_index, proposal_index]
+    rois = torch.cat((image_index[:, None].to(boxes.dtype), boxes), dim=1)
+    return rois, class_targets, coder.encode(boxes, matched_boxes), is_positive, overlap
 
 
 def roi_losses(

@@ -3,6 +3,7 @@ R-CNN) and warped image crops (R-CNN)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -10,6 +11,16 @@ from torch import Tensor
 from torchvision.ops import roi_align, roi_pool
 
 RoiKind = Literal["roi_pool", "roi_align"]
+
+
+def rois_from_boxes(boxes_per_image: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Per-image ``Tensor[B_i, 4]`` xyxy boxes (at least one image) → ``rois: Tensor[R, 5]`` rows
+    ``(image index, x1, y1, x2, y2)``, the layout ``pool_rois`` and ``warp_crops`` take, and
+    ``image_index: Tensor[R]`` long."""
+    boxes = torch.cat(list(boxes_per_image))
+    counts = torch.tensor([b.shape[0] for b in boxes_per_image], device=boxes.device)
+    image_index = torch.repeat_interleave(torch.arange(len(boxes_per_image), device=boxes.device), counts)
+    return torch.cat((image_index[:, None].to(boxes.dtype), boxes), dim=1), image_index
 
 
 def pool_rois(
