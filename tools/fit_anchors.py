@@ -1,80 +1,12 @@
-"""Fit priors to a dataset's boxes (as the model sees them, after the resize) and print them as
-config values: YOLOv3 anchors (k-means with the 1 − IoU distance), RPN anchor sizes and aspect
-ratios, SSD default-box aspect ratios (each r adds r and 1/r) and scale range.
+"""Fit anchors and default-box ratios to a dataset's boxes: `python tools/fit_anchors.py data=... [k=9]`.
 
-    python tools/fit_anchors.py data=shapes k=9 for=yolov3
-    python tools/fit_anchors.py data=voc data.root=VOCdevkit/VOC2007 for=rpn output=anchors.yaml
-    python tools/fit_anchors.py config=yolov3_resnet18_shapes            # every kind, k=9
-
-Own keys: k (clusters for YOLOv3, default 9), levels (YOLOv3 levels, 3), for (yolov3 | rpn | ssd |
-all), split (train), seed (0), rpn_sizes / rpn_ratios (3 / 3), ssd_ratios (2), output (a YAML
-file). Everything else is a config override (data=..., data.input_size=..., config=...).
+The same as `detkit fit-anchors ...`; `python tools/fit_anchors.py --help` lists its arguments. The code lives in
+the package (detkit/commands/), so that it also runs from an installed detkit and can be tested.
 """
 
-from __future__ import annotations
-
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-import yaml  # noqa: E402
-
-from detkit.engine.build import ConfigError, build_dataset, load_config  # noqa: E402
-from detkit.priors.kmeans import (  # noqa: E402
-    dataset_box_shapes,
-    group_by_level,
-    kmeans_anchors,
-    mean_best_iou,
-    rpn_sizes_and_ratios,
-    ssd_ratios_and_scales,
-)
-
-OWN_KEYS = {"k": "9", "levels": "3", "for": "all", "split": "train", "seed": "0", "rpn_sizes": "3",
-            "rpn_ratios": "3", "ssd_ratios": "2", "output": None}
-KINDS = ("yolov3", "rpn", "ssd", "all")
-
-
-def fit(own: dict, overrides: list[str]) -> dict:
-    if own["for"] not in KINDS:
-        raise ConfigError(f"for={own['for']} is not one of {', '.join(KINDS)}")
-    cfg = load_config(overrides)
-    wh = dataset_box_shapes(build_dataset(cfg, own["split"], augment=False), num_workers=int(cfg.data.num_workers))
-    size = int(cfg.data.input_size)
-    result: dict = {"boxes": int(wh.shape[0]), "input_size": size}
-    if own["for"] in ("yolov3", "all"):
-        anchors = kmeans_anchors(wh, int(own["k"]), seed=int(own["seed"]))
-        result["yolov3"] = {"model.head.anchors": group_by_level(anchors, int(own["levels"])),
-                            "mean_best_iou": round(mean_best_iou(wh, anchors), 4)}
-    if own["for"] in ("rpn", "all"):
-        sizes, ratios = rpn_sizes_and_ratios(wh, int(own["rpn_sizes"]), int(own["rpn_ratios"]))
-        result["rpn"] = {"model.proposal_generator.anchor_sizes": sizes, "model.proposal_generator.aspect_ratios": ratios}
-    if own["for"] in ("ssd", "all"):
-        ratios, (low, high) = ssd_ratios_and_scales(wh, (size, size), int(own["ssd_ratios"]))
-        result["ssd"] = {"model.head.aspect_ratios": ratios,
-                         "model.head.min_scale": low, "model.head.max_scale": high}
-    return result
-
-
-def main(argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
-    own = {key: value for key, value in OWN_KEYS.items() if value is not None}
-    own.update(a.split("=", 1) for a in argv if a.split("=", 1)[0] in OWN_KEYS)
-    overrides = [a for a in argv if a.split("=", 1)[0] not in OWN_KEYS]
-    try:
-        result = fit(own, overrides)
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    text = yaml.safe_dump(result, sort_keys=False, default_flow_style=None)
-    print(text, end="")
-    if "output" in own:
-        Path(own["output"]).write_text(text)
-        print(f"written to {own['output']}", file=sys.stderr)
-    return 0
-
+from detkit.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(["fit-anchors", *sys.argv[1:]]))

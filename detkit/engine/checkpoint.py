@@ -139,7 +139,7 @@ def load_checkpoint(
     """
     state = read_checkpoint(path)
     _load_model_strict(
-        unwrap_model(model), state["model"], source=str(path), class_names=state["class_names"]
+        unwrap_model(model), state["model"], source=str(path), class_names=state["class_names"], hint=_RESUME_HINT
     )
     for name, target in (("optimizer", optimizer), ("scheduler", scheduler), ("ema", ema)):
         if target is None:
@@ -158,6 +158,19 @@ def load_checkpoint(
             restore_rng_state(rng)
     logger.info("Resumed from %s at iteration %d.", path, state["iteration"])
     return state
+
+
+def load_inference_weights(state: Mapping[str, Any], model: nn.Module, *, source: str) -> None:
+    """Load a detkit checkpoint's weights (its EMA weights when it has them, as evaluation during
+    training used) into ``model`` for inference: every tensor must match, by name and shape.
+
+    A missing, unexpected or mis-shaped tensor raises ``ValueError`` naming each one, so a model
+    never runs partly initialised (fine-tuning, which expects that, uses :func:`load_model_weights`).
+    """
+    weights = _model_weights_from(state, use_ema=bool(state.get("ema")), source=source)
+    _load_model_strict(
+        unwrap_model(model), weights, source=source, class_names=state.get("class_names", ()), hint=_INFERENCE_HINT
+    )
 
 
 def load_model_weights(
@@ -272,8 +285,19 @@ def _model_weights_from(raw: Any, *, use_ema: bool, source: str) -> dict[str, to
     return strip_wrapper_prefixes(tensors)
 
 
+_RESUME_HINT = (
+    "Resuming needs the same model config. To fine-tune (e.g. with a different number of "
+    "classes), load weights with load_model_weights(path, model, skip_mismatched=True)."
+)
+_INFERENCE_HINT = (
+    "Inference builds the model from the config stored in the checkpoint and needs every tensor; "
+    "a checkpoint from another detkit version or with renamed layers cannot be used as it is. "
+    "To start training from its matching tensors instead, use finetune=PATH."
+)
+
+
 def _load_model_strict(
-    model: nn.Module, weights: Mapping[str, torch.Tensor], *, source: str, class_names: Sequence[str]
+    model: nn.Module, weights: Mapping[str, torch.Tensor], *, source: str, class_names: Sequence[str], hint: str
 ) -> None:
     weights = strip_wrapper_prefixes(weights)
     own = model.state_dict()
@@ -285,21 +309,19 @@ def _load_model_strict(
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
     if mismatched or missing or unexpected:
+        # Every tensor is named, however many: whoever compares two model versions needs the whole list.
         lines = [f"{source} does not match the model:"]
         if mismatched:
-            lines.append(f"  shape mismatch ({len(mismatched)}): " + "; ".join(mismatched[:10]))
+            lines.append(f"  shape mismatch ({len(mismatched)}): " + "; ".join(mismatched))
         if missing:
-            lines.append(f"  missing from checkpoint ({len(missing)}): " + ", ".join(missing[:10]))
+            lines.append(f"  missing from checkpoint ({len(missing)}): " + ", ".join(missing))
         if unexpected:
-            lines.append(f"  not in model ({len(unexpected)}): " + ", ".join(unexpected[:10]))
+            lines.append(f"  not in model ({len(unexpected)}): " + ", ".join(unexpected))
         if mismatched and class_names:
             lines.append(
                 f"  the checkpoint was trained on {len(class_names)} classes: {', '.join(class_names[:10])}"
             )
-        lines.append(
-            "Resuming needs the same model config. To fine-tune (e.g. with a different number of "
-            "classes), load weights with load_model_weights(path, model, skip_mismatched=True)."
-        )
+        lines.append(hint)
         raise ValueError("\n".join(lines))
     model.load_state_dict(weights, strict=True)
 

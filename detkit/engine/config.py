@@ -25,11 +25,21 @@ class ConfigError(ValueError):
 
 
 def config_dir() -> Path:
-    """The folder of Hydra configs: ``$DETKIT_CONFIG_DIR`` or the repository's ``configs/``."""
-    path = Path(os.environ.get("DETKIT_CONFIG_DIR", Path(__file__).resolve().parents[2] / "configs"))
-    if not (path / "train.yaml").is_file():
-        raise ConfigError(f"no configs found at {path}; run from a detkit checkout or set DETKIT_CONFIG_DIR")
-    return path
+    """The folder of Hydra configs, the first of: ``$DETKIT_CONFIG_DIR``; the ``configs/`` folder
+    of the checkout this package runs from (an editable install or a plain checkout, so edits
+    there take effect at once); the copy of that folder installed inside the package
+    (``detkit/configs``, from a wheel)."""
+    if "DETKIT_CONFIG_DIR" in os.environ:
+        candidates = [Path(os.environ["DETKIT_CONFIG_DIR"])]
+    else:
+        package = Path(__file__).resolve().parents[1]
+        candidates = [package.parent / "configs", package / "configs"]
+    for path in candidates:
+        if (path / "train.yaml").is_file():
+            return path
+    raise ConfigError(
+        f"no configs found (looked in {', '.join(map(str, candidates))}); reinstall detkit or set DETKIT_CONFIG_DIR"
+    )
 
 
 def load_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:

@@ -1,5 +1,8 @@
 """Fit an R-CNN's per-class SVMs over a training set: the second training stage of the paper.
 
+``fit_svms_for_checkpoint`` is the whole stage behind ``detkit fit-svms``: checkpoint in, fitted
+checkpoint out, both classifiers compared on the validation split.
+
 The network stays frozen; ``fit_rcnn_svms`` streams the training images through it once, in
 batches, hands each image's proposal and ground-truth features to a ``SVMTrainer`` (hard-negative
 mining) and stores the fitted hyperplanes in the head, whose classifier becomes ``svm``.
@@ -9,13 +12,18 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import torch
+from omegaconf import open_dict
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from detkit.data.collate import collate_detection
+from detkit.engine.build import build_dataset, config_to_yaml
+from detkit.engine.checkpoint import read_checkpoint, save_checkpoint
 from detkit.engine.dist import unwrap_model
-from detkit.engine.inference import move_targets
+from detkit.engine.inference import evaluate_model, move_targets
+from detkit.engine.runtime import set_cpu_threads
 from detkit.heads.class_svms import SVMTrainer
 
 logger = logging.getLogger(__name__)
@@ -62,3 +70,56 @@ def fit_rcnn_svms(
     head.svms.to(device)
     head.classifier = "svm"
     return dict(trainer.summary(), mining_seconds=mined - started, total_seconds=time.perf_counter() - started)
+
+
+def fit_svms_for_checkpoint(
+    checkpoint: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    output: str | Path | None = None,
+    cost: float = 1e-3,
+    positive_weight: float = 2.0,
+    negative_iou: float = 0.3,
+    max_images: int | None = None,
+    compare: bool = True,
+) -> dict:
+    """The whole second stage on a trained R-CNN checkpoint: load it (strictly), fit the SVMs on
+    its training split, write a checkpoint whose config scores with them (default ``svm.pt``
+    beside the input), and with ``compare`` evaluate the validation split with both classifiers.
+    Returns ``{"svm_fit": summary, "output": path, "softmax": metrics, "svm": metrics}``."""
+    from detkit.api import load
+
+    source = Path(checkpoint)
+    predictor = load(source, overrides=overrides)
+    model, cfg = predictor.model, predictor.cfg
+    if not str(cfg.model.get("_target_", "")).endswith(".RCNN"):
+        raise ValueError(f"{source} is not an R-CNN checkpoint (model {cfg.model.get('_target_')})")
+    set_cpu_threads(cfg)
+    with open_dict(cfg):
+        cfg.model.head.classifier = "svm"
+    model.head.add_svms()
+    names = predictor.class_names
+    trainer = SVMTrainer(len(names), cost=cost, positive_weight=positive_weight, negative_iou=negative_iou)
+    batch_size = int(cfg.data.batch_size)
+    train_set = build_dataset(cfg, "train", augment=False)
+    summary = fit_rcnn_svms(model, train_set, predictor.device, trainer, batch_size=batch_size, max_images=max_images)
+    state = read_checkpoint(source)
+    output = Path(output) if output is not None else source.with_name("svm.pt")
+    save_checkpoint(
+        output,
+        model=model,
+        iteration=int(state.get("iteration", 0)),
+        epoch=int(state.get("epoch", 0)),
+        config_yaml=config_to_yaml(cfg),
+        class_names=names,
+        extra={"svm_fit": summary, "svm_source_checkpoint": str(source)},
+    )
+    results: dict = {"svm_fit": summary, "output": str(output)}
+    if compare:
+        val_set = build_dataset(cfg, "val")
+        for classifier in ("softmax", "svm"):
+            model.head.classifier = classifier
+            results[classifier] = evaluate_model(
+                model, val_set, predictor.device, batch_size=batch_size, amp_dtype=predictor.amp_dtype
+            )
+    return results

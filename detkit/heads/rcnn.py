@@ -91,6 +91,7 @@ class RCNNHead(nn.Module):
             layers.append(nn.Dropout(dropout))
         self.hidden = nn.Sequential(*layers)
         self.predictor = BoxPredictor(in_channels, num_classes)
+        self.feature_dim = in_channels
         self.classifier = classifier
         self.svms = ClassSVMs(in_channels, num_classes) if classifier == "svm" else None
         self.matcher = Matcher(fg_iou_threshold, tuple(bg_iou_range), allow_low_quality=False)
@@ -102,6 +103,12 @@ class RCNNHead(nn.Module):
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
+
+    def add_svms(self) -> ClassSVMs:
+        """Give a softmax-trained head (unfitted) SVMs, for the paper's second training stage."""
+        if self.svms is None:
+            self.svms = ClassSVMs(self.feature_dim, self.num_classes).to(self.predictor.cls_score.weight.device)
+        return self.svms
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """``features: Tensor[R, D]`` → ``class_logits: Tensor[R, C+1]``, ``box_deltas: Tensor[R, C, 4]``."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detkit.proposals.selective_search import SelectiveSearchParams
+from detkit.proposals.selective_search import SelectiveSearchParams, selective_search
 
 DEFAULT_CACHE_DIR = "~/.cache/detkit/proposals"
 
@@ -89,6 +89,15 @@ class ProposalCache:
             Path(temporary).unlink(missing_ok=True)
             raise
         return path
+
+    def get_or_search(self, content_hash: str, image: np.ndarray) -> np.ndarray:
+        """The cached proposals of ``image`` (RGB uint8 [H, W, 3], whose content ``content_hash``
+        names), searched with this cache's parameters and stored when absent."""
+        boxes = self.get(content_hash)
+        if boxes is None:
+            boxes = selective_search(image, self.params)
+            self.put(content_hash, boxes)
+        return boxes
 
     def _write_params(self) -> None:
         marker = self.folder / "params.json"

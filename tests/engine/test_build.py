@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from detkit.cli import config_choices
 from detkit.engine.build import ConfigError, build_model, config_dir, load_config, load_config_with_overrides
-from detkit.engine.cli import config_choices
 
 DATA_LOCATIONS = ("data.root", "data.yaml", "data.train.ann_file", "data.train.img_dir", "data.val.ann_file", "data.val.img_dir")
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "configs" / "config").glob("*.yaml"))

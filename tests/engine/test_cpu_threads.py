@@ -7,7 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from detkit.engine.build import ConfigError
-from detkit.engine.launch import set_cpu_threads
+from detkit.engine.runtime import set_cpu_threads
 
 
 def test_num_threads_is_applied_and_null_keeps_the_default() -> None:

@@ -1,23 +1,12 @@
-"""tools/fit_anchors.py end to end on a tiny generated shapes dataset."""
-
-import importlib.util
-from pathlib import Path
+"""`detkit fit-anchors` (tools/fit_anchors.py) end to end on a tiny generated shapes dataset."""
 
 import pytest
 import torch
 import yaml
 
+from detkit.cli import main
 from detkit.engine.build import build_dataset, load_config
 from detkit.priors.kmeans import dataset_box_shapes, group_by_level, kmeans_anchors
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "fit_anchors.py"
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("fit_anchors_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +17,7 @@ def data_overrides(tmp_path_factory):
 
 def test_prints_and_writes_every_kind(data_overrides, tmp_path, capsys):
     output = tmp_path / "anchors.yaml"
-    assert load_tool().main([*data_overrides, "k=6", "levels=3", "seed=1", f"output={output}"]) == 0
+    assert main(["fit-anchors", *data_overrides, "k=6", "levels=3", "seed=1", f"output={output}"]) == 0
     result = yaml.safe_load(output.read_text())
     assert yaml.safe_load(capsys.readouterr().out) == result
     groups = result["yolov3"]["model.head.anchors"]
@@ -49,10 +38,9 @@ def test_prints_and_writes_every_kind(data_overrides, tmp_path, capsys):
 
 
 def test_bad_arguments_are_reported(data_overrides, capsys):
-    tool = load_tool()
-    assert tool.main([*data_overrides, "for=retinanet"]) == 2
+    assert main(["fit-anchors", *data_overrides, "for=retinanet"]) == 2
     assert "for=retinanet is not one of yolov3, rpn, ssd, all" in capsys.readouterr().err
-    assert tool.main([*data_overrides, "k=100000", "for=yolov3"]) == 2
+    assert main(["fit-anchors", *data_overrides, "k=100000", "for=yolov3"]) == 2
     assert "cannot fit 100000 clusters" in capsys.readouterr().err
 
 

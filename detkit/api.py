@@ -1,0 +1,180 @@
+"""``detkit.load(checkpoint)`` → :class:`Predictor`: a trained detector, ready to call on images.
+
+    import detkit
+
+    predictor = detkit.load("outputs/faster_rcnn_mobilenet_v1_shapes/<run>/best.pt")
+    result = predictor("street.jpg")                      # one image in, one result out
+    results = predictor(["a.jpg", rgb_array, pil_image])  # a list in, a list out
+    for box, score, name in zip(result["boxes"], result["scores"], result["names"]):
+        print(name, float(score), box.tolist())
+
+This is the one way detkit turns a checkpoint into a model for inference: evaluation, prediction,
+the SVM fitting of R-CNN, the benchmarks and export all go through :func:`load`. Loading is strict
+(every tensor must match the model its stored config builds, or each mismatch is named and the
+load refused); only fine-tuning (``finetune=``) loads leniently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from detkit.data.base import image_to_tensor, read_image
+from detkit.data.transforms import eval_transforms
+from detkit.engine.build import build_model
+from detkit.engine.checkpoint import load_inference_weights, read_checkpoint
+from detkit.engine.config import ConfigError, load_config_with_overrides
+from detkit.engine.dist import select_device
+from detkit.engine.runtime import amp_dtype
+from detkit.proposals.cache import ProposalCache, hash_file, hash_pixels
+from detkit.proposals.precomputed import needs_precomputed_proposals
+from detkit.proposals.selective_search import params_from_options
+from detkit.structures import boxes_to_original
+
+#: What a predictor accepts as one image: a file path, an RGB array ([H, W, 3] uint8, or float in
+#: [0, 1]; [H, W] grey), a PIL image, or a tensor ([3, H, W] float in [0, 1], or uint8).
+ImageInput = Any
+
+
+def load(checkpoint: str | os.PathLike, *, device: str | None = None, overrides: Sequence[str] = ()) -> Predictor:
+    """The detector of a detkit checkpoint, its config, class names and preprocessing.
+
+    ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (default: the checkpoint config's
+    ``engine.device``). ``overrides``: ``key=value`` config changes applied to the stored config
+    before the model is built (e.g. ``model.head.score_threshold=0.3``); a change that alters the
+    model's tensors makes the strict load fail.
+    """
+    source = str(checkpoint)
+    state = read_checkpoint(checkpoint)
+    if not state.get("config_yaml"):
+        raise ConfigError(f"{source} stores no config; it was not written by detkit's trainer")
+    names = [str(name) for name in state.get("class_names") or ()]
+    if not names:
+        raise ConfigError(f"{source} stores no class names; it was not written by detkit's trainer")
+    cfg = load_config_with_overrides(state["config_yaml"], overrides)
+    model = build_model(cfg, num_classes=len(names))
+    load_inference_weights(state, model, source=source)
+    target_device = select_device(device or str(cfg.engine.get("device", "auto")))
+    return Predictor(model.to(target_device), cfg, names, target_device, checkpoint=source)
+
+
+class Predictor:
+    """A detector in eval mode with what it needs to score raw images.
+
+    ``predictor(images)`` letterboxes each image as evaluation does (longest side to
+    ``input_size``, padding right and bottom), runs the model in batches and maps the boxes back
+    to each image's own pixels. Detectors that score selective-search proposals (Fast R-CNN,
+    R-CNN) get them searched with the checkpoint's settings, through the on-disk proposal cache.
+    """
+
+    def __init__(
+        self, model: nn.Module, cfg: DictConfig, class_names: Sequence[str], device: torch.device, *, checkpoint: str = ""
+    ) -> None:
+        self.model = model.eval()
+        self.cfg = cfg
+        self.class_names = list(class_names)
+        self.device = device
+        self.checkpoint = checkpoint
+        self.input_size = int(cfg.data.input_size)
+        self.transform = eval_transforms(self.input_size)
+        self.amp_dtype = amp_dtype(cfg, device)
+        self.proposal_cache = _proposal_cache(cfg) if needs_precomputed_proposals(model) else None
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor({self.cfg.get('experiment', '?')}, {len(self.class_names)} classes, "
+            f"input {self.input_size}px, {self.device}, from {self.checkpoint or 'memory'})"
+        )
+
+    @torch.no_grad()
+    def __call__(
+        self, images: ImageInput | Sequence[ImageInput], *, score_threshold: float | None = None, batch_size: int = 8
+    ) -> dict | list[dict]:
+        """Detections of one image (a dict) or of a list of images (a list of dicts, in order):
+        ``boxes: Tensor[K, 4]`` xyxy in the image's own pixels, ``scores: Tensor[K]``,
+        ``labels: Tensor[K]`` (1..C) and ``names: list[str]``, on the CPU, highest score first.
+        ``score_threshold`` drops detections below it (default: keep all the model returns)."""
+        single = not isinstance(images, list | tuple) and not (torch.is_tensor(images) and images.dim() == 4)
+        items = [images] if single else list(images)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        results: list[dict] = []
+        for start in range(0, len(items), batch_size):
+            results.extend(self._predict_batch(items[start : start + batch_size], score_threshold))
+        return results[0] if single else results
+
+    def prepare(self, image: ImageInput) -> tuple[torch.Tensor, dict]:
+        """One image as the model sees it: ``Tensor[3, S, S]`` and a target carrying ``scale`` and
+        ``orig_size`` (for mapping boxes back) and, for proposal-scoring detectors, ``proposals``."""
+        pixels, content_hash = _rgb_pixels(image)
+        target: dict = {"orig_size": torch.tensor(pixels.shape[:2])}
+        if self.proposal_cache is None:
+            moved, _, _, scale = self.transform(pixels, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+        else:
+            # The proposals go through the letterbox as boxes, so they land where the image does.
+            proposals = self.proposal_cache.get_or_search(content_hash or hash_pixels(pixels), pixels)
+            moved, boxes, _, scale = self.transform(pixels, proposals, np.arange(len(proposals)))
+            target["proposals"] = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4))
+        target["scale"] = torch.tensor(scale, dtype=torch.float32)
+        return image_to_tensor(moved), target
+
+    def _predict_batch(self, items: list, score_threshold: float | None) -> list[dict]:
+        prepared = [self.prepare(item) for item in items]
+        batch = torch.stack([tensor for tensor, _ in prepared]).to(self.device)
+        targets = None
+        if self.proposal_cache is not None:
+            targets = [{"proposals": target["proposals"].to(self.device)} for _, target in prepared]
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            detections = self.model(batch, targets)
+        results = []
+        for det, (_, target) in zip(detections, prepared, strict=True):
+            keep = det["scores"] >= score_threshold if score_threshold is not None else slice(None)
+            labels = det["labels"][keep].cpu()
+            results.append({
+                "boxes": boxes_to_original(det["boxes"][keep].float().cpu(), target),
+                "scores": det["scores"][keep].float().cpu(),
+                "labels": labels,
+                "names": [self.class_names[int(label) - 1] for label in labels],
+            })  # fmt: skip
+        return results
+
+
+def _proposal_cache(cfg: DictConfig) -> ProposalCache:
+    """The cache (and search settings) of the checkpoint's selective-search proposals."""
+    options = OmegaConf.to_container(cfg.data.get("proposals", {}).get("wrapper", {}), resolve=True)
+    return ProposalCache(options.get("cache_dir"), params_from_options(options))
+
+
+def _rgb_pixels(image: ImageInput) -> tuple[np.ndarray, str | None]:
+    """``(RGB uint8 [H, W, 3], content hash or None)`` of any accepted image; a file's hash is of
+    its bytes, as the proposal cache keys the training images."""
+    if isinstance(image, str | os.PathLike):
+        path = Path(image)
+        return read_image(path), hash_file(path)
+    if torch.is_tensor(image):
+        if image.dim() != 3 or image.shape[0] not in (1, 3):
+            raise ValueError(f"an image tensor must be [3, H, W] (or [1, H, W]), got {tuple(image.shape)}")
+        image = image.detach().cpu().permute(1, 2, 0).numpy()
+    elif not isinstance(image, np.ndarray):
+        if not hasattr(image, "convert"):
+            raise TypeError(f"cannot read an image from {type(image).__name__}; give a path, array, PIL image or tensor")
+        image = np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise ValueError(f"an image array must be [H, W], [H, W, 3] or [H, W, 4], got {array.shape}")
+    if array.dtype != np.uint8:
+        # Float images are taken as [0, 1] (torchvision's convention); rounding back to the 8-bit
+        # grid is exact for images that came from 8-bit files.
+        array = np.clip(np.rint(array.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    if array.shape[2] == 1:
+        array = np.repeat(array, 3, axis=2)
+    return np.ascontiguousarray(array[:, :, :3]), None

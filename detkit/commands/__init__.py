@@ -1,0 +1,27 @@
+"""The command-line tools as importable modules: ``run(argv) -> int``, usage in the docstring.
+
+``detkit COMMAND ...`` (:mod:`detkit.cli`) and ``python tools/COMMAND.py ...`` both run them.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Command(NamedTuple):
+    module: str
+    summary: str
+    lists_configs: bool = False  # whether --help also lists the experiments and config groups
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("train", "train an experiment, then evaluate it on the validation split", True),
+    "eval": Command("eval", "evaluate a checkpoint, or a COCO results file against ground truth"),
+    "predict": Command("predict", "detect objects in images: pictures, JSON and a COCO results file"),
+    "check": Command("check_dataset", "validate a dataset and summarise it (every problem, by file)", True),
+    "proposals": Command("proposals", "precompute selective-search proposals (cached) and report recall"),
+    "fit-anchors": Command("fit_anchors", "fit anchors / default-box ratios to a dataset's boxes"),
+    "fit-svms": Command("fit_svms", "fit R-CNN's per-class linear SVMs on a trained R-CNN"),
+    "benchmark": Command("benchmark", "training and inference throughput beside the torchvision peer"),
+    "benchmark-rcnn": Command("benchmark_rcnn", "R-CNN vs Fast R-CNN test-time speed on the same proposals"),
+}

@@ -1,0 +1,47 @@
+"""Test-time speed of R-CNN against Fast R-CNN on the same images and the same proposals.
+
+    detkit benchmark-rcnn fast=RUN/best.pt rcnn=RUN2/best.pt images=100 output=bench.json
+    detkit benchmark-rcnn fast=RUN/best.pt rcnn=RUN2/best.pt images=64 batch_size=8
+    detkit benchmark-rcnn fast=fast_rcnn_resnet18_shapes rcnn=rcnn_resnet18_shapes   # untrained
+
+`fast` / `rcnn`: a detkit checkpoint (loaded strictly; its stored config builds the model) or an
+experiment name (random weights). The validation images of the Fast R-CNN experiment, with its
+cached proposals, go through both models in turns, `batch_size` at a time (default 1, as the
+papers timed); the first `warmup` batches are not timed. Prints seconds per image, the ratio and
+the machine; `output=` writes JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from detkit.engine.config import ConfigError, split_arguments
+
+OWN_KEYS = ("fast", "rcnn", "images", "batch_size", "warmup", "device", "output")
+
+
+def run(argv: list[str]) -> int:
+    import torch
+
+    from detkit.utils.rcnn_speed import compare_rcnn_speed
+
+    args, unknown = split_arguments(argv, OWN_KEYS)
+    if unknown or "fast" not in args or "rcnn" not in args:
+        raise ConfigError(f"need fast=… and rcnn=…; unknown arguments {unknown}; keys: {', '.join(OWN_KEYS)}")
+    report = compare_rcnn_speed(
+        args["fast"],
+        args["rcnn"],
+        images=int(args.get("images", 50)),
+        batch_size=int(args.get("batch_size", 1)),
+        warmup=int(args.get("warmup", 3)),
+        device=args.get("device", "cuda" if torch.cuda.is_available() else "cpu"),
+    )
+    print(
+        f"{report['images']} images (batch {report['batch_size']}), {report['proposals_per_image']:.0f} proposals "
+        f"each, on {report['machine']}:\n  Fast R-CNN {1000 * report['fast_rcnn_s_per_image']:.1f} ms/image   "
+        f"R-CNN {1000 * report['rcnn_s_per_image']:.1f} ms/image   Fast R-CNN is {report['speedup']:.1f}x faster"
+    )
+    if "output" in args:
+        Path(args["output"]).write_text(json.dumps(report, indent=2))
+    return 0
