@@ -123,7 +123,7 @@ class RCNN(Detector):
         batch, image_sizes = self.preprocess(images)
         proposals, _ = self.proposal_generator(None, image_sizes, targets)
         boxes = [torch.cat((p, t["boxes"].to(p))) for p, t in zip(proposals, targets, strict=True)]
-        rois, _ = rois_from_boxes([b.to(batch.dtype) for b in boxes])
+        rois, _ = rois_from_boxes([b.float() for b in boxes])
         features = self.head.hidden(self.chunked_crop_features(batch, rois))
         return [
             (p, f[: p.shape[0]], f[p.shape[0] :])

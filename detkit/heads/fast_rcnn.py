@@ -87,7 +87,8 @@ class FastRCNNHead(nn.Module):
     @torch.no_grad()
     def predict(self, features: Tensor, proposals: list[Tensor], image_sizes: Tensor) -> list[Detections]:
         """Score and refine every proposal, then run the batched postprocessing."""
-        rois, roi_image = rois_from_boxes([p.to(features.dtype) for p in proposals])
+        # Proposals stay float32 under autocast: bf16 would round them to 2 px steps from 256 px.
+        rois, roi_image = rois_from_boxes([p.float() for p in proposals])
         roi_boxes = rois[:, 1:]
         class_logits, box_deltas = self._head(features, rois)
         return roi_detections(

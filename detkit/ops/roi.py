@@ -36,14 +36,19 @@ def pool_rois(
 
     ``features: Tensor[N, C, H, W]``; ``rois: Tensor[R, 5]`` rows ``(image index, x1, y1, x2, y2)``
     in input-image pixels; ``spatial_scale`` = 1 / stride of ``features``.
-    Returns ``Tensor[R, C, output_size, output_size]``.
+    Returns ``Tensor[R, C, output_size, output_size]`` in the dtype of ``features``.
+
+    Pooling runs in float32 whatever the features' dtype: under autocast the features may be
+    bf16, and bf16 coordinates would move every RoI to a 2 px grid from 256 px (8 px from 1024).
     """
-    rois = rois.to(features.dtype)
-    if kind == "roi_pool":
-        return roi_pool(features, rois, output_size, spatial_scale)
-    if kind == "roi_align":
-        return roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned=True)
-    raise ValueError(f"unknown RoI pooling {kind!r}; use 'roi_pool' or 'roi_align'")
+    if kind not in ("roi_pool", "roi_align"):
+        raise ValueError(f"unknown RoI pooling {kind!r}; use 'roi_pool' or 'roi_align'")
+    with torch.autocast(features.device.type, enabled=False):
+        if kind == "roi_pool":
+            pooled = roi_pool(features.float(), rois.float(), output_size, spatial_scale)
+        else:
+            pooled = roi_align(features.float(), rois.float(), output_size, spatial_scale, sampling_ratio, aligned=True)
+    return pooled.to(features.dtype)
 
 
 def context_padded_boxes(boxes: Tensor, *, output_size: int, context_padding: float) -> Tensor:
@@ -86,8 +91,10 @@ def warp_crops(
     """
     if rois.dim() != 2 or rois.shape[1] != 5:
         raise ValueError(f"rois must be Tensor[R, 5] (image index, x1, y1, x2, y2), got {tuple(rois.shape)}")
-    boxes = rois[:, 1:].to(images.dtype)
+    boxes = rois[:, 1:].float()  # float32 coordinates, as in pool_rois, whatever the images' dtype
     if context_padding:
         boxes = context_padded_boxes(boxes, output_size=output_size, context_padding=context_padding)
-    rois = torch.cat((rois[:, :1].to(images.dtype), boxes), dim=1)
-    return roi_align(images, rois, output_size, 1.0, sampling_ratio, aligned=True)
+    rois = torch.cat((rois[:, :1].float(), boxes), dim=1)
+    with torch.autocast(images.device.type, enabled=False):
+        crops = roi_align(images.float(), rois, output_size, 1.0, sampling_ratio, aligned=True)
+    return crops.to(images.dtype)
