@@ -6,8 +6,12 @@
     detkit benchmark config=yolov3_resnet18_shapes size=416 peer=none output=bench.json
 
 Random images with 4 random boxes each, 20 classes (REFERENCES.md's protocol). On CUDA: bf16
-autocast and channels_last unless amp=false / channels_last=false. Prints a table, and writes JSON
-with output=PATH.
+autocast and channels_last unless amp=false / channels_last=false. Each rate is the median of
+`repeats` (3) timings of `iters` (10) steps, with the lowest and highest; inference rows also give
+the detections per image, the postprocessing's load (random weights: it depends on the
+initialisation, so compare it across rows). Extra rows: detkit's backbone forward+backward alone
+(the floor under a training step) and, for SSD, detkit doing torchvision's amount of
+postprocessing work. Prints a table and the ratios; writes JSON with output=PATH.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ PRESETS = {
     "ssd300": {
         "overrides": ["config=ssd300_vgg16_voc0712", "model.backbone.pretrained=false"],
         "peer": "ssd300_vgg16", "size": 300, "train_batch": 32, "infer_batch": 32,
+        # torchvision keeps the 400 best boxes of each class before NMS, detkit the 1000 best
+        # (box, class) pairs of all classes: this row lets detkit keep as many as torchvision can.
+        "same_work": ["model.head.pre_nms_topk=8000"],
     },
 }  # fmt: skip
 OWN_KEYS = ("preset", "size", "train_batch", "infer_batch", "peer", "device", "amp", "channels_last", "iters",
-            "warmup", "num_classes", "output")  # fmt: skip
+            "warmup", "repeats", "num_classes", "output")  # fmt: skip
 
 
 def run(argv: list[str]) -> int:
@@ -49,7 +56,7 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
 
     from detkit.engine.build import build_model
     from detkit.engine.dist import select_device
-    from detkit.utils.benchmark import measure, torchvision_peer
+    from detkit.utils.benchmark import format_rows, measure, measure_backbone_floor, torchvision_peer
 
     preset = PRESETS.get(own.get("preset", "faster_rcnn"))
     if preset is None:
@@ -69,22 +76,47 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
         "warmup": int(own.get("warmup", 3)),
     }
     peer_name = own.get("peer", preset["peer"] if not has_config else "none")
+    settings["repeats"] = int(own.get("repeats", 3))
     torch.manual_seed(0)
-    models = {f"detkit {cfg.experiment}": lambda: build_model(cfg, num_classes=num_classes)}
+    detkit_label = f"detkit {cfg.experiment}"
+    models = {detkit_label: lambda: build_model(cfg, num_classes=num_classes)}
+    if preset.get("same_work") and not has_config:
+        same_cfg = load_config(preset["overrides"] + overrides + preset["same_work"])
+        models[f"{detkit_label} (torchvision's postprocessing work)"] = lambda: build_model(same_cfg, num_classes=num_classes)
     if peer_name != "none":
         models[f"torchvision {peer_name}"] = lambda: torchvision_peer(peer_name, num_classes, settings["size"])
     rows = {}
     for label, factory in models.items():
+        torch.manual_seed(0)
         model = factory()
         rows[label] = measure(model, num_classes=num_classes, device=device, **settings)
+        if label == detkit_label:
+            floor = {k: settings[k] for k in ("size", "amp", "channels_last", "warmup", "iters", "repeats")}
+            rows[f"{label} backbone forward+backward (floor)"] = {
+                "train_images_per_s": measure_backbone_floor(model.backbone, batch=settings["train_batch"], device=device, **floor)
+            }
         del model
         if on_gpu:
             torch.cuda.empty_cache()
-        print(f"{label}: " + ", ".join(f"{k} {v:.1f}" for k, v in rows[label].items()), flush=True)
+    print(format_rows(rows))
     return {
         "device": torch.cuda.get_device_name(device) if on_gpu else "cpu",
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "settings": settings,
         "results": rows,
+        "ratios_detkit_over_peer": ratios(rows, detkit_label, f"torchvision {peer_name}"),
+    }
+
+
+def ratios(rows: dict, detkit_label: str, peer_label: str) -> dict[str, float]:
+    """detkit's median rate over the peer's, for every rate both rows have."""
+    if peer_label not in rows:
+        return {}
+    ours, theirs = rows[detkit_label], rows[peer_label]
+    return {
+        key: ours[key]["median"] / theirs[key]["median"]
+        for key in ours
+        if key.endswith("_per_s") or "_per_s_" in key
+        if key in theirs
     }

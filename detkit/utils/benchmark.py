@@ -6,6 +6,7 @@ mode, list of detections in eval mode), so one timing loop serves both.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -32,16 +33,25 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_loop(step: Callable[[], None], *, device: torch.device, warmup: int, iters: int) -> float:
-    """Seconds per call of ``step`` after ``warmup`` untimed calls."""
+def time_repeats(step: Callable[[], object], *, device: torch.device, warmup: int, iters: int, repeats: int) -> list[float]:
+    """Seconds per call of ``step``, once per repeat (``iters`` calls each), after ``warmup`` untimed calls."""
     for _ in range(warmup):
         step()
     _sync(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    _sync(device)
-    return (time.perf_counter() - start) / iters
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iters):
+            step()
+        _sync(device)
+        seconds.append((time.perf_counter() - start) / iters)
+    return seconds
+
+
+def rate_summary(images: int, seconds: list[float]) -> dict[str, float]:
+    """Images/s over repeats: the median and the spread (lowest and highest repeat)."""
+    rates = sorted(images / s for s in seconds)
+    return {"median": statistics.median(rates), "min": rates[0], "max": rates[-1]}
 
 
 def measure(
@@ -56,8 +66,12 @@ def measure(
     channels_last: bool,
     warmup: int = 3,
     iters: int = 10,
+    repeats: int = 3,
 ) -> dict:
-    """Train and inference images/s (and peak GPU memory) of ``model`` on random data."""
+    """Train and inference images/s of ``model`` on random data (median and spread over
+    ``repeats``), the detections it returns per image (how much work its postprocessing had: with
+    random weights that depends on the initialisation, so report it beside the speed), and the
+    peak GPU memory."""
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -78,23 +92,47 @@ def measure(
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    timing = dict(device=device, warmup=warmup, iters=iters, repeats=repeats)
     model.train()
-    train_seconds = time_loop(train_step, device=device, warmup=warmup, iters=iters)
-    result = {"train_images_per_s": train_batch / train_seconds}
+    result: dict = {"train_images_per_s": rate_summary(train_batch, time_repeats(train_step, **timing))}
     model.eval()
     for batch in sorted({infer_batch, 1}):
         infer_images, _ = random_batch(batch, size, num_classes, device=device, seed=1)
 
         @torch.no_grad()
-        def infer_step(x=infer_images) -> None:
+        def infer_step(x=infer_images) -> list:
             with autocast():
-                model(x)
+                return model(x)
 
-        seconds = time_loop(infer_step, device=device, warmup=warmup, iters=iters)
-        result[f"infer_images_per_s_bs{batch}"] = batch / seconds
+        result[f"infer_images_per_s_bs{batch}"] = rate_summary(batch, time_repeats(infer_step, **timing))
+        result[f"detections_per_image_bs{batch}"] = sum(len(d["boxes"]) for d in infer_step()) / batch
     if device.type == "cuda":
         result["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
     return result
+
+
+def measure_backbone_floor(
+    backbone: nn.Module, *, size: int, batch: int, device: torch.device, amp: bool, channels_last: bool,
+    warmup: int = 3, iters: int = 10, repeats: int = 3,
+) -> dict[str, float]:
+    """Forward+backward images/s of a detector's backbone alone: the floor under a training step
+    (no neck, head, target assignment or loss can make a step faster than this)."""
+    backbone = backbone.to(device).train()
+    if channels_last:
+        backbone = backbone.to(memory_format=torch.channels_last)
+    images = torch.rand(batch, 3, size, size, device=device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=amp and device.type == "cuda"):
+            outputs = backbone(images)
+        sum(o.float().mean() for o in outputs.values()).backward()
+        backbone.zero_grad(set_to_none=True)
+
+    seconds = time_repeats(step, device=device, warmup=warmup, iters=iters, repeats=repeats)
+    return rate_summary(batch, seconds)
 
 
 def torchvision_peer(name: str, num_classes: int, size: int) -> nn.Module:
@@ -118,3 +156,17 @@ def torchvision_peer(name: str, num_classes: int, size: int) -> nn.Module:
             raise ValueError("torchvision's ssd300_vgg16 works at 300 px only; benchmark SSD with size=300")
         return torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=num_classes + 1)
     raise ValueError(f"unknown torchvision peer {name!r}; use fasterrcnn_resnet18_c4 or ssd300_vgg16")
+
+
+def format_rows(rows: dict[str, dict]) -> str:
+    """One line per model: each rate as median [min–max] images/s, then the other numbers."""
+    lines = []
+    for label, row in rows.items():
+        parts = []
+        for key, value in row.items():
+            if isinstance(value, dict):
+                parts.append(f"{key} {value['median']:.2f} [{value['min']:.2f}-{value['max']:.2f}]")
+            else:
+                parts.append(f"{key} {value:.2f}")
+        lines.append(f"{label}: " + ", ".join(parts))
+    return "\n".join(lines)
