@@ -50,12 +50,15 @@ def is_main_process() -> bool:
 def init_distributed(backend: str | None = None, timeout_minutes: float = 30.0) -> DistInfo:
     """Join the process group described by torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK).
 
-    Without those variables, or with WORLD_SIZE=1, nothing is initialised and rank 0 of 1 is
-    returned. The backend defaults to NCCL when CUDA is available and gloo otherwise; on CUDA the
-    process is bound to ``cuda:LOCAL_RANK`` first, as NCCL requires.
+    Under torchrun a group is formed even of one process (``--nproc_per_node=1``), so that a
+    one-GPU run takes the same code path (DDP, distributed sampler) as a many-GPU run. Without
+    torchrun's variables nothing is initialised and rank 0 of 1 is returned. The backend defaults
+    to NCCL when CUDA is available and gloo otherwise; on CUDA the process is bound to
+    ``cuda:LOCAL_RANK`` first, as NCCL requires.
     """
     world_size = int(os.environ.get("WORLD_SIZE", 1))
-    if world_size <= 1:
+    launched = all(k in os.environ for k in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"))
+    if world_size <= 1 and not launched:
         return DistInfo(rank=0, world_size=1, local_rank=0)
     if is_distributed():
         return DistInfo(rank=get_rank(), world_size=get_world_size(), local_rank=get_local_rank())
@@ -104,6 +107,17 @@ def all_gather_object(obj: Any) -> list[Any]:
         return [obj]
     gathered: list[Any] = [None] * get_world_size()
     dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def gather_object_to_main(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` on rank 0 (rank order) and ``None`` on the others; ``[obj]`` in a
+    single process. Cheaper than :func:`all_gather_object` when only rank 0 needs the result
+    (evaluation): the other ranks receive nothing."""
+    if not is_distributed():
+        return [obj]
+    gathered: list[Any] | None = [None] * get_world_size() if is_main_process() else None
+    dist.gather_object(obj, gathered, dst=0)
     return gathered
 
 

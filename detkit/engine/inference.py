@@ -2,7 +2,7 @@
 metrics of a training run and ``tools/eval.py checkpoint=…``.
 
 Distributed: every rank predicts a disjoint slice of the images (no padding duplicates, which
-would count twice), the COCO results are gathered, and rank 0 scores them.
+would count twice), the COCO results are gathered on rank 0 only, and rank 0 scores them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from detkit.data.collate import collate_detection
-from detkit.engine.dist import all_gather_object, get_rank, get_world_size, is_main_process, unwrap_model
+from detkit.engine.dist import gather_object_to_main, get_rank, get_world_size, is_main_process, unwrap_model
 from detkit.evaluation import detections_to_coco_results, evaluate
 from detkit.structures import Detections, Target, boxes_to_original
 
@@ -80,12 +80,17 @@ def evaluate_model(
     shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_detection)
     detections, targets, seconds = predict_batches(unwrap_model(model), loader, device, amp_dtype=amp_dtype)
-    results = detections_to_coco_results(detections, [int(t["image_id"]) for t in targets], _category_ids(dataset))
+    category_ids = _category_ids(dataset)
+    per_image = [detections_to_coco_results([d], [int(t["image_id"])], category_ids) for d, t in zip(detections, targets, strict=True)]
     if world > 1:
-        results = [r for part in all_gather_object(results) for r in part]
-        seconds = max(all_gather_object(seconds))
-    if not is_main_process():
-        return {}
+        parts = gather_object_to_main((per_image, seconds))
+        if not is_main_process():
+            return {}
+        # Back into the dataset's order (rank r scored images r, r + world, ...), so that the
+        # evaluation sees exactly what a single process would, ties between scores included.
+        per_image = [parts[index % world][0][index // world] for index in range(len(dataset))]
+        seconds = max(part_seconds for _, part_seconds in parts)
+    results = [result for image_results in per_image for result in image_results]
     metrics = evaluate(dataset.coco_ground_truth(), results)
     metrics["images_per_second"] = len(dataset) / seconds if seconds > 0 else None
     return metrics

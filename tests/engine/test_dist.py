@@ -66,3 +66,43 @@ def test_two_process_gloo_ddp_run(tmp_path):
     # 4 images per rank / batch 2 / 2 accumulation steps = one iteration per epoch.
     assert checkpoint["epoch"] == 4
     assert len((tmp_path / "rank0" / "scalars.jsonl").read_text().splitlines()) == 4
+
+
+def test_distributed_evaluation_equals_single_process(tmp_path):
+    from detkit.data.shapes import ShapesDataset
+    from detkit.data.transforms import eval_transforms
+    from detkit.engine.build import build_model
+    from detkit.engine.config import load_config
+    from detkit.engine.inference import evaluate_model
+
+    dataset = ShapesDataset(tmp_path / "shapes", "val", num_train=4, num_val=7, image_size=64, max_size=40,
+                           transforms=eval_transforms(64))
+    torch.manual_seed(0)
+    cfg = load_config(["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25",
+                       "model.head.score_threshold=0.0"])  # fmt: skip
+    model = build_model(cfg, num_classes=5).eval()
+    torch.save(model, tmp_path / "model.pt")  # the children score the very same weights
+    expected = evaluate_model(model, dataset, torch.device("cpu"), batch_size=2)
+    worker = importlib.import_module("tests.engine.eval_worker").eval_worker
+    # 7 images over 2 ranks: shards of 4 and 3, no padding duplicates.
+    mp.start_processes(worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    on_main = torch.load(tmp_path / "metrics0.pt", weights_only=False)
+    assert torch.load(tmp_path / "metrics1.pt", weights_only=False) == {}
+    assert on_main["coco"] == expected["coco"] and on_main["voc07"] == expected["voc07"]
+    assert on_main["voc12"] == expected["voc12"]
+
+
+def test_torchrun_with_one_process_forms_a_group(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    try:
+        assert dist.init_distributed(backend="gloo") == dist.DistInfo(rank=0, world_size=1, local_rank=0)
+        assert dist.is_distributed()
+        model = dist.wrap_model_ddp(ToyDetector(), torch.device("cpu"))
+        assert isinstance(model, torch.nn.parallel.DistributedDataParallel)
+        assert dist.gather_object_to_main("x") == ["x"]
+    finally:
+        torch.distributed.destroy_process_group()
