@@ -77,15 +77,20 @@ class Detector(nn.Module):
             batch = images[0].new_zeros((len(images), 3, height, width))
             for i, image in enumerate(images):
                 batch[i, :, : image.shape[1], : image.shape[2]] = image
+        image_sizes = torch.tensor(sizes, device=batch.device, dtype=torch.long).view(-1, 2)
+        return self.normalize(batch), image_sizes
+
+    def normalize(self, batch: Tensor) -> Tensor:
+        """``batch: Tensor[N, 3, H, W]`` in [0, 1] → normalised, padded right/bottom to a multiple
+        of ``size_divisor`` (and channels-last when set): what the backbone reads."""
         pad_h = (-batch.shape[2]) % self.size_divisor
         pad_w = (-batch.shape[3]) % self.size_divisor
         batch = (batch.float() - self.pixel_mean) / self.pixel_std
         if pad_h or pad_w:
             batch = F.pad(batch, (0, pad_w, 0, pad_h))
-        image_sizes = torch.tensor(sizes, device=batch.device, dtype=torch.long).view(-1, 2)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        return batch, image_sizes
+        return batch
 
 
 def check_targets(targets: list[Target], image_sizes: Tensor) -> None:

@@ -17,8 +17,16 @@ from torch import Tensor, nn
 from detkit.assign.matcher import Matcher
 from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.heads.roi_outputs import BoxPredictor, roi_detections, roi_losses, sample_rois, softmax_scores
-from detkit.ops.roi import RoiKind, pool_rois, rois_from_boxes
+from detkit.heads.roi_outputs import (
+    BoxPredictor,
+    padded_roi_detections,
+    roi_detections,
+    roi_losses,
+    sample_rois,
+    softmax_scores,
+)
+from detkit.ops.nms import PaddedDetections
+from detkit.ops.roi import RoiKind, padded_rois, pool_rois, rois_from_boxes
 from detkit.structures import Detections, Target
 
 
@@ -101,4 +109,23 @@ class FastRCNNHead(nn.Module):
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             max_detections=self.max_detections,
+        )
+
+    @torch.no_grad()
+    def predict_padded(
+        self, features: Tensor, proposals: Tensor, valid: Tensor, image_sizes: Tensor, max_detections: int
+    ) -> PaddedDetections:
+        """``predict`` on ``proposals: Tensor[N, P, 4] xyxy`` padded per image (``valid: Tensor[N,
+        P]`` marks the real ones), with a fixed-shape result of ``max_detections`` per image."""
+        class_logits, box_deltas = self._head(features, padded_rois(proposals.to(features.dtype)))
+        return padded_roi_detections(
+            softmax_scores(class_logits),
+            box_deltas,
+            proposals,
+            valid,
+            image_sizes,
+            coder=self.coder,
+            score_threshold=self.score_threshold,
+            nms_threshold=self.nms_threshold,
+            max_detections=max_detections,
         )

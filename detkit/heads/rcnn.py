@@ -25,12 +25,14 @@ from detkit.heads.class_svms import ClassSVMs
 from detkit.heads.roi_outputs import (
     BoxPredictor,
     empty_detections,
+    padded_roi_detections,
     roi_detections,
     roi_losses,
     sample_rois,
     softmax_scores,
 )
-from detkit.ops.roi import rois_from_boxes
+from detkit.ops.nms import PaddedDetections
+from detkit.ops.roi import padded_rois, rois_from_boxes
 from detkit.structures import Detections, Target
 
 FeatureExtractor = Callable[[Tensor], Tensor]
@@ -175,6 +177,32 @@ class RCNNHead(nn.Module):
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             max_detections=self.max_detections,
+        )
+
+    @torch.no_grad()
+    def predict_padded(
+        self,
+        extract: FeatureExtractor,
+        proposals: Tensor,
+        valid: Tensor,
+        image_sizes: Tensor,
+        max_detections: int,
+    ) -> PaddedDetections:
+        """``predict`` on ``proposals: Tensor[N, P, 4] xyxy`` padded per image (``valid: Tensor[N,
+        P]`` marks the real ones), with a fixed-shape result of ``max_detections`` per image.
+        ``extract`` sees all N·P RoIs at once (padding included)."""
+        features = self.hidden(extract(padded_rois(proposals.float())))
+        class_logits, box_deltas = self.predictor(features)
+        return padded_roi_detections(
+            self._class_scores(features, class_logits),
+            box_deltas,
+            proposals,
+            valid,
+            image_sizes,
+            coder=self.coder,
+            score_threshold=self.score_threshold,
+            nms_threshold=self.nms_threshold,
+            max_detections=max_detections,
         )
 
     def _class_scores(self, features: Tensor, class_logits: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
 from detkit.losses import cross_entropy, smooth_l1, zero_loss
 from detkit.ops.boxes import batched_box_iou, clip_boxes_per_image, pad_boxes, pad_values
-from detkit.ops.nms import postprocess_flat
+from detkit.ops.nms import PaddedDetections, postprocess_flat, postprocess_padded
 from detkit.structures import Detections, Target
 
 
@@ -114,6 +114,30 @@ def softmax_scores(class_logits: Tensor) -> Tensor:
     return F.softmax(class_logits.float(), dim=1)[:, 1:]
 
 
+def roi_candidates(
+    class_scores: Tensor,
+    box_deltas: Tensor,
+    roi_boxes: Tensor,
+    roi_image_sizes: Tensor,
+    *,
+    coder: DeltaXYWHCoder,
+    score_threshold: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-class box decoding of ``roi_boxes: Tensor[R, 4] xyxy``, clipped to each RoI's image
+    (``roi_image_sizes: Tensor[R, 2]`` height, width). Returns ``boxes: Tensor[R, C, 4]``,
+    ``scores: Tensor[R, C]`` float32 and ``keep: Tensor[R, C]`` bool, the (RoI, class) pairs
+    above ``score_threshold`` whose box is not degenerate. ``class_scores: Tensor[R, C]`` in [0, 1]:
+    the softmax's (``softmax_scores``) or any other classifier's, such as R-CNN's per-class SVMs."""
+    scores = class_scores.float()
+    boxes = clip_boxes_per_image(coder.decode(box_deltas, roi_boxes[:, None, :]), roi_image_sizes)
+    keep = (
+        (scores > score_threshold)
+        & (boxes[..., 2] - boxes[..., 0] > 1e-2)
+        & (boxes[..., 3] - boxes[..., 1] > 1e-2)
+    )
+    return boxes, scores, keep
+
+
 def roi_detections(
     class_scores: Tensor,
     box_deltas: Tensor,
@@ -126,17 +150,10 @@ def roi_detections(
     nms_threshold: float,
     max_detections: int,
 ) -> list[Detections]:
-    """Per-class box decoding (``roi_boxes: Tensor[R, 4] xyxy`` from image ``roi_image: Tensor[R]``),
-    clipping to each image, then one batched score filter + per-class NMS + cap for the whole
-    batch (``image_sizes: Tensor[N, 2]``). ``class_scores: Tensor[R, C]`` in [0, 1]: the softmax's
-    (``softmax_scores``) or any other classifier's, such as R-CNN's per-class SVMs."""
-    scores = class_scores.float()
-    boxes = coder.decode(box_deltas, roi_boxes[:, None, :])  # [R, C, 4]
-    boxes = clip_boxes_per_image(boxes, image_sizes[roi_image])
-    keep = (
-        (scores > score_threshold)
-        & (boxes[..., 2] - boxes[..., 0] > 1e-2)
-        & (boxes[..., 3] - boxes[..., 1] > 1e-2)
+    """``roi_candidates`` of the RoIs (from image ``roi_image: Tensor[R]`` of ``image_sizes:
+    Tensor[N, 2]``), then one batched score filter + per-class NMS + cap for the whole batch."""
+    boxes, scores, keep = roi_candidates(
+        class_scores, box_deltas, roi_boxes, image_sizes[roi_image], coder=coder, score_threshold=score_threshold
     )
     roi_index, class_index = keep.nonzero(as_tuple=True)
     return postprocess_flat(
@@ -145,6 +162,39 @@ def roi_detections(
         class_index + 1,
         roi_image[roi_index],
         num_images=image_sizes.shape[0],
+        iou_threshold=nms_threshold,
+        max_detections=max_detections,
+    )
+
+
+def padded_roi_detections(
+    class_scores: Tensor,
+    box_deltas: Tensor,
+    proposals: Tensor,
+    valid: Tensor,
+    image_sizes: Tensor,
+    *,
+    coder: DeltaXYWHCoder,
+    score_threshold: float,
+    nms_threshold: float,
+    max_detections: int,
+) -> PaddedDetections:
+    """``roi_detections`` for P proposals per image padded to one tensor, with a fixed-shape
+    result: ``class_scores: Tensor[N·P, C]`` and ``box_deltas: Tensor[N·P, C, 4]`` of the RoIs of
+    ``proposals: Tensor[N, P, 4] xyxy`` (image-major), of which ``valid: Tensor[N, P]`` are real."""
+    num_images, num_proposals = valid.shape
+    roi_image_sizes = image_sizes[:, None, :].expand(-1, num_proposals, -1).reshape(-1, 2)
+    boxes, scores, keep = roi_candidates(
+        class_scores, box_deltas, proposals.reshape(-1, 4), roi_image_sizes, coder=coder, score_threshold=score_threshold
+    )
+    num_classes = scores.shape[1]
+    labels = torch.arange(1, num_classes + 1, device=scores.device).expand_as(keep)
+    # [N·P, C] → [N, P·C]: every (proposal, class) pair of an image is one candidate.
+    return postprocess_padded(
+        boxes.reshape(num_images, -1, 4),
+        scores.reshape(num_images, -1),
+        labels.reshape(num_images, -1),
+        (keep & valid.reshape(-1, 1)).reshape(num_images, -1),
         iou_threshold=nms_threshold,
         max_detections=max_detections,
     )

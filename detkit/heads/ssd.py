@@ -196,15 +196,19 @@ class SSDHead(nn.Module):
         return {"loss_cls": loss_cls, "loss_box": loss_box}
 
     @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], image_sizes: Tensor) -> list[Detections]:
-        """Detections per image, boxes ``xyxy`` in the input image's pixels (clipped to it)."""
+    def dense_predictions(self, features: dict[str, Tensor], image_sizes: Tensor) -> tuple[Tensor, Tensor]:
+        """What the postprocessing selects from: boxes ``Tensor[N, A, 4] xyxy`` in the input image's
+        pixels (clipped to it) and object-class probabilities ``Tensor[N, A, C]``."""
         logits, deltas = self(features)
         priors = self.priors(features, image_sizes)
         scores = logits.float().softmax(dim=-1)[..., 1:]
-        boxes = clip_boxes_per_image(self.coder.decode(deltas, priors), image_sizes)
+        return clip_boxes_per_image(self.coder.decode(deltas, priors), image_sizes), scores
+
+    @torch.no_grad()
+    def predict(self, features: dict[str, Tensor], image_sizes: Tensor) -> list[Detections]:
+        """Detections per image, boxes ``xyxy`` in the input image's pixels (clipped to it)."""
         return postprocess_dense(
-            boxes,
-            scores,
+            *self.dense_predictions(features, image_sizes),
             score_threshold=self.score_threshold,
             pre_nms_topk=self.pre_nms_topk,
             iou_threshold=self.nms_threshold,

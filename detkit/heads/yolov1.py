@@ -172,16 +172,21 @@ class YOLOv1Head(nn.Module):
         }
 
     @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], image_sizes: Tensor) -> list[Detections]:
+    def dense_predictions(self, features: dict[str, Tensor], image_sizes: Tensor) -> tuple[Tensor, Tensor]:
+        """Boxes ``Tensor[N, S·S·B, 4] xyxy`` (clipped to each image) and class-specific confidences
+        ``Tensor[N, S·S·B, C]``: what the postprocessing selects from."""
         codes, confidence_logits, class_logits, canvas = self(features)
         num_images = codes.shape[0]
         cells, cell_size = self._grid(canvas)
         boxes = self.coder.decode(codes, cells, cell_size, canvas).reshape(num_images, -1, 4)
         boxes = clip_boxes_per_image(boxes, image_sizes)
         scores = confidence_logits.sigmoid()[..., None] * class_logits.softmax(dim=-1)[:, :, None, :]
+        return boxes, scores.reshape(num_images, -1, self.num_classes)
+
+    @torch.no_grad()
+    def predict(self, features: dict[str, Tensor], image_sizes: Tensor) -> list[Detections]:
         return postprocess_dense(
-            boxes,
-            scores.reshape(num_images, -1, self.num_classes),
+            *self.dense_predictions(features, image_sizes),
             score_threshold=self.score_threshold,
             pre_nms_topk=self.pre_nms_topk,
             iou_threshold=self.nms_threshold,

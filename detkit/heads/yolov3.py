@@ -163,14 +163,18 @@ class YOLOv3Head(nn.Module):
         }
 
     @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], image_sizes: Tensor) -> list[Detections]:
+    def dense_predictions(self, features: dict[str, Tensor], image_sizes: Tensor) -> tuple[Tensor, Tensor]:
+        """Boxes ``Tensor[N, P, 4] xyxy`` (clipped to each image) and scores ``Tensor[N, P, C]``
+        (objectness × class): what the postprocessing selects from."""
         raw, sizes = self(features)
         _, boxes = self._decode(raw, sizes)
-        boxes = clip_boxes_per_image(boxes, image_sizes)
         scores = raw[..., 4:5].sigmoid() * raw[..., 5:].sigmoid()
+        return clip_boxes_per_image(boxes, image_sizes), scores
+
+    @torch.no_grad()
+    def predict(self, features: dict[str, Tensor], image_sizes: Tensor) -> list[Detections]:
         return postprocess_dense(
-            boxes,
-            scores,
+            *self.dense_predictions(features, image_sizes),
             score_threshold=self.score_threshold,
             pre_nms_topk=self.pre_nms_topk,
             iou_threshold=self.nms_threshold,

@@ -3,15 +3,34 @@
 One call handles the whole batch on the device: the image index is folded into the NMS group
 id, so there is no per-image or per-class Python loop (torchvision's detection models loop over
 images, which is where their inference time goes).
+
+Two outputs of the same selection: ``postprocess_flat`` / ``postprocess_dense`` return one
+``Detections`` per image (ragged, for the PyTorch inference path), ``postprocess_padded`` /
+``postprocess_dense_padded`` return fixed-shape tensors padded to ``max_detections`` with a count
+per image, written without Python control flow on values so that a trace (TorchScript, ONNX)
+records the whole selection and keeps the batch size dynamic (``detkit.export``).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, nms
 
 from detkit.structures import Detections
+
+
+class PaddedDetections(NamedTuple):
+    """Detections of N images padded to K each: ``boxes: Tensor[N, K, 4] xyxy``, ``scores:
+    Tensor[N, K]``, ``labels: Tensor[N, K]`` int64 (1..C; 0 in padding) and ``counts: Tensor[N]``
+    int64, the number of real detections of each image (they come first, by descending score)."""
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    counts: Tensor
 
 
 def postprocess_flat(
@@ -51,6 +70,27 @@ def postprocess_flat(
     ]
 
 
+def top_candidates(boxes: Tensor, scores: Tensor, pre_nms_topk: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``pre_nms_topk`` best (prior, class) pairs of each image.
+
+    ``boxes``: ``Tensor[N, A, 4] xyxy`` (one box per prior, shared by the classes: SSD, YOLO) or
+    ``Tensor[N, A, C, 4]`` (class-specific boxes). ``scores: Tensor[N, A, C]`` probabilities of the
+    C object classes (no background column); class c → label c + 1. Returns ``boxes: Tensor[N, k,
+    4]``, ``scores: Tensor[N, k]`` (descending) and ``labels: Tensor[N, k]`` with k = min(top-k, A·C).
+    """
+    num_images, num_priors, num_classes = scores.shape
+    flat_scores = scores.reshape(num_images, num_priors * num_classes)
+    k = min(pre_nms_topk, flat_scores.shape[1])
+    top_scores, top_index = flat_scores.topk(k, dim=1)
+    if boxes.dim() == 4:
+        # Class-specific boxes flatten in the scores' (prior, class) order, so the index is shared.
+        flat_boxes, box_index = boxes.reshape(num_images, num_priors * num_classes, 4), top_index
+    else:
+        flat_boxes, box_index = boxes, torch.div(top_index, num_classes, rounding_mode="floor")
+    top_boxes = flat_boxes.gather(1, box_index[..., None].expand(-1, -1, 4))
+    return top_boxes, top_scores, top_index % num_classes + 1
+
+
 def postprocess_dense(
     boxes: Tensor,
     scores: Tensor,
@@ -61,32 +101,95 @@ def postprocess_dense(
     max_detections: int,
     class_agnostic: bool = False,
 ) -> list[Detections]:
-    """Postprocess dense per-prior predictions for a batch.
+    """Postprocess dense per-prior predictions for a batch (shapes as ``top_candidates``).
 
-    ``boxes``: ``Tensor[N, A, 4] xyxy`` (one box per prior, shared by the classes: SSD, YOLO) or
-    ``Tensor[N, A, C, 4]`` (class-specific boxes: R-CNN heads). ``scores: Tensor[N, A, C]``
-    probabilities of the C object classes (no background column); class c → label c + 1.
     Keeps, per image, the ``pre_nms_topk`` best (prior, class) pairs above ``score_threshold``.
     """
-    num_images, num_priors, num_classes = scores.shape
-    flat_scores = scores.reshape(num_images, num_priors * num_classes)
-    k = min(pre_nms_topk, flat_scores.shape[1])
-    top_scores, top_index = flat_scores.topk(k, dim=1)
-    prior_index = top_index // num_classes
-    class_index = top_index % num_classes
-    image_index = torch.arange(num_images, device=scores.device)[:, None].expand(-1, k)
-    if boxes.dim() == 4:
-        top_boxes = boxes[image_index, prior_index, class_index]
-    else:
-        top_boxes = boxes[image_index, prior_index]
+    top_boxes, top_scores, labels = top_candidates(boxes, scores, pre_nms_topk)
+    image_index = torch.arange(scores.shape[0], device=scores.device)[:, None].expand_as(labels)
     above = top_scores > score_threshold
     return postprocess_flat(
         top_boxes[above],
         top_scores[above],
-        class_index[above] + 1,
+        labels[above],
         image_index[above],
-        num_images=num_images,
+        num_images=scores.shape[0],
         iou_threshold=iou_threshold,
         max_detections=max_detections,
         class_agnostic=class_agnostic,
+    )
+
+
+def postprocess_dense_padded(
+    boxes: Tensor,
+    scores: Tensor,
+    *,
+    score_threshold: float,
+    pre_nms_topk: int,
+    iou_threshold: float,
+    max_detections: int,
+    class_agnostic: bool = False,
+) -> PaddedDetections:
+    """``postprocess_dense`` with a fixed-shape result (see ``postprocess_padded``)."""
+    top_boxes, top_scores, labels = top_candidates(boxes, scores, pre_nms_topk)
+    return postprocess_padded(
+        top_boxes,
+        top_scores,
+        labels,
+        top_scores > score_threshold,
+        iou_threshold=iou_threshold,
+        max_detections=max_detections,
+        class_agnostic=class_agnostic,
+    )
+
+
+def postprocess_padded(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    valid: Tensor,
+    *,
+    iou_threshold: float,
+    max_detections: int,
+    class_agnostic: bool = False,
+) -> PaddedDetections:
+    """``postprocess_flat`` on M candidates per image, returning fixed-shape tensors.
+
+    ``boxes: Tensor[N, M, 4] xyxy`` (non-negative: clipped to the image), ``scores: Tensor[N, M]``,
+    ``labels: Tensor[N, M]`` (1..C) and ``valid: Tensor[N, M]`` bool, the candidates that take
+    part (above the score threshold, a real proposal, ...). Selects exactly what
+    ``postprocess_flat`` selects from the valid candidates and returns it as ``PaddedDetections``
+    with K = ``max_detections``.
+    """
+    num_images, num_candidates = scores.shape
+    index = valid.reshape(-1).nonzero().squeeze(1)
+    image_index = torch.div(index, num_candidates, rounding_mode="floor")
+    flat_boxes = boxes.reshape(-1, 4)[index].float()
+    flat_scores = scores.reshape(-1)[index].float()
+    flat_labels = labels.reshape(-1)[index]
+    if class_agnostic:
+        group = image_index
+    else:
+        # The group numbering of postprocess_flat, from a maximum that is defined with no candidate.
+        group = image_index * (torch.where(valid, labels, 0).max() + 1) + flat_labels
+    # torchvision's batched_nms shifts the groups apart by the largest coordinate, but guards the
+    # empty case with Python control flow that a trace would drop (and max() of nothing fails).
+    extent = torch.where(valid[..., None], boxes, 0).max().float() + 1
+    keep = nms(flat_boxes + (group.to(flat_boxes) * extent)[:, None], flat_scores, iou_threshold)
+    # keep is by descending score; an entry's rank in its image is the count of earlier entries of it.
+    kept_image = image_index[keep]
+    one_hot = (kept_image[:, None] == torch.arange(num_images, device=index.device)[None, :]).long()
+    rank = one_hot.cumsum(0).gather(1, kept_image[:, None]).squeeze(1) - 1
+    chosen = (rank < max_detections).nonzero().squeeze(1)
+    slot = (kept_image[chosen] * max_detections + rank[chosen],)
+    source = keep[chosen]
+    total = num_images * max_detections
+    out_boxes = flat_boxes.new_zeros((total, 4)).index_put(slot, flat_boxes[source])
+    out_scores = flat_scores.new_zeros(total).index_put(slot, flat_scores[source])
+    out_labels = flat_labels.new_zeros(total, dtype=torch.long).index_put(slot, flat_labels[source].long())
+    return PaddedDetections(
+        out_boxes.view(num_images, max_detections, 4),
+        out_scores.view(num_images, max_detections),
+        out_labels.view(num_images, max_detections),
+        one_hot.sum(0).clamp(max=max_detections),
     )

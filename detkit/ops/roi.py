@@ -23,6 +23,16 @@ def rois_from_boxes(boxes_per_image: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     return torch.cat((image_index[:, None].to(boxes.dtype), boxes), dim=1), image_index
 
 
+def padded_rois(proposals: Tensor) -> Tensor:
+    """``proposals: Tensor[N, P, 4] xyxy`` (P per image, padded) → ``rois: Tensor[N·P, 5]`` rows
+    ``(image index, x1, y1, x2, y2)``, image-major; no data-dependent shape, so a trace keeps N
+    and P dynamic."""
+    num_images, num_proposals = proposals.shape[:2]
+    image_index = torch.arange(num_images, device=proposals.device, dtype=proposals.dtype)
+    image_column = image_index[:, None, None].expand(-1, num_proposals, 1)
+    return torch.cat((image_column, proposals), dim=2).reshape(-1, 5)
+
+
 def pool_rois(
     features: Tensor,
     rois: Tensor,

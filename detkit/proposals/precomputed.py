@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from detkit.ops.boxes import clip_boxes
+from detkit.ops.boxes import clip_boxes, clip_boxes_per_image
 from detkit.structures import Target
 
 
@@ -70,10 +70,24 @@ class PrecomputedProposals(nn.Module):
                     f"image_id {target.get('image_id', '?')}: proposals must be Tensor[P, 4] xyxy, got {tuple(boxes.shape)}"
                 )
             boxes = clip_boxes(boxes[torch.isfinite(boxes).all(dim=1)], height, width)
-            widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-            large = (widths >= self.min_size) & (heights >= self.min_size) & (widths > 0) & (heights > 0)
-            out.append(boxes[large][:limit])
+            out.append(boxes[self._large_enough(boxes)][:limit])
         return out, {}
+
+    def padded(self, proposals: Tensor, num_proposals: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor]:
+        """``forward`` for proposals given as one tensor (the exported graphs' input):
+        ``proposals: Tensor[N, P, 4] xyxy`` of which the first ``num_proposals: Tensor[N]`` of each
+        image are real. Returns the clipped ``boxes: Tensor[N, P, 4]`` and ``valid: Tensor[N, P]``,
+        True exactly for the proposals ``forward`` would keep (same order)."""
+        listed = torch.arange(proposals.shape[1], device=proposals.device)[None, :] < num_proposals[:, None]
+        finite = torch.isfinite(proposals).all(dim=2)
+        boxes = clip_boxes_per_image(torch.where(finite[..., None], proposals.float(), 0.0), image_sizes)
+        valid = listed & finite & self._large_enough(boxes)
+        # forward's [:limit] over the kept ones: a rank among the valid proposals of the image.
+        return boxes, valid & (valid.long().cumsum(dim=1) <= self.max_proposals[self.training])
+
+    def _large_enough(self, boxes: Tensor) -> Tensor:
+        widths, heights = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+        return (widths >= self.min_size) & (heights >= self.min_size) & (widths > 0) & (heights > 0)
 
 
 def needs_precomputed_proposals(model: nn.Module) -> bool:

@@ -16,7 +16,7 @@ from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
 from detkit.losses import binary_cross_entropy, smooth_l1, zero_loss
 from detkit.ops.boxes import batched_box_iou, clip_boxes_per_image, pad_boxes
-from detkit.ops.nms import postprocess_flat
+from detkit.ops.nms import postprocess_flat, postprocess_padded
 from detkit.priors.anchors import AnchorGenerator
 from detkit.structures import Target
 
@@ -66,37 +66,65 @@ class RPN(nn.Module):
     ) -> tuple[list[Tensor], dict[str, Tensor]]:
         """``features: Tensor[N, C, H, W]`` → proposals (list of ``Tensor[P_i, 4] xyxy``, detached)
         and, when ``targets`` are given in training, ``loss_rpn_cls`` and ``loss_rpn_box``."""
-        num_images, _, height, width = features.shape
-        hidden = self.conv(features)
-        # [N, A, H, W] → [N, H·W·A] so that the order matches the anchors' (y, x, anchor).
-        objectness = self.objectness(hidden).permute(0, 2, 3, 1).reshape(num_images, -1)
-        deltas = self.deltas(hidden).permute(0, 2, 3, 1).reshape(num_images, -1, 4)
-        anchors = self.anchor_generator(height, width)
-        proposals = self._proposals(objectness.detach(), deltas.detach(), anchors, image_sizes)
+        objectness, deltas, anchors = self._outputs(features)
+        boxes, scores, valid = self._candidates(objectness.detach(), deltas.detach(), anchors, image_sizes)
+        image_index = torch.arange(boxes.shape[0], device=boxes.device)[:, None].expand_as(valid)
+        kept = postprocess_flat(
+            boxes[valid],
+            scores[valid],
+            torch.ones_like(image_index[valid]),
+            image_index[valid],
+            num_images=boxes.shape[0],
+            iou_threshold=self.nms_threshold,
+            max_detections=self.post_nms_topk[self.training],
+            class_agnostic=True,
+        )
+        proposals = [detections["boxes"] for detections in kept]
         losses: dict[str, Tensor] = {}
         if self.training and targets is not None:
             losses = self._loss(objectness, deltas, anchors, targets)
         return proposals, losses
 
-    def _proposals(self, objectness: Tensor, deltas: Tensor, anchors: Tensor, image_sizes: Tensor) -> list[Tensor]:
-        num_images = objectness.shape[0]
+    @torch.no_grad()
+    def padded_proposals(self, features: Tensor, image_sizes: Tensor) -> tuple[Tensor, Tensor]:
+        """The proposals of ``forward`` in one fixed-shape tensor: ``boxes: Tensor[N, K, 4] xyxy``
+        and ``valid: Tensor[N, K]`` bool, K the post-NMS top-k of the current mode (best first)."""
+        objectness, deltas, anchors = self._outputs(features)
+        boxes, scores, valid = self._candidates(objectness, deltas, anchors, image_sizes)
+        limit = self.post_nms_topk[self.training]
+        kept = postprocess_padded(
+            boxes,
+            scores,
+            torch.ones_like(valid, dtype=torch.long),
+            valid,
+            iou_threshold=self.nms_threshold,
+            max_detections=limit,
+            class_agnostic=True,
+        )
+        rank = torch.arange(limit, device=boxes.device)
+        return kept.boxes, rank[None, :] < kept.counts[:, None]
+
+    def _outputs(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """→ objectness logits ``Tensor[N, H·W·A]``, deltas ``Tensor[N, H·W·A, 4]`` and the anchors
+        ``Tensor[H·W·A, 4] xyxy``."""
+        num_images, _, height, width = features.shape
+        hidden = self.conv(features)
+        # [N, A, H, W] → [N, H·W·A] so that the order matches the anchors' (y, x, anchor).
+        objectness = self.objectness(hidden).permute(0, 2, 3, 1).reshape(num_images, -1)
+        deltas = self.deltas(hidden).permute(0, 2, 3, 1).reshape(num_images, -1, 4)
+        return objectness, deltas, self.anchor_generator(height, width)
+
+    def _candidates(
+        self, objectness: Tensor, deltas: Tensor, anchors: Tensor, image_sizes: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The pre-NMS top-k anchors of each image, decoded and clipped: ``boxes: Tensor[N, k, 4]``,
+        their objectness logits ``Tensor[N, k]`` and ``valid: Tensor[N, k]`` (not under min_size)."""
         k = min(self.pre_nms_topk[self.training], objectness.shape[1])
         top_scores, top_index = objectness.topk(k, dim=1)
         top_deltas = deltas.gather(1, top_index[..., None].expand(-1, -1, 4))
         boxes = clip_boxes_per_image(self.coder.decode(top_deltas, anchors[top_index]), image_sizes)
         sizes_ok = ((boxes[..., 2] - boxes[..., 0]) >= self.min_size) & ((boxes[..., 3] - boxes[..., 1]) >= self.min_size)
-        image_index = torch.arange(num_images, device=boxes.device)[:, None].expand(-1, k)
-        kept = postprocess_flat(
-            boxes[sizes_ok],
-            top_scores[sizes_ok],
-            torch.ones_like(image_index[sizes_ok]),
-            image_index[sizes_ok],
-            num_images=num_images,
-            iou_threshold=self.nms_threshold,
-            max_detections=self.post_nms_topk[self.training],
-            class_agnostic=True,
-        )
-        return [detections["boxes"] for detections in kept]
+        return boxes, top_scores, sizes_ok
 
     def _loss(self, objectness: Tensor, deltas: Tensor, anchors: Tensor, targets: list[Target]) -> dict[str, Tensor]:
         gt_boxes, gt_valid = pad_boxes([t["boxes"] for t in targets])
