@@ -41,6 +41,7 @@ from detkit.losses import binary_cross_entropy, cross_entropy, smooth_l1
 from detkit.necks.yolov3_fpn import ConvBNLeaky
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
 from detkit.ops.nms import postprocess_dense
+from detkit.ops.pool import adaptive_avg_pool2d
 from detkit.priors.grid import grid_cells
 from detkit.structures import Detections, FeatureInfo, Target
 
@@ -115,7 +116,7 @@ class YOLOv1Head(nn.Module):
         row-major) and ``canvas: Tensor[2]`` (w, h) of the batch canvas in pixels."""
         x = features[self.in_feature]
         canvas = x.new_tensor([x.shape[3] * self.stride, x.shape[2] * self.stride], dtype=torch.float32)
-        x = self.convs(F.adaptive_avg_pool2d(self.reduce(x), self.grid_size))
+        x = self.convs(adaptive_avg_pool2d(self.reduce(x), self.grid_size))
         rows, cols = self.grid_size
         out = self.predictor(x)
         out = out.view(x.shape[0], rows, cols, -1) if out.dim() == 2 else out.permute(0, 2, 3, 1)
