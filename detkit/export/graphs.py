@@ -124,18 +124,18 @@ def default_max_detections(model: nn.Module) -> int:
 def detection_graph(model: nn.Module, *, input_size: int, max_detections: int | None = None) -> DetectionGraph:
     """The exportable graph of ``model`` (any detkit detector family); ``max_detections`` K
     defaults to the detector's own cap. Puts ``model`` in ``eval()`` mode."""
-    kwargs = {
-        "input_size": input_size,
-        "max_detections": default_max_detections(model) if max_detections is None else max_detections,
-    }
+    graph_type: type[DetectionGraph] | None = None
     if isinstance(model, SingleStageDetector):
         if not hasattr(model.head, "dense_predictions"):
             raise ValueError(f"{type(model.head).__name__} has no dense_predictions(); it cannot be exported")
-        return DenseGraph(model, **kwargs)
-    if isinstance(model, TwoStageDetector) and isinstance(model.proposal_generator, RPN):
-        return RPNGraph(model, **kwargs)
-    if isinstance(model, TwoStageDetector | RCNN) and isinstance(model.proposal_generator, PrecomputedProposals):
-        return ProposalGraph(model, **kwargs)
+        graph_type = DenseGraph
+    elif isinstance(model, TwoStageDetector) and isinstance(model.proposal_generator, RPN):
+        graph_type = RPNGraph
+    elif isinstance(model, TwoStageDetector | RCNN) and isinstance(model.proposal_generator, PrecomputedProposals):
+        graph_type = ProposalGraph
+    if graph_type is not None:
+        limit = default_max_detections(model) if max_detections is None else max_detections
+        return graph_type(model, input_size=input_size, max_detections=limit)
     raise ValueError(
         f"cannot export a {type(model).__name__}: detkit.export knows single-stage detectors (SSD, YOLOv1, "
         "YOLOv3), two-stage detectors with an RPN or precomputed proposals, and R-CNN"

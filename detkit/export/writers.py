@@ -41,12 +41,14 @@ DYNAMIC_AXES = {
 
 @contextlib.contextmanager
 def quiet_tracing() -> Iterator[None]:
-    """Hide the warnings every trace of these graphs gives and that say nothing about this one:
-    Python values frozen at the fixed input size, and the deprecation notices of the tracers."""
+    """Hide the warnings that every trace, save and load of these graphs gives and that say
+    nothing about this one: Python values frozen at the fixed input size (by design), and the
+    deprecation notices of TorchScript and of the TorchScript-based ONNX exporter (docs/EXPORT.md
+    says where each format stands)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated.*")
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
         yield
 
 
@@ -83,7 +85,7 @@ def write_torchscript(graph: DetectionGraph, inputs: Sequence[Tensor], path: Pat
     # reads from tensors symbolic, so the batch (and the proposals) stay dynamic.
     with quiet_tracing():
         traced = torch.jit.trace(graph, tuple(inputs), check_trace=False)
-    torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
+        torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
 
 
 def write_pt2(graph: DetectionGraph, inputs: Sequence[Tensor], path: Path, metadata: dict, opset: int = 0) -> None:
@@ -94,9 +96,10 @@ def write_pt2(graph: DetectionGraph, inputs: Sequence[Tensor], path: Path, metad
         "num_proposals": {0: batch},
     }
     try:
-        program = torch.export.export(
-            graph, tuple(inputs), dynamic_shapes={name: dims[name] for name in graph.input_names}
-        )
+        with quiet_tracing():
+            program = torch.export.export(
+                graph, tuple(inputs), dynamic_shapes={name: dims[name] for name in graph.input_names}
+            )
     except Exception as error:  # torch.export fails in many ways; .pt2 is the optional format
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RuntimeError(
