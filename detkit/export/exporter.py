@@ -260,6 +260,11 @@ def format_report(report: dict) -> str:
             f"{check['detections']} detections, counts {counts}, labels {'agree' if check['labels_agree'] else 'DIFFER'}"
             f" -> {'PASSED' if check['passed'] else 'FAILED'} (tolerances {BOX_TOLERANCE} px, {SCORE_TOLERANCE})"
         )
+        if not check["detections"]:
+            lines.append(
+                "  no detection above the score threshold on these images: only empty outputs were compared; "
+                "check on images where the model detects something (sample_images)"
+            )
         if check["tie_breaks"]:
             lines.append(
                 f"  {check['tie_breaks']} detection(s) differ by a tie broken the other way: two overlapping "

@@ -175,10 +175,19 @@ def postprocess_padded(
     # torchvision's batched_nms shifts the groups apart by the largest coordinate, but guards the
     # empty case with Python control flow that a trace would drop (and max() of nothing fails).
     extent = torch.where(valid[..., None], boxes, 0).max().float() + 1
-    keep = nms(flat_boxes + (group.to(flat_boxes) * extent)[:, None], flat_scores, iou_threshold)
+    shifted = flat_boxes + (group.to(flat_boxes) * extent)[:, None]
+    # Two sentinels that NMS always keeps (apart from everything, lowest scores), dropped after:
+    # torchvision's nms tells torch.export that it keeps at least two boxes, and a .pt2 program
+    # stops when it keeps fewer (pytorch/pytorch#121036).
+    sentinels = torch.tensor([[-4.0, -4.0, -3.0, -3.0], [-2.0, -2.0, -1.0, -1.0]], device=shifted.device)
+    lowest = torch.full((2,), torch.finfo(torch.float32).min, device=shifted.device)
+    keep = nms(torch.cat((shifted, sentinels)), torch.cat((flat_scores, lowest)), iou_threshold)
+    keep = keep[keep < index.shape[0]]
     # keep is by descending score; an entry's rank in its image is the count of earlier entries of it.
     kept_image = image_index[keep]
-    one_hot = (kept_image[:, None] == torch.arange(num_images, device=index.device)[None, :]).long()
+    # Expanded, not broadcast: torch.export cannot tell whether the (data-dependent) count is 1.
+    images = torch.arange(num_images, device=index.device)[None, :].expand(kept_image.shape[0], -1)
+    one_hot = (kept_image[:, None].expand_as(images) == images).long()
     rank = one_hot.cumsum(0).gather(1, kept_image[:, None]).squeeze(1) - 1
     chosen = (rank < max_detections).nonzero().squeeze(1)
     slot = (kept_image[chosen] * max_detections + rank[chosen],)

@@ -109,8 +109,13 @@ def test_roi_pool_ties(family: str, tmp_path) -> None:
 
 
 def test_pt2_where_torch_export_works(tmp_path) -> None:
-    report = export_model(small_detector("yolov1"), format="pt2", output=tmp_path / "m.pt2", input_size=INPUT_SIZE)
+    path = tmp_path / "m.pt2"
+    report = export_model(small_detector("fast_rcnn"), format="pt2", output=path, input_size=INPUT_SIZE)
     assert_agrees(report)
+    # Nothing to keep at all: the program must not rely on NMS keeping a box.
+    images = prepare_samples(None, INPUT_SIZE, 2)
+    outputs = run_exported(path, "pt2", graph_inputs(images, [torch.zeros(0, 4)] * 2), report["inputs"].keys())
+    assert outputs[3].tolist() == [0, 0] and not outputs[0].any()
 
 
 @pytest.mark.slow
