@@ -21,8 +21,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from detkit.engine.build import build_dataset, build_model, config_from_yaml
-from detkit.engine.checkpoint import load_model_weights, read_checkpoint
+from detkit.api import load
+from detkit.engine.build import build_dataset
 from detkit.export.check import (
     BOX_TOLERANCE,
     SCORE_TOLERANCE,
@@ -204,25 +204,10 @@ def export_checkpoint(
 
 
 def load_for_export(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, DictConfig, list[str]]:
-    """Model (``eval()`` mode, strictly loaded), config and class names of a checkpoint.
-
-    The one place here that turns a checkpoint into a model: ``detkit.load`` (``detkit/api.py``)
-    takes its place once it exists."""
-    state = read_checkpoint(checkpoint)
-    if not state.get("config_yaml"):
-        raise ValueError(f"{checkpoint} holds no config (config_yaml); it cannot be rebuilt for export")
-    cfg = config_from_yaml(state["config_yaml"])
-    names = list(state.get("class_names") or [])
-    if not names:
-        raise ValueError(f"{checkpoint} holds no class names; it cannot be rebuilt for export")
-    model = build_model(cfg, num_classes=len(names))
-    report = load_model_weights(state, model, use_ema=state.get("ema") is not None)
-    if report["missing"] or report["unexpected"]:
-        raise ValueError(
-            f"{checkpoint} does not match the model of its own config: missing {report['missing'][:5]}, "
-            f"unexpected {report['unexpected'][:5]}"
-        )
-    return model.to(device).eval(), cfg, names
+    """Model (``eval()`` mode, strictly loaded, EMA weights when saved), config and class names of
+    a checkpoint, through ``detkit.load``."""
+    predictor = load(checkpoint, device=str(device))
+    return predictor.model, predictor.cfg, predictor.class_names
 
 
 def validation_images(cfg: DictConfig, input_size: int, count: int) -> list[Tensor] | None:

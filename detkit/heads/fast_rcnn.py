@@ -117,7 +117,8 @@ class FastRCNNHead(nn.Module):
     ) -> PaddedDetections:
         """``predict`` on ``proposals: Tensor[N, P, 4] xyxy`` padded per image (``valid: Tensor[N,
         P]`` marks the real ones), with a fixed-shape result of ``max_detections`` per image."""
-        class_logits, box_deltas = self._head(features, padded_rois(proposals.to(features.dtype)))
+        # float32 RoIs, as predict's: bf16 under autocast would round them to 2 px steps.
+        class_logits, box_deltas = self._head(features, padded_rois(proposals.float()))
         return padded_roi_detections(
             softmax_scores(class_logits),
             box_deltas,

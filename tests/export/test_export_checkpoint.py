@@ -41,7 +41,7 @@ def test_loading_is_strict(tmp_path) -> None:
     removed = next(iter(state["model"]))
     del state["model"][removed]
     torch.save(state, tmp_path / "broken.pt")
-    with pytest.raises(ValueError, match=f"does not match the model of its own config: missing \\['{removed}'"):
+    with pytest.raises(ValueError, match=f"does not match the model:\n  missing from checkpoint \\(1\\): {removed}"):
         load_for_export(tmp_path / "broken.pt")
     with pytest.raises(ValueError, match="would overwrite the checkpoint"):
         export_checkpoint(checkpoint, "onnx", output=checkpoint)
