@@ -65,6 +65,28 @@ def export_model(
     if format not in WRITERS:
         raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     was_training = model.training
+    try:
+        report = _export(model, format, Path(output), input_size, max_detections, sample_images,
+                         sample_proposals, num_samples, class_names, opset, check)  # fmt: skip
+    finally:
+        model.train(was_training)  # the graph put it in eval() mode
+    logger.info("%s", format_report(report))
+    return report
+
+
+def _export(
+    model: nn.Module,
+    format: str,
+    path: Path,
+    input_size: int,
+    max_detections: int | None,
+    sample_images: Sequence[SampleSource] | Tensor | None,
+    sample_proposals: Sequence[Tensor] | None,
+    num_samples: int,
+    class_names: Sequence[str],
+    opset: int,
+    check: bool,
+) -> dict:
     graph = detection_graph(model, input_size=input_size, max_detections=max_detections)
     device = next(model.parameters()).device
     images = prepare_samples(sample_images, graph.input_size, num_samples).to(device)
@@ -77,34 +99,29 @@ def export_model(
         raise ValueError(f"{type(model).__name__} makes its own proposals; do not pass sample_proposals")
     trace_count = min(2, len(images))
     trace_inputs = graph_inputs(images[:trace_count], None if proposals is None else proposals[:trace_count])
-    path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = export_metadata(graph, class_names)
     start = time.perf_counter()
     try:
-        try:
-            with torch.no_grad():
-                WRITERS[format](graph, trace_inputs, path, metadata, opset)
-        except BaseException:
-            path.unlink(missing_ok=True)  # no half-written file where a deployment would look
-            raise
-        report = {
-            "format": format,
-            "output": str(path),
-            "file_bytes": path.stat().st_size,
-            "detector": type(model).__name__,
-            "graph": type(graph).__name__,
-            "export_seconds": round(time.perf_counter() - start, 3),
-            "samples": "synthetic shapes images" if sample_images is None else "given images",
-            **metadata,
-        }
-        if format == "onnx":
-            report["opset"] = opset
-        if check:
-            report.update(check_export(path, format, graph, images, proposals))
-    finally:
-        model.train(was_training)
-    logger.info("%s", format_report(report))
+        with torch.no_grad():
+            WRITERS[format](graph, trace_inputs, path, metadata, opset)
+    except BaseException:
+        path.unlink(missing_ok=True)  # no half-written file where a deployment would look
+        raise
+    report = {
+        "format": format,
+        "output": str(path),
+        "file_bytes": path.stat().st_size,
+        "detector": type(model).__name__,
+        "graph": type(graph).__name__,
+        "export_seconds": round(time.perf_counter() - start, 3),
+        "samples": "synthetic shapes images" if sample_images is None else "given images",
+        **metadata,
+    }
+    if format == "onnx":
+        report["opset"] = opset
+    if check:
+        report.update(check_export(path, format, graph, images, proposals))
     return report
 
 

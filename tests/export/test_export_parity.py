@@ -136,8 +136,11 @@ def test_bad_arguments(tmp_path) -> None:
     model = small_detector("yolov1")
     with pytest.raises(ValueError, match="unknown export format 'tflite'"):
         export_model(model, format="tflite", output=tmp_path / "m", input_size=INPUT_SIZE)
+    model.train()
     with pytest.raises(ValueError, match=r"Tensor\[3, 128, 128\]"):
         export_model(model, format="torchscript", output=tmp_path / "m", input_size=INPUT_SIZE, sample_images=[torch.rand(3, 64, 64)])
+    assert model.training  # the caller's mode comes back, also after a failure
+    model.eval()
     with pytest.raises(ValueError, match="makes its own proposals"):
         export_model(model, format="torchscript", output=tmp_path / "m", input_size=INPUT_SIZE, sample_proposals=[torch.zeros(0, 4)] * 3)
     with pytest.raises(ValueError, match="cannot export a Linear"):
