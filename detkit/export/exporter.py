@@ -186,6 +186,7 @@ def export_checkpoint(
     sample_images: Sequence[SampleSource] | None = None,
     num_samples: int = 3,
     device: str | torch.device = "cpu",
+    overrides: Sequence[str] = (),
     opset: int = ONNX_OPSET,
     check: bool = True,
 ) -> dict:
@@ -193,10 +194,11 @@ def export_checkpoint(
     class names. ``output`` defaults to the checkpoint's path with ``.onnx``, ``.torchscript.pt``
     or ``.pt2``; ``input_size`` to the config's ``data.input_size``; ``sample_images`` to the first
     ``num_samples`` validation images of the config's data (synthetic images when its files are
-    missing)."""
+    missing). ``overrides``: ``key=value`` changes to the stored config (``detkit.load``'s), e.g.
+    ``model.head.score_threshold=0.3``: thresholds and caps are fixed in the exported graph."""
     if format not in WRITERS:
         raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
-    model, cfg, class_names = load_for_export(checkpoint, device)
+    model, cfg, class_names = load_for_export(checkpoint, device, overrides)
     size = int(input_size if input_size is not None else cfg.data.input_size)
     path = Path(output) if output is not None else Path(checkpoint).with_suffix(DEFAULT_SUFFIXES[format])
     if path.resolve() == Path(checkpoint).resolve():
@@ -220,10 +222,12 @@ def export_checkpoint(
     return {"checkpoint": str(checkpoint), **report}
 
 
-def load_for_export(checkpoint: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, DictConfig, list[str]]:
+def load_for_export(
+    checkpoint: str | Path, device: str | torch.device = "cpu", overrides: Sequence[str] = ()
+) -> tuple[nn.Module, DictConfig, list[str]]:
     """Model (``eval()`` mode, strictly loaded, EMA weights when saved), config and class names of
     a checkpoint, through ``detkit.load``."""
-    predictor = load(checkpoint, device=str(device))
+    predictor = load(checkpoint, device=str(device), overrides=overrides)
     return predictor.model, predictor.cfg, predictor.class_names
 
 

@@ -47,3 +47,14 @@ def test_loading_is_strict(tmp_path) -> None:
         export_checkpoint(checkpoint, "onnx", output=checkpoint)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         export_checkpoint(tmp_path / "missing.pt", "onnx")
+
+
+def test_overrides_are_fixed_in_the_graph(tmp_path) -> None:
+    checkpoint = tmp_path / "best.pt"
+    save_small_checkpoint("yolov1", checkpoint)
+    report = export_checkpoint(
+        checkpoint, "torchscript", input_size=128, max_detections=7, overrides=["model.head.score_threshold=1.0"]
+    )
+    assert report["max_detections"] == 7 and report["check"]["passed"]
+    assert report["check"]["counts_exported"] == [0, 0, 0]  # nothing scores above 1
+    assert "only empty outputs were compared" in format_report(report)
