@@ -182,3 +182,18 @@ def test_predict_writes_a_coco_results_file_that_eval_scores_like_the_checkpoint
     error = capsys.readouterr().err
     assert "images not listed (by file name): val_000000.jpg" in error
     assert "classes not among its categories: square, triangle, plus, ring" in error
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_export_command_writes_a_file_that_matches_pytorch(trained, tmp_path: Path, capsys) -> None:
+    from detkit.cli import main
+
+    root, cfg = trained
+    output = tmp_path / "model.torchscript.pt"
+    image = build_dataset(cfg, "val").records[0].path
+    assert main(["export", f"checkpoint={root / 'run' / 'last.pt'}", "format=torchscript", f"output={output}",
+                 f"input={image}", "max_detections=20"]) == 0  # fmt: skip
+    assert output.is_file() and "torchscript" in capsys.readouterr().out.lower()
+    scripted = torch.jit.load(str(output))
+    boxes, scores, labels, counts = scripted(torch.rand(2, 3, 128, 128))
+    assert boxes.shape == (2, 20, 4) and scores.shape == labels.shape == (2, 20) and counts.shape == (2,)

@@ -19,6 +19,7 @@ COMMANDS: dict[str, Command] = {
     "eval": Command("eval", "evaluate a checkpoint, or a COCO results file against ground truth"),
     "predict": Command("predict", "detect objects in images: pictures, JSON and a COCO results file"),
     "check": Command("check_dataset", "validate a dataset and summarise it (every problem, by file)", True),
+    "export": Command("export", "export to ONNX / TorchScript / .pt2 with NMS inside, checked against PyTorch"),
     "proposals": Command("proposals", "precompute selective-search proposals (cached) and report recall"),
     "fit-anchors": Command("fit_anchors", "fit anchors / default-box ratios to a dataset's boxes"),
     "fit-svms": Command("fit_svms", "fit R-CNN's per-class linear SVMs on a trained R-CNN"),
