@@ -1,8 +1,10 @@
-"""What every detkit dataset shares: image records, box validation, image reading, the transform call.
+"""What every detkit dataset shares: image records, the checks of image files, image reading, the transform call.
 
 A loader (COCO, VOC, YOLO, shapes) only parses its annotation format into ``ImageRecord`` s, with
-boxes already converted to ``xyxy`` float32 pixels of the stored image and labels in ``1..C``;
-``DetectionDataset`` does the rest. ``dataset[i]`` returns ``(image, target)``:
+boxes already converted to ``xyxy`` float32 pixels of the stored image and labels in ``1..C``,
+reporting what is wrong in its files to a ``ProblemLog`` (``detkit.data.problems``);
+``DetectionDataset`` checks the image files, applies the ``on_bad_data`` policy and does the
+rest. ``dataset[i]`` returns ``(image, target)``:
 
 - ``image``: Tensor[3, H, W] float32 in [0, 1] (RGB), after the transform when one is given;
 - ``target``: a ``detkit.structures.Target`` with ``boxes`` Tensor[N, 4] xyxy in the transformed
@@ -18,7 +20,6 @@ map-style class (``__len__`` + ``__getitem__``) is all ``torch.utils.data.DataLo
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +28,13 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from detkit.data.image_files import check_image_files
+from detkit.data.problems import Problem, ProblemLog
+
 if TYPE_CHECKING:
     import torch
 
     from detkit.structures import Target
-
-logger = logging.getLogger(__name__)
-
-INVALID_BOX_POLICIES = ("error", "skip")
 
 # transform(image HxWx3 uint8, boxes [N,4] xyxy, labels [N]) -> (image, boxes, labels, (sx, sy))
 DetectionTransformFn = Callable[
@@ -85,133 +85,65 @@ def read_image(path: Path | str, *, source: str | None = None) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def image_size_from_header(path: Path, *, source: str | None = None) -> tuple[int, int]:
-    """(width, height) of an image file, read from its header only (no decoding)."""
-    from PIL import Image, UnidentifiedImageError
+def check_records(
+    records: list[ImageRecord], log: ProblemLog, *, class_names: Sequence[str], decode: bool = True
+) -> list[ImageRecord]:
+    """The records that survive the checks common to every format, in order; problems go to ``log``.
 
-    where = f" (listed in {source})" if source else ""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {path}{where}") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"cannot read image file {path}{where}: {error}") from error
-
-
-def _box_text(box: object) -> str:
-    """A box for a message: numbers compactly, anything malformed as the file wrote it."""
-    if isinstance(box, str):
-        return box
-    try:
-        return "[" + ", ".join(f"{float(v):g}" for v in box) + "]"
-    except (TypeError, ValueError):
-        return repr(box)
-
-
-class BoxChecker:
-    """Validates the boxes of one annotation source under the ``invalid_boxes`` policy.
-
-    Invalid: a non-finite coordinate, ``x2 <= x1`` or ``y2 <= y1``, a box entirely outside the
-    image, an unknown class (label 0 here), or anything a loader rejects while parsing. With
-    ``"error"`` the first one raises ValueError naming the file, the box and the fix; with
-    ``"skip"`` it is dropped, counted and listed in ``problems``, and ``log_summary`` warns once.
-    Boxes partly outside the image are clipped to it, which is normal and not reported.
+    An image file listed more than once keeps its first entry (the others are dropped); a file
+    that is missing, does not decode (with ``decode``: is truncated) or has another size than its
+    record says is dropped. Warnings: the same box and class twice in one image, a class without
+    any box among the kept records.
     """
-
-    def __init__(self, policy: str, source: str) -> None:
-        if policy not in INVALID_BOX_POLICIES:
-            raise ValueError(f"invalid_boxes must be one of {INVALID_BOX_POLICIES}, got {policy!r}")
-        self.policy = policy
-        self.source = source
-        self.skipped = 0
-        self.problems: list[dict] = []
-
-    def reject(
-        self,
-        *,
-        image: str,
-        box: object,
-        reason: str,
-        annotation: str | None = None,
-        box_format: str = "xyxy pixels",
-    ) -> None:
-        """Report one bad annotation: raise under ``"error"``, record it under ``"skip"``."""
-        annotation = annotation or self.source
-        box_text = _box_text(box)
-        if self.policy == "error":
-            raise ValueError(
-                f"{annotation}: invalid box {box_text} ({box_format}) for image '{image}': {reason}. "
-                "Fix the annotation, or pass invalid_boxes='skip' to drop such boxes "
-                "(they are counted and logged)."
-            )
-        self.skipped += 1
-        self.problems.append({"file": image, "annotation": annotation, "box": box_text, "problem": reason})
-
-    def check(
-        self,
-        boxes: np.ndarray,
-        labels: np.ndarray,
-        *,
-        width: int | np.ndarray,
-        height: int | np.ndarray,
-        image: str | Sequence[str],
-        class_repr: Sequence[object] | None = None,
-        annotation: str | None = None,
-        file_boxes: Sequence[object] | None = None,
-        box_format: str = "xyxy pixels",
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Validate ``boxes: [N, 4] xyxy`` (stored pixels) with ``labels: [N]`` (0 = unknown class).
-
-        ``width``, ``height`` and ``image`` (the image's file name) are one image's, or given per box
-        ([N] arrays, a list of N names) to check a whole annotation file at once. Returns the
-        clipped boxes (float32) and a bool keep mask [N]. For messages only: ``class_repr[i]`` is
-        how the file spelled box i's class, ``file_boxes[i]`` the box as the file writes it, in
-        ``box_format``.
-        """
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        labels = np.asarray(labels).reshape(-1)
-        widths = np.broadcast_to(np.asarray(width, dtype=np.float64), (len(boxes),))
-        heights = np.broadcast_to(np.asarray(height, dtype=np.float64), (len(boxes),))
-        clipped = boxes.copy()
-        clipped[:, 0::2] = np.clip(clipped[:, 0::2], 0, widths[:, None])
-        clipped[:, 1::2] = np.clip(clipped[:, 1::2], 0, heights[:, None])
-        with np.errstate(invalid="ignore"):  # NaN compares False: those boxes fail "finite" first
-            finite = np.isfinite(boxes).all(axis=1)
-            ordered = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            inside = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-        keep = finite & ordered & inside & (labels > 0)
-        for i in np.flatnonzero(~keep):  # only the (rare) bad boxes take the slow path
-            if not finite[i]:
-                reason = "a coordinate is missing or not a finite number"
-            elif not ordered[i]:
-                reason = "x2 <= x1 or y2 <= y1 (zero or negative width or height)"
-            elif not inside[i]:
-                reason = f"the box lies entirely outside the {widths[i]:g}x{heights[i]:g} image"
-            else:
-                reason = f"unknown class {class_repr[i] if class_repr is not None else labels[i]!r}"
-            shown = file_boxes[i] if file_boxes is not None else boxes[i]
-            name = image if isinstance(image, str) else image[i]
-            self.reject(image=name, box=shown, reason=reason, annotation=annotation, box_format=box_format)
-        return clipped.astype(np.float32), keep
-
-    def log_summary(self) -> None:
-        if not self.skipped:
-            return
-        files = list(dict.fromkeys(p["file"] for p in self.problems))
-        shown = ", ".join(files[:5]) + (", ..." if len(files) > 5 else "")
-        logger.warning(
-            "%s: skipped %d invalid box(es) in %d image(s) (invalid_boxes='skip'): %s; "
-            "tools/check_dataset.py lists every one",
-            self.source, self.skipped, len(files), shown,
-        )
+    by_path: dict[str, list[ImageRecord]] = {}
+    for record in records:
+        by_path.setdefault(str(record.path), []).append(record)
+    unique = []
+    for record in records:
+        group = by_path[str(record.path)]
+        if record is not group[0]:
+            log.drop_image(len(record.boxes))
+            continue
+        unique.append(record)
+        if len(group) > 1:
+            entries = ", ".join(f"image id {r.image_id} in {Path(r.annotation_file).name}" for r in group)
+            log.add("duplicate_file_name", record.path,
+                    f"the same image file is listed {len(group)} times ({entries}); the first is kept, the others dropped")
+    kept = []
+    for record, found in zip(unique, check_image_files([r.path for r in unique], decode=decode), strict=True):
+        if found.kind is not None:
+            log.add(found.kind, record.path, f"{found.reason} (listed in {record.annotation_file})")
+        elif found.size != (record.width, record.height):
+            log.add("image_size_mismatch", record.path,
+                    f"the file is {found.size[0]}x{found.size[1]} (width x height) but {record.annotation_file} "
+                    f"says {record.width}x{record.height}")
+        else:
+            kept.append(record)
+            continue
+        log.drop_image(len(record.boxes))
+    for record in kept:
+        keyed = np.concatenate([record.boxes, record.labels[:, None].astype(np.float32)], axis=1)
+        repeats = len(keyed) - len(np.unique(keyed, axis=0))
+        if repeats:
+            log.add("duplicate_box", record.annotation_file,
+                    f"{repeats} box(es) repeat another box of the same class exactly", image=record.file_name)
+    labels = np.concatenate([r.labels for r in kept]) if kept else np.zeros(0, dtype=np.int64)
+    counts = np.bincount(labels, minlength=len(class_names) + 1)
+    for label, name in enumerate(class_names, start=1):
+        if counts[label] == 0:
+            log.add("class_without_boxes", log.source, f"class {name!r} (label {label}) has no box in this split")
+    return kept
 
 
 class DetectionDataset:
     """A detection split held as ``ImageRecord`` s; the common part of every detkit loader.
 
     ``class_names[i]`` is label ``i + 1``; ``category_ids[i]`` is the dataset's own id for label
-    ``i + 1`` (what ``coco_ground_truth`` and detection results use).
+    ``i + 1`` (what ``coco_ground_truth`` and detection results use). With a ``problems`` log (what
+    the loader found in the annotation files), the image files are checked (``check_records``;
+    ``verify_images=False`` reads their headers only, which misses truncated files) and the log's
+    ``on_bad_data`` policy is applied: every problem in one error, or the bad items dropped.
+    ``problems`` then lists every ``Problem`` found, warnings included.
     """
 
     def __init__(
@@ -221,15 +153,27 @@ class DetectionDataset:
         class_names: Sequence[str],
         category_ids: Sequence[int],
         transforms: DetectionTransformFn | None = None,
-        problems: list[dict] | None = None,
+        problems: ProblemLog | None = None,
+        verify_images: bool = True,
     ) -> None:
         if len(class_names) != len(category_ids):
             raise ValueError("class_names and category_ids must have the same length")
-        self.records = records
         self.class_names = list(class_names)
         self.category_ids = [int(c) for c in category_ids]
         self.transforms = transforms
-        self.problems = list(problems or [])
+        if problems is not None:
+            records = check_records(records, problems, class_names=self.class_names, decode=verify_images)
+            problems.apply(kept_images=len(records), kept_boxes=sum(len(r.boxes) for r in records))
+        self.records = records
+        self.problems: list[Problem] = list(problems.problems) if problems is not None else []
+        # What on_bad_data="skip" left out (all 0 under "error", which raised instead).
+        self.dropped = {
+            "images": problems.dropped_images if problems is not None else 0,
+            "bad_boxes": problems.dropped_boxes if problems is not None else 0,
+            "boxes_in_dropped_images": problems.boxes_in_dropped_images if problems is not None else 0,
+        }
+        # Whether every image was decoded once already (check_dataset need not do it again).
+        self.images_verified = problems is not None and verify_images
 
     @property
     def num_classes(self) -> int:

@@ -1,4 +1,9 @@
-"""Validating a detection dataset and summarising it (what ``tools/check_dataset.py`` prints and saves)."""
+"""Summarising a checked dataset (what ``detkit check`` / ``tools/check_dataset.py`` prints and saves).
+
+The problems themselves are found while the dataset is built (``detkit.data.problems``): build
+it with ``on_bad_data="skip"`` to get every one of them instead of an error. The statistics here
+describe what training would use: the images and boxes that are left after skipping.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ from collections import Counter
 
 import numpy as np
 
-from detkit.data.base import DetectionDataset, read_image
+from detkit.data.base import DetectionDataset
+from detkit.data.image_files import check_image_files
+from detkit.data.problems import Problem
 
 # COCO's object size buckets, by box area in stored-image pixels.
 SMALL_AREA, MEDIUM_AREA = 32**2, 96**2
@@ -23,61 +30,63 @@ def _stats(values: np.ndarray) -> dict[str, float] | None:
     }
 
 
-def check_dataset(dataset: DetectionDataset, *, read_images: bool = True, max_problems: int = 1000) -> dict:
+def _undecodable(dataset: DetectionDataset) -> list[Problem]:
+    """Images of a dataset built without decoding (``verify_images=False``) that do not decode."""
+    found = check_image_files([r.path for r in dataset.records], decode=True)
+    return [
+        Problem(f.kind, str(r.path), f"{f.reason} (listed in {r.annotation_file})")
+        for r, f in zip(dataset.records, found, strict=True)
+        if f.kind is not None
+    ]
+
+
+def problems_text(problems: list[Problem]) -> str:
+    """One line per problem, errors first, for a console."""
+    ordered = sorted(problems, key=lambda p: p.severity != "error")
+    return "\n".join(f"  {p.severity.upper() if p.severity == 'error' else p.severity:<7} {p}" for p in ordered)
+
+
+def check_dataset(dataset: DetectionDataset, *, read_images: bool = True) -> dict:
     """A JSON-ready report on ``dataset`` (any detkit loader), in stored-image pixels.
 
-    Counts images, images without objects, boxes (per class by name, per image, by COCO size
-    bucket), crowd/difficult boxes; gives min/median/mean/max of image and box sizes; lists
-    problems with their file names: boxes skipped while loading (build the dataset with
-    ``invalid_boxes="skip"`` to see all of them), duplicate boxes, classes without any box and,
-    with ``read_images``, image files that are missing, unreadable or not the annotated size.
+    ``problems``: every problem found (``Problem.as_dict()``: kind, severity, file, where, image,
+    reason, action), with counts by kind; with ``read_images``, images that were not decoded when
+    the dataset was built are decoded now. The statistics cover the kept images and boxes: counts
+    (per class by name, per image, by COCO size bucket), crowd/difficult boxes, min/median/mean/max
+    of image and box sizes and of the box aspect ratio w/h.
     """
     if not isinstance(dataset, DetectionDataset):
         raise TypeError(f"check_dataset needs a detkit dataset (CocoDataset, VocDataset, ...), got {type(dataset).__name__}")
     problems = list(dataset.problems)
+    if read_images and not dataset.images_verified:
+        problems += _undecodable(dataset)
     boxes_per_class: Counter[int] = Counter()
     images_per_class: Counter[int] = Counter()
     crowd = difficult = 0
-    all_boxes = []
     for record in dataset.records:
         boxes_per_class.update(record.labels.tolist())
         images_per_class.update(set(record.labels.tolist()))
         crowd += int(record.iscrowd.sum()) if record.iscrowd is not None else 0
         difficult += int(record.difficult.sum()) if record.difficult is not None else 0
-        all_boxes.append(record.boxes)
-        keyed = np.concatenate([record.boxes, record.labels[:, None].astype(np.float32)], axis=1)
-        if len(np.unique(keyed, axis=0)) < len(keyed):
-            problems.append({"file": str(record.path), "problem": "the same box and class appear more than once"})
-        if read_images:
-            try:
-                image = read_image(record.path, source=record.annotation_file)
-            except (OSError, ValueError) as error:
-                problems.append({"file": str(record.path), "problem": str(error)})
-                continue
-            if image.shape[:2] != (record.height, record.width):
-                problems.append({
-                    "file": str(record.path),
-                    "problem": f"image is {image.shape[1]}x{image.shape[0]} (w x h), "
-                               f"annotations say {record.width}x{record.height}",
-                })
-
-    boxes = np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4), dtype=np.float32)
+    boxes = np.concatenate([r.boxes for r in dataset.records]) if dataset.records else np.zeros((0, 4), np.float32)
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     areas = widths * heights
     counts = np.array([len(r.boxes) for r in dataset.records])
     names = dataset.class_names
-    empty_classes = [name for label, name in enumerate(names, start=1) if boxes_per_class[label] == 0]
-    for name in empty_classes:
-        problems.append({"file": None, "problem": f"class {name!r} has no box in this split"})
+    errors = [p for p in problems if p.severity == "error"]
     return {
         "dataset": type(dataset).__name__,
+        "num_errors": len(errors),
+        "num_warnings": len(problems) - len(errors),
+        "problems_by_kind": dict(Counter(p.kind for p in problems).most_common()),
+        "dropped_by_skip": dict(dataset.dropped),
         "num_images": len(dataset.records),
         "num_images_without_objects": int((counts == 0).sum()),
         "num_boxes": int(len(boxes)),
         "num_classes": len(names),
         "boxes_per_class": {name: boxes_per_class[label] for label, name in enumerate(names, start=1)},
         "images_per_class": {name: images_per_class[label] for label, name in enumerate(names, start=1)},
-        "classes_without_boxes": empty_classes,
+        "classes_without_boxes": [name for label, name in enumerate(names, start=1) if boxes_per_class[label] == 0],
         "boxes_per_image": _stats(counts.astype(np.float64)),
         "num_crowd": crowd,
         "num_difficult": difficult,
@@ -92,7 +101,5 @@ def check_dataset(dataset: DetectionDataset, *, read_images: bool = True, max_pr
             "medium": int(((areas >= SMALL_AREA) & (areas < MEDIUM_AREA)).sum()),
             "large": int((areas >= MEDIUM_AREA).sum()),
         },
-        "skipped_boxes": len(dataset.problems),
-        "num_problems": len(problems),
-        "problems": problems[:max_problems],
+        "problems": [p.as_dict() for p in problems],
     }

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from detkit.data.base import BoxChecker, DetectionDataset, DetectionTransformFn
+from detkit.data.base import DetectionDataset, DetectionTransformFn
 from detkit.data.coco import load_coco_records
+from detkit.data.problems import ProblemLog
 from detkit.data.shapes_render import SHAPE_CLASSES, ShapesParams
 from detkit.data.shapes_writers import write_coco_layout
 
@@ -102,6 +103,8 @@ class ShapesDataset(DetectionDataset):
         self.folder = ensure_shapes(self.params, root)
         self.split = split
         ann_file = self.folder / "annotations" / f"instances_{split}.json"
-        checker = BoxChecker("error", str(ann_file))  # generated boxes are valid by construction
-        records, class_names, category_ids = load_coco_records(ann_file, self.folder / split / "images", checker)
-        super().__init__(records, class_names=class_names, category_ids=category_ids, transforms=transforms)
+        log = ProblemLog(str(ann_file), "error")
+        records, class_names, category_ids = load_coco_records(ann_file, self.folder / split / "images", log)
+        # Generated and written atomically: checking the image headers is enough (no decoding).
+        super().__init__(records, class_names=class_names, category_ids=category_ids, transforms=transforms,
+                         problems=log, verify_images=False)

@@ -7,19 +7,18 @@ columns); they become continuous ``xyxy`` with ``x1 = xmin - 1, x2 = xmax``. Obj
 
 from __future__ import annotations
 
+import contextlib
+import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from detkit.data.base import (
-    BoxChecker,
-    DetectionDataset,
-    DetectionTransformFn,
-    ImageRecord,
-    image_size_from_header,
-)
+from detkit.data.base import DetectionDataset, DetectionTransformFn, ImageRecord
+from detkit.data.box_checks import BoxChecker
+from detkit.data.image_files import check_image_file
+from detkit.data.problems import ProblemLog
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -28,35 +27,52 @@ VOC_CLASSES = (
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-def _number(element: ElementTree.Element | None, tag: str) -> float:
-    text = element.findtext(tag) if element is not None else None
-    try:
-        return float(text) if text is not None else float("nan")
-    except ValueError:
-        return float("nan")
+_COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 
 
-def parse_voc_xml(xml_path: Path) -> tuple[str | None, int, int, list[tuple[str, bool, list[float]]]]:
-    """Read one VOC annotation: (filename or None, width, height, [(class name, difficult, [xmin, ymin, xmax, ymax])]).
+def _coordinates(box: ElementTree.Element | None) -> tuple[list[float] | None, str | None]:
+    """``<bndbox>``'s four numbers (NaN and inf pass through), or None and why they are malformed."""
+    if box is None:
+        return None, "the object has no <bndbox>"
+    values = []
+    for tag in _COORDINATES:
+        text = box.findtext(tag)
+        if text is None or not text.strip():
+            return None, f"<bndbox> has no <{tag}>"
+        try:
+            values.append(float(text))
+        except ValueError:
+            return None, f"<{tag}>{text.strip()}</{tag}> is not a number"
+    return values, None
 
-    Width and height are 0 when the file does not give them; coordinates are NaN when missing.
+
+def parse_voc_xml(xml_path: Path) -> tuple[str | None, int, int, list[tuple[str, bool, list[float] | None, str | None]]]:
+    """Read one VOC annotation: (filename or None, width, height, objects), each object
+    ``(class name, difficult, [xmin, ymin, xmax, ymax] or None, why the box is malformed or None)``.
+
+    Width and height are 0 when the file does not give them. A missing file raises
+    FileNotFoundError, one that does not parse ValueError with the parser's line and column.
     """
     try:
         root = ElementTree.parse(xml_path).getroot()
     except FileNotFoundError:
         raise FileNotFoundError(f"VOC annotation file not found: {xml_path}") from None
     except ElementTree.ParseError as error:
-        raise ValueError(f"{xml_path} is not valid XML: {error}") from error
+        line, column = error.position
+        message = re.sub(r": line \d+, column \d+$", "", str(error))  # the position goes to ``where``
+        raise ValueError(f"line {line}, column {column + 1}", f"not valid XML: {message}") from None
     size = root.find("size")
-    width, height = _number(size, "width"), _number(size, "height")
+    try:
+        width, height = (int(float(size.findtext(tag) or 0)) for tag in ("width", "height")) if size is not None else (0, 0)
+    except ValueError:
+        width, height = 0, 0
     objects = []
     for obj in root.findall("object"):
         name = (obj.findtext("name") or "").strip()
         difficult = (obj.findtext("difficult") or "0").strip() not in ("0", "")
-        box = obj.find("bndbox")
-        objects.append((name, difficult, [_number(box, tag) for tag in ("xmin", "ymin", "xmax", "ymax")]))
-    valid_size = np.isfinite([width, height]).all() and width > 0 and height > 0
-    return root.findtext("filename"), int(width) if valid_size else 0, int(height) if valid_size else 0, objects
+        objects.append((name, difficult, *_coordinates(obj.find("bndbox"))))
+    valid_size = width > 0 and height > 0
+    return root.findtext("filename"), width if valid_size else 0, height if valid_size else 0, objects
 
 
 def _resolve_image(image_dir: Path, stem: str, xml_filename: str | None) -> Path:
@@ -71,7 +87,8 @@ def _resolve_image(image_dir: Path, stem: str, xml_filename: str | None) -> Path
 def _scan_class_names(annotation_dir: Path) -> list[str]:
     names = set()
     for xml_path in sorted(annotation_dir.glob("*.xml")):
-        names.update(name for name, _, _ in parse_voc_xml(xml_path)[3])
+        with contextlib.suppress(ValueError):  # a file that does not parse is reported when the split is read
+            names.update(obj[0] for obj in parse_voc_xml(xml_path)[3])
     if not names:
         raise ValueError(f"class_names='auto' found no <object><name> in {annotation_dir}/*.xml")
     return sorted(names)
@@ -83,6 +100,7 @@ class VocDataset(DetectionDataset):
     ``class_names``: the label order (``class_names[i]`` is label ``i + 1``, category id ``i + 1``);
     None means the 20 PASCAL VOC classes, ``"auto"`` the sorted names found in ``Annotations/``.
     ``image_id`` is the image's index in the split; ``file_stems[image_id]`` its file stem.
+    ``on_bad_data`` and ``verify_images``: see ``detkit.data.problems`` and ``DetectionDataset``.
     """
 
     def __init__(
@@ -92,17 +110,20 @@ class VocDataset(DetectionDataset):
         *,
         class_names: Sequence[str] | str | None = None,
         transforms: DetectionTransformFn | None = None,
-        invalid_boxes: str = "error",
+        on_bad_data: str = "error",
+        verify_images: bool = True,
         keep_difficult: bool = True,
     ) -> None:
         root = Path(root)
         annotation_dir, image_dir = root / "Annotations", root / "JPEGImages"
         split_file = root / "ImageSets" / "Main" / f"{split}.txt"
+        log = ProblemLog(str(split_file), on_bad_data)
         if not split_file.is_file():
             available = sorted(p.stem for p in split_file.parent.glob("*.txt")) if split_file.parent.is_dir() else []
-            raise FileNotFoundError(
-                f"VOC split file not found: {split_file} (splits there: {', '.join(available) or 'none'}); "
-                "is data.root the folder holding Annotations/, JPEGImages/ and ImageSets/?"
+            raise log.fatal(
+                "missing_annotation_file", split_file,
+                f"VOC split file not found (splits there: {', '.join(available) or 'none'}); "
+                "is data.root the folder holding Annotations/, JPEGImages/ and ImageSets/?",
             )
         if class_names is None:
             class_names = list(VOC_CLASSES)
@@ -113,40 +134,22 @@ class VocDataset(DetectionDataset):
         class_names = [str(name) for name in class_names]
         label_of_name = {name: i + 1 for i, name in enumerate(class_names)}
 
-        stems = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
-        checker = BoxChecker(invalid_boxes, str(split_file))
+        listed = [(number, line.split()[0]) for number, line in enumerate(split_file.read_text().splitlines(), 1)
+                  if line.strip()]
+        stems = [stem for _, stem in listed]
+        first_line: dict[str, int] = {}
         records = []
-        for index, stem in enumerate(stems):
-            xml_path = annotation_dir / f"{stem}.xml"
-            xml_filename, width, height, objects = parse_voc_xml(xml_path)
-            image_path = _resolve_image(image_dir, stem, xml_filename)
-            if width == 0 or height == 0:
-                width, height = image_size_from_header(image_path, source=str(xml_path))
-            if not keep_difficult:
-                objects = [obj for obj in objects if not obj[1]]
-            names = [name for name, _, _ in objects]
-            file_boxes = np.array([coords for _, _, coords in objects], dtype=np.float64).reshape(-1, 4)
-            raw = file_boxes.copy()
-            raw[:, :2] -= 1.0  # 1-based inclusive -> continuous: the first pixel starts at 0
-            labels = np.array([label_of_name.get(name, 0) for name in names], dtype=np.int64)
-            boxes, keep = checker.check(
-                raw, labels, width=width, height=height, image=image_path.name, class_repr=names,
-                annotation=str(xml_path), file_boxes=file_boxes, box_format="VOC xmin, ymin, xmax, ymax",
-            )
-            records.append(
-                ImageRecord(
-                    path=image_path,
-                    file_name=image_path.name,
-                    image_id=index,
-                    width=width,
-                    height=height,
-                    boxes=boxes[keep],
-                    labels=labels[keep],
-                    annotation_file=str(xml_path),
-                    difficult=np.array([obj[1] for obj in objects], dtype=bool)[keep],
-                )
-            )
-        checker.log_summary()
+        for index, (line_number, stem) in enumerate(listed):
+            if stem in first_line:
+                log.add("duplicate_image_id", split_file,
+                        f"{stem!r} is listed again (first on line {first_line[stem]}); the repeat is dropped",
+                        where=f"line {line_number}")
+                log.drop_image()
+                continue
+            first_line[stem] = line_number
+            record = self._read_annotation(stem, index, annotation_dir, image_dir, label_of_name, keep_difficult, log)
+            if record is not None:
+                records.append(record)
         self.root = root
         self.split = split
         self.file_stems = stems
@@ -155,5 +158,72 @@ class VocDataset(DetectionDataset):
             class_names=class_names,
             category_ids=list(range(1, len(class_names) + 1)),
             transforms=transforms,
-            problems=checker.problems,
+            problems=log,
+            verify_images=verify_images,
+        )
+
+    @staticmethod
+    def _read_annotation(
+        stem: str,
+        image_id: int,
+        annotation_dir: Path,
+        image_dir: Path,
+        label_of_name: dict[str, int],
+        keep_difficult: bool,
+        log: ProblemLog,
+    ) -> ImageRecord | None:
+        """The record of one listed image, or None (problems reported) when its XML is unusable."""
+        xml_path = annotation_dir / f"{stem}.xml"
+        try:
+            xml_filename, width, height, objects = parse_voc_xml(xml_path)
+        except FileNotFoundError:
+            log.add("missing_annotation_file", xml_path, f"VOC annotation file not found ({stem!r} is in the split)")
+            log.drop_image()
+            return None
+        except ValueError as error:
+            where, reason = error.args
+            log.add("malformed_annotation_file", xml_path, reason, where=where)
+            log.drop_image()
+            return None
+        image_path = _resolve_image(image_dir, stem, xml_filename)
+        if width == 0 or height == 0:  # <size> missing: the image file says
+            found = check_image_file(image_path, decode=False)
+            if found.size is None:
+                log.add(found.kind, image_path, f"{found.reason} (listed in {xml_path}, which gives no <size>)")
+            width, height = found.size or (np.inf, np.inf)
+        numbered = [(number, obj) for number, obj in enumerate(objects, start=1) if keep_difficult or not obj[1]]
+        good = []
+        for number, (name, difficult, coords, malformed) in numbered:
+            if name not in label_of_name:
+                log.add("unknown_class", xml_path, f"class name {name!r} is not one of the dataset's classes",
+                        where=f"object {number}", image=image_path.name)
+            if malformed:
+                log.add("malformed_box", xml_path, malformed, where=f"object {number}", image=image_path.name)
+                log.dropped_boxes += 1
+            elif name not in label_of_name:
+                log.dropped_boxes += 1
+            else:
+                good.append((number, name, difficult, coords))
+        file_boxes = np.array([g[3] for g in good], dtype=np.float64).reshape(-1, 4)
+        raw = file_boxes.copy()
+        raw[:, :2] -= 1.0  # 1-based inclusive -> continuous: the first pixel starts at 0
+        labels = np.array([label_of_name[g[1]] for g in good], dtype=np.int64)
+        boxes, keep = BoxChecker(log).check(
+            raw, labels, width=width, height=height, file=str(xml_path),
+            locate=lambda i: (f"object {good[i][0]}", image_path.name),
+            file_boxes=file_boxes, box_format="VOC xmin, ymin, xmax, ymax",
+        )
+        if not np.isfinite(width):
+            log.drop_image(int(keep.sum()))
+            return None
+        return ImageRecord(
+            path=image_path,
+            file_name=image_path.name,
+            image_id=image_id,
+            width=int(width),
+            height=int(height),
+            boxes=boxes[keep],
+            labels=labels[keep],
+            annotation_file=str(xml_path),
+            difficult=np.array([g[2] for g in good], dtype=bool).reshape(-1)[keep],
         )

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from detkit.api import load
 from detkit.data.collate import collate_detection
+from detkit.data.problems import problem_report
 from detkit.engine import build
 from detkit.engine.checkpoint import load_model_weights
 from detkit.engine.dist import (
@@ -74,8 +75,11 @@ def train(cfg: DictConfig) -> dict:
         (run_dir / "config.yaml").write_text(build.config_to_yaml(cfg))
     logger.info("Experiment %s on %s (world size %d); run folder %s", cfg.experiment, device, world, run_dir)
 
-    train_set = build.build_dataset(cfg, "train")
-    val_set = build.build_dataset(cfg, "val")
+    # The data's problems are found here, before the model exists: data.on_bad_data=error stops
+    # with every one of them named, skip drops them; either way rank 0 lists them in the run folder.
+    with problem_report(run_dir / "data_problems.jsonl" if is_main_process() else None):
+        train_set = build.build_dataset(cfg, "train")
+        val_set = build.build_dataset(cfg, "val")
     class_names = list(train_set.class_names)
     model = build.build_model(cfg, num_classes=len(class_names)).to(device)
     if cfg.engine.channels_last and hasattr(model, "use_channels_last"):

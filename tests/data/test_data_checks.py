@@ -31,39 +31,33 @@ def test_report_matches_the_generated_data(shapes_layouts, small_shapes_params) 
     assert report["box_size_coco"]["small"] == int((areas < 32**2).sum())
     assert sum(report["box_size_coco"].values()) == len(boxes)
     assert report["image_width"]["max"] == 96 and report["image_height"]["min"] == 72
-    assert report["problems"] == [] and report["num_problems"] == 0
+    assert report["problems"] == [] and report["num_errors"] == report["num_warnings"] == 0
     json.dumps(report)  # the tool writes it as JSON
 
 
-def test_problems_name_their_files(tmp_path: Path) -> None:
+def test_images_not_decoded_when_built_are_decoded_by_the_check(tmp_path: Path) -> None:
     import cv2
 
     (tmp_path / "img").mkdir()
     cv2.imwrite(str(tmp_path / "img" / "ok.png"), np.zeros((10, 20, 3), np.uint8))
-    cv2.imwrite(str(tmp_path / "img" / "small.png"), np.zeros((8, 20, 3), np.uint8))
-    images = [
-        {"id": 1, "file_name": "ok.png", "width": 20, "height": 10},
-        {"id": 2, "file_name": "missing.png", "width": 20, "height": 10},
-        {"id": 3, "file_name": "small.png", "width": 20, "height": 10},
-    ]
-    annotations = [
-        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "iscrowd": 0},
-        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4], "iscrowd": 0},
-        {"id": 3, "image_id": 3, "category_id": 1, "bbox": [1, 1, 0, 4], "iscrowd": 0},
-    ]
-    categories = [{"id": 1, "name": "thing"}, {"id": 2, "name": "never"}]
+    noise = np.random.default_rng(0).integers(0, 256, (100, 200, 3), dtype=np.uint8)
+    encoded = cv2.imencode(".jpg", noise)[1].tobytes()
+    (tmp_path / "img" / "cut.jpg").write_bytes(encoded[: len(encoded) // 2])
+    images = [{"id": 1, "file_name": "ok.png", "width": 20, "height": 10},
+              {"id": 2, "file_name": "cut.jpg", "width": 200, "height": 100}]
+    annotations = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4]},
+                   {"id": 2, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4]}]
     ann_file = tmp_path / "instances.json"
-    ann_file.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    report = check_dataset(CocoDataset(ann_file, tmp_path / "img", invalid_boxes="skip"))
-    problems: dict[str | None, list[str]] = {}
-    for problem in report["problems"]:
-        problems.setdefault(Path(problem["file"]).name if problem["file"] else None, []).append(problem["problem"])
-    assert set(problems) == {"ok.png", "missing.png", "small.png", None}
-    assert len(problems["ok.png"]) == 1 and "more than once" in problems["ok.png"][0]
-    assert len(problems["missing.png"]) == 1 and "not found" in problems["missing.png"][0]
-    assert len(problems["small.png"]) == 2  # the skipped box and the wrong stored size
-    assert "zero or negative width" in problems["small.png"][0] and "20x8" in problems["small.png"][1]
-    assert "'never'" in problems[None][0] and report["classes_without_boxes"] == ["never"]
-    assert report["skipped_boxes"] == 1 and report["num_images_without_objects"] == 2
+    ann_file.write_text(json.dumps({"images": images, "annotations": annotations,
+                                    "categories": [{"id": 1, "name": "thing"}]}))
+    # Headers only when built: the cut JPEG's header is whole, so only decoding finds it.
+    dataset = CocoDataset(ann_file, tmp_path / "img", verify_images=False)
+    assert not dataset.images_verified and [p.kind for p in dataset.problems] == ["duplicate_box"]
+    report = check_dataset(dataset)
+    found = {(Path(p["file"]).name, p["kind"], p["severity"]) for p in report["problems"]}
+    assert found == {("instances.json", "duplicate_box", "warning"), ("cut.jpg", "truncated_image", "error")}
+    assert report["num_errors"] == 1 and report["num_warnings"] == 1
+    assert report["problems_by_kind"] == {"duplicate_box": 1, "truncated_image": 1}
+    assert check_dataset(dataset, read_images=False)["num_errors"] == 0
     with pytest.raises(TypeError, match="detkit dataset"):
         check_dataset([1, 2, 3])

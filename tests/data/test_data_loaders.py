@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
 from pathlib import Path
 
 import cv2
@@ -16,9 +15,11 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detkit.data.coco import CocoDataset
+from detkit.data.problems import DataError
 from detkit.data.shapes_render import SHAPE_CLASSES, generate_sample
 from detkit.data.voc import VocDataset
 from detkit.data.yolo import YoloDataset
+from tests.data.log_capture import capture_log
 
 
 def _load_all(layouts: dict[str, Path], split: str):
@@ -136,39 +137,45 @@ def test_coco_images_without_objects_are_kept(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("bbox", "category", "reason"),
+    ("bbox", "category", "kind", "reason"),
     [
-        ([10, 10, 0, 5], 3, "zero or negative width"),
-        ([10, 10, 5, -1], 3, "zero or negative width"),
-        ([60, 10, 5, 5], 3, "outside"),
-        ([10, float("nan"), 5, 5], 3, "finite"),
-        ([10, 10, 5, 5], 42, "unknown class 'category_id 42'"),
-        ([10, 10, 5], 3, "invalid box [10, 10, 5] (COCO x, y, w, h)"),
+        ([10, 10, 0, 5], 3, "bad_box_size", "zero or negative size (width 0, height 5 px): box [10, 10, 0, 5]"),
+        ([10, 10, 5, -1], 3, "bad_box_size", "zero or negative size (width 5, height -1 px)"),
+        ([60, 10, 5, 5], 3, "box_outside_image", "box [60, 10, 5, 5] (COCO x, y, w, h) lies wholly outside the 50x40 image"),
+        ([10, float("nan"), 5, 5], 3, "non_finite_coordinate", "a coordinate is NaN or infinite: box [10, nan, 5, 5]"),
+        ([10, 10, 5, 5], 42, "unknown_class", "category_id 42 is not in 'categories' (ids 3, 7, 90)"),
+        ([10, 10, 5], 3, "malformed_box", "bbox [10, 10, 5] has 3 values, expected 4 (x, y, w, h)"),
     ],
 )
-def test_coco_invalid_box_raises_naming_the_file_and_fix(tmp_path: Path, bbox, category, reason) -> None:
+def test_coco_bad_box_raises_naming_the_file_annotation_and_fix(tmp_path: Path, bbox, category, kind, reason) -> None:
     ann_file = _coco_file(tmp_path, [{"category_id": 3, "bbox": [1, 1, 4, 4]}, {"category_id": category, "bbox": bbox}])
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(DataError) as error:
         CocoDataset(ann_file, tmp_path / "img")
     message = str(error.value)
-    assert str(ann_file) in message and "a.png" in message and reason in message
-    assert "invalid_boxes='skip'" in message
+    assert f"{ann_file}, annotation id 2 (image a.png): {reason}" in message and f"[{kind}]" in message
+    assert "1 problem(s)" in message and "on_bad_data='skip'" in message
+    assert [p.kind for p in error.value.problems if p.severity == "error"] == [kind]
 
 
-def test_invalid_boxes_skip_drops_counts_and_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_on_bad_data_skip_drops_exactly_the_bad_boxes_and_logs(tmp_path: Path) -> None:
     ann_file = _coco_file(tmp_path, [
         {"category_id": 3, "bbox": [1, 1, 4, 4]},
         {"category_id": 3, "bbox": [10, 10, 0, 5]},
         {"category_id": 42, "bbox": [2, 2, 4, 4]},
+        {"category_id": 7, "bbox": [40, 30, 15, 5]},  # 5 px over the right border: clipped, a warning
     ])
-    with caplog.at_level(logging.WARNING, logger="detkit.data.base"):
-        dataset = CocoDataset(ann_file, tmp_path / "img", invalid_boxes="skip")
-    assert dataset[0][1]["boxes"].tolist() == [[1, 1, 5, 5]]
-    assert len(dataset.problems) == 2 and {p["file"] for p in dataset.problems} == {"a.png"}
-    assert len(dataset.coco_ground_truth()["annotations"]) == 1
-    assert "skipped 2 invalid box" in caplog.text and "a.png" in caplog.text
-    with pytest.raises(ValueError, match="invalid_boxes must be one of"):
-        CocoDataset(ann_file, tmp_path / "img", invalid_boxes="ignore")
+    with capture_log("detkit.data.problems") as lines:
+        dataset = CocoDataset(ann_file, tmp_path / "img", on_bad_data="skip")
+    assert dataset[0][1]["boxes"].tolist() == [[1, 1, 5, 5], [40, 30, 50, 35]]
+    assert sorted(p.kind for p in dataset.problems) == [
+        "bad_box_size", "box_partly_outside", "class_without_boxes", "unknown_class"]
+    assert dataset.dropped == {"images": 0, "bad_boxes": 2, "boxes_in_dropped_images": 0}
+    assert len(dataset.coco_ground_truth()["annotations"]) == 2
+    log = "\n".join(lines)
+    assert "dropped 2 bad box(es) and 0 image(s)" in log and "kept 1 image(s) with 2 box(es)" in log
+    assert "annotation id 2" in log and "2 warning(s)" in log
+    with pytest.raises(ValueError, match="on_bad_data must be one of"):
+        CocoDataset(ann_file, tmp_path / "img", on_bad_data="ignore")
 
 
 def test_missing_and_corrupt_image_files_are_named(tmp_path: Path) -> None:
@@ -176,20 +183,17 @@ def test_missing_and_corrupt_image_files_are_named(tmp_path: Path) -> None:
     ann_file = _coco_file(tmp_path, [], images=images[1:])
     (tmp_path / "img" / "bad.png").write_bytes(b"not a png at all")
     ann_file.write_text(json.dumps({"images": images, "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
-    dataset = CocoDataset(ann_file, tmp_path / "img")
-    with pytest.raises(FileNotFoundError, match="gone.png"):
-        dataset[0]
-    with pytest.raises(ValueError, match="bad.png.*corrupt"):
-        dataset[1]
-    with pytest.raises(FileNotFoundError, match="nothing.json"):
+    with pytest.raises(DataError, match=r"(?s)gone\.png: image file not found.*bad\.png: not an image, or corrupt"):
+        CocoDataset(ann_file, tmp_path / "img")
+    with pytest.raises(DataError, match=r"nothing\.json: COCO annotation file not found \[missing_annotation_file\]"):
         CocoDataset(tmp_path / "nothing.json", tmp_path / "img")
 
 
 def test_image_size_disagreeing_with_the_annotation_is_an_error(tmp_path: Path) -> None:
     ann_file = _coco_file(tmp_path, [], images=[{"id": 1, "file_name": "a.png", "width": 20, "height": 10}])
     _write_image(tmp_path / "img" / "a.png", 12, 20)
-    with pytest.raises(ValueError, match="a.png.*20x12.*20x10"):
-        CocoDataset(ann_file, tmp_path / "img")[0]
+    with pytest.raises(DataError, match=r"a\.png: the file is 20x12 \(width x height\) but .*instances\.json says 20x10"):
+        CocoDataset(ann_file, tmp_path / "img")
 
 
 def _voc_root(tmp_path: Path, objects: str, split_names=("x1",)) -> Path:
@@ -230,10 +234,10 @@ def test_voc_one_based_inclusive_boxes_and_difficult(tmp_path: Path) -> None:
 
 def test_voc_unknown_class_and_missing_split(tmp_path: Path) -> None:
     root = _voc_root(tmp_path, _voc_object("unicorn", (1, 1, 10, 10)))
-    with pytest.raises(ValueError, match=r"x1\.xml.*1, 1, 10, 10.*unknown class 'unicorn'"):
+    with pytest.raises(DataError, match=r"x1\.xml, object 1 \(image x1\.jpg\): class name 'unicorn' is not one"):
         VocDataset(root)
-    assert len(VocDataset(root, invalid_boxes="skip")[0][1]["boxes"]) == 0
-    with pytest.raises(FileNotFoundError, match=r"test\.txt.*trainval"):
+    assert len(VocDataset(root, on_bad_data="skip")[0][1]["boxes"]) == 0
+    with pytest.raises(DataError, match=r"test\.txt: VOC split file not found \(splits there: trainval\)"):
         VocDataset(root, "test")
 
 
@@ -250,10 +254,10 @@ def test_yolo_names_dict_polygons_missing_labels_and_bad_lines(tmp_path: Path) -
     assert target["labels"].tolist() == [2, 1]
     assert dataset[1][1]["boxes"].shape == (0, 4)  # no label file: an image without objects
     (tmp_path / "labels" / "train" / "b.txt").write_text("5 0.5 0.5 0.1 0.1\n")
-    with pytest.raises(ValueError, match=r"b\.txt.*unknown class 'class index 5'"):
+    with pytest.raises(DataError, match=r"b\.txt, line 1 \(image b\.png\): class index 5 is outside 0\.\.1"):
         YoloDataset(tmp_path / "data.yaml", "train")
     (tmp_path / "labels" / "train" / "b.txt").write_text("0 0.5 0.5 0.1\n")
-    with pytest.raises(ValueError, match=r"b\.txt:1.*expected 'class cx cy w h'"):
+    with pytest.raises(DataError, match=r"b\.txt, line 1 \(image b\.png\): 4 fields in '0 0\.5 0\.5 0\.1'; expected"):
         YoloDataset(tmp_path / "data.yaml", "train")
     with pytest.raises(ValueError, match="no split 'test'"):
         YoloDataset(tmp_path / "data.yaml", "test")
