@@ -31,6 +31,21 @@ def _log_bins(values: np.ndarray, count: int = 40) -> np.ndarray:
     return np.geomspace(low / 1.05, high * 1.05, count + 1)
 
 
+def _log_ticks(axes, values: np.ndarray, candidates: list[float], text: str, scale: float = 1.0) -> None:
+    """A log x axis with plain-number ticks (``candidates``, or 1.5 times them as well for a narrow
+    range, within the data's range), no minor ones; counts on y in whole numbers."""
+    from matplotlib.ticker import MaxNLocator, NullLocator
+
+    axes.set_xscale("log")
+    low, high = float(values.min()) / 1.1, float(values.max()) * 1.1
+    ticks = [t for t in candidates if low <= t <= high]
+    if len(ticks) < 3:
+        ticks = sorted(t for c in candidates for t in (c, 1.5 * c) if low <= t <= high) or [float(np.median(values))]
+    axes.set_xticks(ticks, [text.format(t * scale) for t in ticks])
+    axes.xaxis.set_minor_locator(NullLocator())
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def draw_box_sizes(records: list[ImageRecord], path: Path, title: str) -> Path:
     """Two histograms: box size sqrt(w h) in pixels (COCO's small / medium / large limits marked),
     and box size relative to its image, sqrt(w h / (W H))."""
@@ -46,16 +61,27 @@ def draw_box_sizes(records: list[ImageRecord], path: Path, title: str) -> Path:
         _no_boxes(relative)
     else:
         absolute.hist(side, bins=_log_bins(side), color="#4878a8", edgecolor="white", linewidth=0.5)
-        absolute.set_xscale("log")
-        for limit, name in ((np.sqrt(SMALL_AREA), "small | medium"), (np.sqrt(MEDIUM_AREA), "medium | large")):
-            absolute.axvline(limit, color="#c44e52", linestyle="--", linewidth=1.2)
-            absolute.text(limit, 0.97, f" {name}", color="#c44e52", rotation=90, va="top", ha="right",
-                          fontsize=9, transform=absolute.get_xaxis_transform())
-        absolute.set_xlabel("box size sqrt(width x height), pixels (log scale)")
+        _log_ticks(absolute, side, [2.0**k for k in range(0, 14)], "{:g}")
+        absolute.set_ylim(0, absolute.get_ylim()[1] * 1.12)  # room for the size-class names
+        low, high = absolute.get_xlim()
+        limits = [low, np.sqrt(SMALL_AREA), np.sqrt(MEDIUM_AREA), high]
+        for index, name in enumerate(("small", "medium", "large")):
+            left, right = max(limits[index], low), min(limits[index + 1], high)
+            if right <= left:
+                continue
+            if index:
+                absolute.axvline(limits[index], color="#c44e52", linestyle="--", linewidth=1.2)
+            if np.log(right / left) < 0.12 * np.log(high / low):
+                continue  # too narrow a sliver to name
+            absolute.text(np.sqrt(left * right), 0.98, name, color="#c44e52", ha="center", va="top", fontsize=9,
+                          transform=absolute.get_xaxis_transform(),
+                          bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+        absolute.set_xlabel("box size sqrt(width x height), pixels (log scale; COCO's size classes in red)")
         absolute.set_ylabel("boxes")
         fraction = side / image_side
         relative.hist(fraction, bins=_log_bins(fraction), color="#55a868", edgecolor="white", linewidth=0.5)
-        relative.set_xscale("log")
+        _log_ticks(relative, fraction, [m * 10.0**e for e in range(-4, 1) for m in (1, 2, 5)], "{:.3g}%", scale=100)
+        relative.set_ylim(0, relative.get_ylim()[1] * 1.12)
         relative.set_xlabel("box size / image size, sqrt(w h / (W H)) (log scale)")
         relative.set_ylabel("boxes")
     for axes in (absolute, relative):
@@ -66,6 +92,8 @@ def draw_box_sizes(records: list[ImageRecord], path: Path, title: str) -> Path:
 
 def draw_box_aspect(records: list[ImageRecord], path: Path, title: str) -> Path:
     """Histogram of the box aspect ratio w/h on a log2 axis (1:1 in the middle)."""
+    from matplotlib.ticker import MaxNLocator
+
     boxes = [r.boxes for r in records]
     sizes = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)
     ratio = np.log2((sizes[:, 2] - sizes[:, 0]) / (sizes[:, 3] - sizes[:, 1]))
@@ -76,10 +104,12 @@ def draw_box_aspect(records: list[ImageRecord], path: Path, title: str) -> Path:
         _no_boxes(axes)
     else:
         reach = max(2, int(np.ceil(np.abs(ratio).max())))
-        axes.hist(ratio, bins=np.linspace(-reach, reach, 16 * reach + 1), color="#8172b2", edgecolor="white",
+        step = 1 / 8  # bins centred on the ticks, so that square boxes sit on 1:1
+        axes.hist(ratio, bins=np.arange(-reach - step / 2, reach + step, step), color="#8172b2", edgecolor="white",
                   linewidth=0.5)
         ticks = np.arange(-reach, reach + 1)
         axes.set_xticks(ticks, [f"1:{2 ** -t:g}" if t < 0 else f"{2 ** t:g}:1" for t in ticks])
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("width : height (log scale; 1:2 is twice as tall as wide)")
         axes.set_ylabel("boxes")
         axes.grid(alpha=0.3)
@@ -90,6 +120,8 @@ def draw_box_aspect(records: list[ImageRecord], path: Path, title: str) -> Path:
 def draw_boxes_per_class(boxes_per_class: dict[str, int], path: Path, title: str) -> Path:
     """Horizontal bars, one per class in label order, with the count at the end of each bar;
     classes without a box are named in red."""
+    from matplotlib.ticker import MaxNLocator
+
     names, counts = list(boxes_per_class), list(boxes_per_class.values())
     figure = _figure(8, max(2.5, 0.9 + 0.28 * len(names)))
     axes = figure.subplots()
@@ -103,6 +135,7 @@ def draw_boxes_per_class(boxes_per_class: dict[str, int], path: Path, title: str
         if count == 0:
             label.set_color("#c44e52")
     axes.set_xlim(0, max(max(counts, default=0), 1) * 1.15)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("boxes")
     axes.grid(axis="x", alpha=0.3)
     figure.savefig(path)

@@ -70,6 +70,7 @@ class Problem:
     reason: str
     where: str | None = None
     image: str | None = None
+    fatal: bool = False  # a file without which the split cannot be read at all
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -82,7 +83,7 @@ class Problem:
     @property
     def action(self) -> str:
         """What ``on_bad_data="skip"`` does with the item."""
-        return KINDS[self.kind][2]
+        return "nothing can be loaded" if self.fatal else KINDS[self.kind][2]
 
     def as_dict(self) -> dict:
         return {**asdict(self), "severity": self.severity, "action": self.action}
@@ -90,7 +91,8 @@ class Problem:
     @classmethod
     def from_dict(cls, values: dict) -> Problem:
         """The problem ``as_dict`` wrote (its derived keys ignored)."""
-        return cls(values["kind"], values["file"], values["reason"], values.get("where"), values.get("image"))
+        return cls(values["kind"], values["file"], values["reason"], values.get("where"), values.get("image"),
+                   bool(values.get("fatal", False)))
 
     def __str__(self) -> str:
         place = (self.file or "(dataset)") + (f", {self.where}" if self.where else "")
@@ -156,7 +158,7 @@ class ProblemLog:
 
     def fatal(self, kind: str, file: str | Path, reason: str, *, where: str | None = None) -> DataError:
         """The error for a file without which nothing can be read (raised under either policy)."""
-        self.add(kind, file, reason, where=where)
+        self.problems.append(Problem(kind, str(file), reason, where, fatal=True))
         return DataError(str(self.problems[-1]), list(self.problems))
 
     def drop_image(self, good_boxes: int = 0) -> None:
