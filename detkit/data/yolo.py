@@ -199,8 +199,9 @@ class YoloDataset(DetectionDataset):
                 names = ", ".join(p.name for p in sharing)
                 log.add("duplicate_file_name", label_path,
                         f"images {names} share this label file; which one it labels is unknown, so all are dropped")
+            if record is not None and len(sharing) > 1:
+                log.drop_image(len(record.boxes))
             if record is None or len(sharing) > 1:
-                log.drop_image(len(record.boxes) if record is not None else 0)
                 continue
             records.append(record)
         self.root = root
@@ -237,6 +238,7 @@ class YoloDataset(DetectionDataset):
             unknown_kind="class_out_of_range",
         )
         if size is None:
+            log.drop_image(int(keep.sum()))
             return None
         return ImageRecord(
             path=image_path,
