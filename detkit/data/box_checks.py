@@ -66,10 +66,12 @@ class BoxChecker:
         clipped = boxes.copy()
         clipped[:, 0::2] = np.clip(clipped[:, 0::2], 0, widths[:, None])
         clipped[:, 1::2] = np.clip(clipped[:, 1::2], 0, heights[:, None])
-        with np.errstate(invalid="ignore"):  # NaN compares False: those boxes fail "finite" first
-            finite = np.isfinite(boxes).all(axis=1)
-            sized = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            inside = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+        # Judged as stored (float32): a box 1e-6 px wide at x = 40 has width 0 there.
+        stored, stored_clipped = boxes.astype(np.float32), clipped.astype(np.float32)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN compares False: those fail "finite" first
+            finite = np.isfinite(stored).all(axis=1)
+            sized = (stored[:, 2] > stored[:, 0]) & (stored[:, 3] > stored[:, 1])
+            inside = (stored_clipped[:, 2] > stored_clipped[:, 0]) & (stored_clipped[:, 3] > stored_clipped[:, 1])
             overshoot = np.maximum(
                 np.maximum(-boxes[:, 0], -boxes[:, 1]),
                 np.maximum(boxes[:, 2] - widths, boxes[:, 3] - heights),
@@ -90,7 +92,7 @@ class BoxChecker:
                 self.log.add("non_finite_coordinate", file, f"a coordinate is NaN or infinite: {box}",
                              where=where, image=image)
             elif not sized[i]:
-                w, h = boxes[i, 2] - boxes[i, 0], boxes[i, 3] - boxes[i, 1]
+                w, h = stored[i, 2] - stored[i, 0], stored[i, 3] - stored[i, 1]
                 self.log.add("bad_box_size", file, f"zero or negative size (width {w:g}, height {h:g} px): {box}",
                              where=where, image=image)
             elif not inside[i]:
@@ -101,4 +103,4 @@ class BoxChecker:
                              f"{box} reaches {overshoot[i]:.3g} px outside the {size} image; clipped to "
                              f"{box_text(clipped[i])} (xyxy pixels)", where=where, image=image)
         self.log.dropped_boxes += int((~keep).sum())
-        return clipped.astype(np.float32), keep
+        return stored_clipped, keep

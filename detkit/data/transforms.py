@@ -35,9 +35,28 @@ def _pad_bottom_right(size: int, fill: float) -> A.PadIfNeeded:
     )
 
 
+def bbox_safe_crop(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random crop on the pixel grid that keeps every box whole.
+
+    ``image`` [H, W, C], ``boxes`` [N, 4] xyxy pixels inside it (N >= 1) -> the crop and the boxes in
+    its pixels. The left edge is drawn from ``0..floor(min x1)``, the right from ``ceil(max x2)..W``
+    (the same for y), so the crop holds the union of the boxes and is never empty: a box is not cut,
+    shrunk or lost, however thin. (albumentations' ``BBoxSafeRandomCrop`` truncates its corners to
+    integers and returns an empty crop for boxes thinner than a pixel along the top or left edge.)
+    """
+    height, width = image.shape[:2]
+    low = np.maximum(np.floor(boxes[:, :2].min(axis=0)).astype(int), 0)
+    high = np.minimum(np.ceil(boxes[:, 2:].max(axis=0)).astype(int), (width, height))
+    x0, y0 = int(rng.integers(0, low[0] + 1)), int(rng.integers(0, low[1] + 1))
+    x1, y1 = int(rng.integers(high[0], width + 1)), int(rng.integers(high[1], height + 1))
+    shifted = boxes - np.array([x0, y0, x0, y0], dtype=boxes.dtype)
+    return image[y0:y1, x0:x1], shifted
+
+
 class DetectionTransform:
-    """Augment (optional), resize the longest side to ``input_size`` (or a random size in
-    ``resize_choices``), pad to ``input_size`` x ``input_size`` at the right and bottom.
+    """Crop (optional, ``bbox_safe_crop`` with probability ``crop``), augment (optional), resize the
+    longest side to ``input_size`` (or a random size in ``resize_choices``), pad to ``input_size`` x
+    ``input_size`` at the right and bottom.
 
     ``seen_boxes`` / ``dropped_boxes`` count the boxes that went in and the ones the pipeline
     dropped (in this process; each DataLoader worker keeps its own count).
@@ -48,6 +67,7 @@ class DetectionTransform:
         input_size: int,
         *,
         augment: Sequence[A.BasicTransform] = (),
+        crop: float = 0.0,
         resize_choices: Sequence[int] | None = None,
         min_area: float = 0.0,
         min_visibility: float = 0.0,
@@ -56,6 +76,8 @@ class DetectionTransform:
         if int(input_size) <= 0:
             raise ValueError(f"input_size must be a positive number of pixels, got {input_size}")
         self.input_size = int(input_size)
+        self.crop = _probability("crop", crop)
+        self._rng = np.random.default_rng(0)  # reseeded with the albumentations stages
         bbox_params = _bbox_params(min_area, min_visibility)
         # A pipeline of pixel-only transforms gets no box processor (albumentations warns about one).
         self._augment_moves_boxes = any(isinstance(t, A.DualTransform) for t in augment)
@@ -78,6 +100,7 @@ class DetectionTransform:
         if seed == self._seeded_from:
             return
         self._seeded_from = seed
+        self._rng = np.random.default_rng(seed + 3)
         for offset, stage in enumerate((self.augment, self.resize, self.pad)):
             if stage is not None and hasattr(stage, "set_random_seed"):
                 stage.set_random_seed((seed + offset) % 2**32)
@@ -96,6 +119,8 @@ class DetectionTransform:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         labels = np.asarray(labels).reshape(-1)
         count_in = len(boxes)
+        if self.crop and len(boxes) and self._rng.random() < self.crop:
+            image, boxes = bbox_safe_crop(image, boxes, self._rng)
         if self.augment is not None and self._augment_moves_boxes:
             image, boxes, labels = self._run(self.augment, image, boxes, labels)
         elif self.augment is not None:
@@ -110,7 +135,8 @@ class DetectionTransform:
 
     def __repr__(self) -> str:
         stages = [t for stage in (self.augment, self.resize, self.pad) if stage is not None for t in stage.transforms]
-        return f"{type(self).__name__}(input_size={self.input_size}, [{', '.join(type(t).__name__ for t in stages)}])"
+        names = ([f"bbox_safe_crop(p={self.crop:g})"] if self.crop else []) + [type(t).__name__ for t in stages]
+        return f"{type(self).__name__}(input_size={self.input_size}, [{', '.join(names)}])"
 
 
 def _probability(name: str, value: float) -> float:
@@ -139,8 +165,6 @@ def train_transforms(
     are dropped (counted in ``dropped_boxes``).
     """
     augment: list[A.BasicTransform] = []
-    if _probability("crop", crop) > 0:
-        augment.append(A.BBoxSafeRandomCrop(erosion_rate=0.0, p=crop))
     if _probability("hflip", hflip) > 0:
         augment.append(A.HorizontalFlip(p=hflip))
     if color_jitter < 0:
@@ -159,6 +183,7 @@ def train_transforms(
     return DetectionTransform(
         input_size,
         augment=augment,
+        crop=crop,
         resize_choices=resize_choices,
         min_area=min_area,
         min_visibility=min_visibility,

@@ -141,6 +141,8 @@ def test_coco_images_without_objects_are_kept(tmp_path: Path) -> None:
     [
         ([10, 10, 0, 5], 3, "bad_box_size", "zero or negative size (width 0, height 5 px): box [10, 10, 0, 5]"),
         ([10, 10, 5, -1], 3, "bad_box_size", "zero or negative size (width 5, height -1 px)"),
+        # Positive in float64, but the boxes are kept in float32, where 40 + 1e-6 is 40.
+        ([40, 10, 1e-6, 5], 3, "bad_box_size", "zero or negative size (width 0, height 5 px)"),
         ([60, 10, 5, 5], 3, "box_outside_image", "box [60, 10, 5, 5] (COCO x, y, w, h) lies wholly outside the 50x40 image"),
         ([10, float("nan"), 5, 5], 3, "non_finite_coordinate", "a coordinate is NaN or infinite: box [10, nan, 5, 5]"),
         ([10, 10, 5, 5], 42, "unknown_class", "category_id 42 is not in 'categories' (ids 3, 7, 90)"),

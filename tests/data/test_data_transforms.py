@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from detkit.data.coco import CocoDataset
-from detkit.data.transforms import eval_transforms, train_transforms
+from detkit.data.transforms import bbox_safe_crop, eval_transforms, train_transforms
 from detkit.structures import boxes_to_original
 
 
@@ -132,3 +132,23 @@ def test_dataloader_workers_and_epochs_get_different_augmentations() -> None:
     # Worker 0 made items 0, 2, 4, ...; worker 1 items 1, 3, 5, ...: their k-th draws must differ.
     assert not any(torch.equal(first[k], first[k + 1]) for k in range(0, 8, 2))
     assert not any(torch.equal(a, b) for a, b in zip(epochs[0], epochs[1], strict=True))
+
+
+def test_bbox_safe_crop_keeps_every_box_whole_even_sub_pixel_ones_at_the_border() -> None:
+    # albumentations' BBoxSafeRandomCrop returned an empty crop (y_max = 0) for such a box.
+    image = np.arange(20 * 30 * 3, dtype=np.uint8).reshape(20, 30, 3)
+    boxes = np.array([[5, 0, 10, 0.001], [12.5, 3.25, 29.5, 7.75]], np.float32)
+    rng = np.random.default_rng(0)
+    origins = set()
+    for _ in range(200):
+        crop, moved = bbox_safe_crop(image, boxes, rng)
+        height, width = crop.shape[:2]
+        # The crop is a window of the image at an integer offset, and the boxes moved by exactly it.
+        offset = moved[0, :2] - boxes[0, :2]
+        x0, y0 = int(-offset[0]), int(-offset[1])
+        assert np.array_equal(crop, image[y0 : y0 + height, x0 : x0 + width])
+        np.testing.assert_array_equal(moved, boxes - np.float32([x0, y0, x0, y0]))
+        assert (moved[:, :2] >= 0).all() and (moved[:, 2] <= width).all() and (moved[:, 3] <= height).all()
+        assert 0 <= x0 <= 5 and x0 + width == 30 and y0 == 0 and 8 <= height <= 20  # ceil(29.5), ceil(7.75)
+        origins.add((x0, height))
+    assert len(origins) > 20  # it is random
