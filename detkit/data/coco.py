@@ -100,6 +100,27 @@ def _file_box(bbox: object) -> tuple[list[float] | None, str | None]:
         return None, f"bbox {list(bbox)} holds a value that is not a number"
 
 
+def _annotation_where(annotation: object, index: int) -> str:
+    """Where an annotation is: its id, or its place in the list when it has none."""
+    if isinstance(annotation, dict) and "id" in annotation:
+        return f"annotation id {annotation['id']}"
+    return f"annotations[{index}]"
+
+
+def _report_orphan(annotation: object, index: int, ann_file: Path, log: ProblemLog) -> None:
+    """An annotation that belongs to no listed image: malformed, or for an unknown image id."""
+    where = _annotation_where(annotation, index)
+    if not isinstance(annotation, dict) or "image_id" not in annotation:
+        log.add("malformed_annotation_file", ann_file, "an annotation needs an image_id", where=where)
+    else:
+        log.add("unknown_image_id", ann_file, f"image_id {annotation['image_id']!r} is not in the file's 'images' list",
+                where=where)
+        _, malformed = _file_box(annotation.get("bbox"))
+        if malformed:
+            log.add("malformed_box", ann_file, malformed, where=where)
+    log.dropped_boxes += 1
+
+
 def load_coco_records(
     ann_file: Path, img_dir: Path, log: ProblemLog
 ) -> tuple[list[ImageRecord], list[str], list[int]]:
@@ -115,34 +136,38 @@ def load_coco_records(
     for index, entry in enumerate(entries):
         owner_of_id.setdefault(entry[0], index)
 
-    annotations, owners, file_boxes = [], [], []
+    # One pass over the annotations; the (rare) bad ones take the slow, message-building path.
+    annotations, owners, positions, bboxes = [], [], [], []
     for index, annotation in enumerate(data.get("annotations", [])):
-        where = f"annotation id {annotation.get('id')}" if isinstance(annotation, dict) and "id" in annotation \
-            else f"annotations[{index}]"
-        if not isinstance(annotation, dict) or "image_id" not in annotation:
-            log.add("malformed_annotation_file", ann_file, "an annotation needs an image_id", where=where)
-            log.dropped_boxes += 1
-            continue
         try:
             owner = owner_of_id.get(annotation["image_id"])
-        except TypeError:  # an unhashable id (a list, an object) is not any image's
+        except (KeyError, TypeError):  # not an object, no image_id, or an unhashable one
             owner = None
-        box, malformed = _file_box(annotation.get("bbox"))
-        image = entries[owner][1] if owner is not None else None
         if owner is None:
-            log.add("unknown_image_id", ann_file,
-                    f"image_id {annotation['image_id']!r} is not in the file's 'images' list", where=where)
-        if malformed:
-            log.add("malformed_box", ann_file, malformed, where=where, image=image)
-        if owner is None or malformed:
-            log.dropped_boxes += 1
+            _report_orphan(annotation, index, ann_file, log)
             continue
         annotations.append(annotation)
         owners.append(owner)
-        file_boxes.append(box)
+        positions.append(index)
+        bboxes.append(annotation.get("bbox"))
+    try:  # fast path: every bbox is four numbers
+        if any(isinstance(b, str) for b in bboxes):
+            raise ValueError("a bbox is text")
+        xywh = np.array(bboxes, dtype=np.float64).reshape(len(bboxes), 4)
+    except (TypeError, ValueError):
+        parsed = [_file_box(b) for b in bboxes]
+        well_formed = [malformed is None for _, malformed in parsed]
+        for annotation, owner, position, (_, malformed) in zip(annotations, owners, positions, parsed, strict=True):
+            if malformed:
+                log.add("malformed_box", ann_file, malformed, where=_annotation_where(annotation, position),
+                        image=entries[owner][1])
+        log.dropped_boxes += well_formed.count(False)
+        annotations = [a for a, ok in zip(annotations, well_formed, strict=True) if ok]
+        owners = [o for o, ok in zip(owners, well_formed, strict=True) if ok]
+        positions = [p for p, ok in zip(positions, well_formed, strict=True) if ok]
+        xywh = np.array([box for box, _ in parsed if box is not None], dtype=np.float64).reshape(-1, 4)
 
     owner = np.array(owners, dtype=np.int64)
-    xywh = np.array(file_boxes, dtype=np.float64).reshape(-1, 4)
     raw = xywh.copy()
     raw[:, 2:] += raw[:, :2]
     categories = [a.get("category_id") for a in annotations]
@@ -153,8 +178,7 @@ def load_coco_records(
     sizes = np.array([(e[2], e[3]) for e in entries], dtype=np.float64).reshape(-1, 2)[owner]
 
     def locate(i: int) -> tuple[str, str]:
-        annotation_id = annotations[i].get("id")
-        return (f"annotation id {annotation_id}" if annotation_id is not None else "annotation"), entries[owner[i]][1]
+        return _annotation_where(annotations[i], positions[i]), entries[owner[i]][1]
 
     known = ", ".join(str(c) for c in category_ids[:20]) + (", ..." if len(category_ids) > 20 else "")
     boxes, keep = BoxChecker(log).check(
