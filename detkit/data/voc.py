@@ -192,26 +192,25 @@ class VocDataset(DetectionDataset):
                 log.add(found.kind, image_path, f"{found.reason} (listed in {xml_path}, which gives no <size>)")
             width, height = found.size or (np.inf, np.inf)
         numbered = [(number, obj) for number, obj in enumerate(objects, start=1) if keep_difficult or not obj[1]]
-        good = []
+        good = []  # objects whose four coordinates parse; the checker judges their class and geometry
         for number, (name, difficult, coords, malformed) in numbered:
-            if name not in label_of_name:
-                log.add("unknown_class", xml_path, f"class name {name!r} is not one of the dataset's classes",
-                        where=f"object {number}", image=image_path.name)
             if malformed:
+                if name not in label_of_name:
+                    log.add("unknown_class", xml_path, f"class name {name!r} is not one of the dataset's classes",
+                            where=f"object {number}", image=image_path.name)
                 log.add("malformed_box", xml_path, malformed, where=f"object {number}", image=image_path.name)
-                log.dropped_boxes += 1
-            elif name not in label_of_name:
                 log.dropped_boxes += 1
             else:
                 good.append((number, name, difficult, coords))
         file_boxes = np.array([g[3] for g in good], dtype=np.float64).reshape(-1, 4)
         raw = file_boxes.copy()
         raw[:, :2] -= 1.0  # 1-based inclusive -> continuous: the first pixel starts at 0
-        labels = np.array([label_of_name[g[1]] for g in good], dtype=np.int64)
+        labels = np.array([label_of_name.get(g[1], 0) for g in good], dtype=np.int64)
         boxes, keep = BoxChecker(log).check(
             raw, labels, width=width, height=height, file=str(xml_path),
             locate=lambda i: (f"object {good[i][0]}", image_path.name),
             file_boxes=file_boxes, box_format="VOC xmin, ymin, xmax, ymax",
+            class_text=lambda i: f"class name {good[i][1]!r} is not one of the dataset's classes",
         )
         if not np.isfinite(width):
             log.drop_image(int(keep.sum()))
