@@ -199,11 +199,10 @@ class YoloDataset(DetectionDataset):
                 names = ", ".join(p.name for p in sharing)
                 log.add("duplicate_file_name", label_path,
                         f"images {names} share this label file; which one it labels is unknown, so all are dropped")
-            if record is not None and len(sharing) > 1:
-                log.drop_image(len(record.boxes))
-            if record is None or len(sharing) > 1:
-                continue
-            records.append(record)
+                if record is not None:
+                    log.drop_image(len(record.boxes))
+            elif record is not None:
+                records.append(record)
         self.root = root
         self.split = split
         self.image_files = image_files
