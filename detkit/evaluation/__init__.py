@@ -12,6 +12,7 @@ from detkit.evaluation.inputs import DetectionSet, GroundTruth, load_detections,
 from detkit.evaluation.report import draw_pr_curves, format_metrics_table, save_metrics
 from detkit.evaluation.results import detections_to_coco_results
 from detkit.evaluation.voc import (
+    ELEVEN_POINT_THRESHOLDS,
     PRCurve,
     average_precision_11point,
     average_precision_area,
@@ -22,6 +23,7 @@ from detkit.evaluation.voc import (
 
 __all__ = [
     "COCO_METRIC_KEYS",
+    "ELEVEN_POINT_THRESHOLDS",
     "DetectionSet",
     "GroundTruth",
     "PRCurve",

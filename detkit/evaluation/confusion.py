@@ -22,9 +22,11 @@ def confusion_matrix(
     """Count ground truth against detections, class-agnostically matched.
 
     Detections scoring >= ``score_threshold`` are matched per image, in descending score order,
-    each to the unmatched ground-truth box of highest IoU >= ``iou`` whatever its class (the VOC
-    greedy rule without the class condition), so a confident detection of the wrong class takes
-    the object and shows up off the diagonal.
+    each to the unmatched ground-truth box of highest IoU >= ``iou`` whatever its class (COCOeval's
+    greedy rule, ``rule="coco"``, without the class condition), so a confident detection of the
+    wrong class takes the object and shows up off the diagonal. COCO's rule rather than the VOC
+    reference's: a second detection on an already-found object may still take a neighbour it
+    overlaps enough, instead of being counted as background.
 
     Returns:
         ``matrix: int64[C + 1, C + 1]`` with rows = true class, columns = predicted class, in the
@@ -52,6 +54,7 @@ def confusion_matrix(
         det_boxes=detections.boxes[confident],
         det_scores=detections.scores[confident],
         iou_threshold=iou,
+        rule="coco",
     )
     hit = match.outcome == TRUE_POSITIVE
     np.add.at(matrix, (gt_class[match.gt_index[hit]], det_class[hit]), 1)

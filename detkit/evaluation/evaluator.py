@@ -16,7 +16,7 @@ def evaluate(
     *,
     iou_threshold_voc: float = 0.5,
     backend: Backend = "pycocotools",
-    voc_rule: MatchRule = "unmatched",
+    voc_rule: MatchRule = "voc",
     verbose: bool = False,
 ) -> dict:
     """Evaluate COCO-format detections against COCO-format ground truth.
@@ -27,9 +27,10 @@ def evaluate(
             neither as hits nor misses.
         detections: COCO results list or JSON path: ``{"image_id", "category_id",
             "bbox": [x, y, w, h], "score"}`` with ids from the ground truth.
-        iou_threshold_voc: IoU a VOC true positive needs (>=).
+        iou_threshold_voc: IoU a VOC true positive must exceed (``>``, as the reference).
         backend: COCO engine, ``pycocotools`` (reference), ``faster_coco_eval`` or ``auto``.
-        voc_rule: VOC greedy matching, see ``detkit.evaluation.voc``.
+        voc_rule: VOC greedy matching, ``voc`` (the reference's, default) or ``coco``; see
+            ``detkit.evaluation.voc``.
         verbose: let the COCO backend print its progress and summary.
 
     Returns:

@@ -1,25 +1,47 @@
 """PASCAL VOC protocol: per-class AP at one IoU threshold, VOC2007 11-point and VOC2010+ area.
 
-The definition (VOCdevkit, as written in REFERENCES.md), per class:
+The reference is py-faster-rcnn's ``voc_eval`` (which detectron2 carries unchanged and which
+produced most published VOC07 numbers). Its rule, reproduced here exactly (``rule="voc"``,
+the default), per class:
 
-* detections are taken in descending score order (ties keep their input order, a stable sort
-  like the devkit's MATLAB ``sort``);
-* each takes the ground-truth box of its image with the highest IoU among those still
-  unmatched (``rule="unmatched"``, the default; first in file order on ties); the devkit's
-  MATLAB code instead looks at the highest-IoU box even when it is already taken and then scores
-  a false positive: ``rule="devkit"`` reproduces that;
-* IoU >= ``iou_threshold`` on a normal box: true positive, and the box is taken; on a
-  ``difficult`` (or ``iscrowd``) box: ignored, neither true nor false positive, and the box
-  stays available (the devkit never marks difficult boxes as detected); otherwise false positive;
+* detections are taken in descending score order;
+* each looks at the ground-truth box of its image with the highest IoU among *all* boxes of its
+  class, already matched or not (first in file order on equal IoU);
+* IoU strictly greater than ``iou_threshold`` (``>``, as ``voc_eval``; the MATLAB devkit and
+  MMDetection use ``>=``, a difference only at an IoU of exactly 0.5): on a normal box not yet
+  matched, a true positive and the box is matched; on a box already matched, a false positive
+  (a duplicate), even when another unmatched box also overlaps enough; on a ``difficult`` box
+  (COCO ``iscrowd`` is treated the same way, as MMDetection does with its ignored boxes):
+  neither true nor false positive, and the box stays available;
+* below the threshold (or no box in the image): a false positive;
 * recall = TP / (number of non-difficult ground-truth boxes), precision = TP / (TP + FP).
 
-AP: VOC2007 averages, over recall thresholds 0, 0.1, ..., 1.0 (computed as k / 10, so a recall
-of exactly 0.3 reaches the 0.3 threshold; the devkit's accumulated 0.1 steps miss it by one
-ulp), the highest precision at recall >= threshold. VOC2010+ is the area under the monotone
-precision envelope (precision made non-increasing from the right, integrated over recall).
+``rule="coco"`` is COCOeval's matching instead: the unmatched box of highest IoU ``>=`` the
+threshold, so a duplicate can still take a neighbouring object. The confusion matrix uses it.
 
-Boxes are continuous ``xyxy``: area = (x2 - x1) * (y2 - y1). The devkit's "+1" pixel
-convention is not used, consistent with the rest of detkit (structures.py) and with COCO.
+AP: VOC2007 averages, over the 11 recall thresholds ``np.arange(0., 1.1, 0.1)``, the highest
+precision at recall >= threshold (0 if never reached). Those thresholds are the reference's
+floating-point values, ``i * 0.1``: 0.3, 0.6 and 0.7 come out one ulp *above* 0.3, 0.6 and 0.7
+(0.30000000000000004, ...), so a class whose recall is exactly 3/10 (say 6 of 20 objects found)
+does not reach the "0.3" point. Computing the thresholds as ``k / 10`` instead -- the earlier
+behaviour of this module -- lets such a recall reach it, and on the COCO val2014 100-image demo
+pair that changed the VOC07 AP of 5 classes, by up to 1/11 (tie 0.636 instead of 0.545, wine
+glass 0.566 instead of 0.495; sports ball, fork and knife by less). VOC07 numbers exist to be
+compared with published ones, so the reference's thresholds are used.
+VOC2010+ is the area under the monotone precision envelope (precision made non-increasing from
+the right, integrated over recall), also as the reference computes it.
+
+Boxes: COCO-format inputs are continuous ``xywh`` and become continuous ``xyxy``; IoU uses
+area = (x2 - x1) * (y2 - y1), no "+1". The reference adds 1 to every width because its boxes
+are 1-based inclusive pixel indices; detectron2 feeds it continuous boxes by adding 1 to x1 and
+y1 first, and then its "+1" widths are exactly the continuous ones. So continuous IoU *is* the
+reference's IoU for continuous boxes (detkit's VOC reader does the inverse shift on loading);
+adding 1 to continuous widths would inflate small boxes.
+
+Ties in score keep their input order (a stable sort, as COCOeval's mergesort). The reference
+uses numpy's default ``argsort``, which is not stable and whose order of equal scores depends
+on the numpy build, so no order can match it everywhere; on the COCO demo pair the tie order
+does not change any class's AP under ``rule="voc"``.
 
 A class with no non-difficult ground truth has no recall, so its AP is ``None`` in
 ``per_class`` and it is left out of the mean; mAP is -1.0 when no class has ground truth.
@@ -36,7 +58,11 @@ import numpy as np
 from detkit.evaluation.inputs import DetectionSet, GroundTruth, load_detections, load_ground_truth
 
 TRUE_POSITIVE, FALSE_POSITIVE, IGNORED = 1, 0, -1
-MatchRule = Literal["unmatched", "devkit"]
+MatchRule = Literal["voc", "coco"]
+
+# The reference's recall thresholds, np.arange(0., 1.1, 0.1): numpy fills them as i * 0.1, which
+# puts 0.3, 0.6 and 0.7 one ulp above their decimal values (see the module docstring).
+ELEVEN_POINT_THRESHOLDS = np.arange(11) * 0.1
 
 
 def _iou_one_to_many(boxes: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -79,18 +105,19 @@ def match_detections(
     det_boxes: np.ndarray,
     det_scores: np.ndarray,
     iou_threshold: float = 0.5,
-    rule: MatchRule = "unmatched",
+    rule: MatchRule = "voc",
 ) -> MatchResult:
-    """Greedy VOC matching of one class's detections (``det_boxes: float64[K, 4] xyxy``) to its
-    ground truth (``gt_boxes: float64[N, 4] xyxy``, ``gt_ignore: bool[N]`` difficult/crowd).
+    """Greedy matching of one class's detections (``det_boxes: float64[K, 4] xyxy``) to its
+    ground truth (``gt_boxes: float64[N, 4] xyxy``, ``gt_ignore: bool[N]`` difficult/crowd), by
+    ``rule`` (``voc``: the reference's, ``coco``: COCOeval's; see the module docstring).
 
     Images are independent, so the sequential greedy loop runs over a detection's rank within
     its image and is vectorised across images: at most (detections per image) numpy steps.
     """
     if not 0.0 < iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
-    if rule not in ("unmatched", "devkit"):
-        raise ValueError(f"unknown matching rule {rule!r}; choose 'unmatched' or 'devkit'")
+    if rule not in ("voc", "coco"):
+        raise ValueError(f"unknown matching rule {rule!r}; choose 'voc' or 'coco'")
     num_dets = len(det_scores)
     outcome = np.full(num_dets, FALSE_POSITIVE, dtype=np.int8)
     gt_index = np.full(num_dets, -1, dtype=np.int64)
@@ -121,10 +148,11 @@ def match_detections(
         dets = by_rank[start:stop]  # one detection per image, so updates to `taken` never collide
         group = det_group[dets]
         ious = _iou_one_to_many(det_boxes[dets], padded_boxes[group])
-        available = valid[group] if rule == "devkit" else valid[group] & (~taken[group] | ignore[group])
+        available = valid[group] if rule == "voc" else valid[group] & (~taken[group] | ignore[group])
         ious = np.where(available, ious, -1.0)
         best = ious.argmax(axis=1)
-        hit = ious[np.arange(len(dets)), best] >= iou_threshold
+        best_iou = ious[np.arange(len(dets)), best]
+        hit = best_iou > iou_threshold if rule == "voc" else best_iou >= iou_threshold
         ignored = hit & ignore[group, best]
         positive = hit & ~ignored & ~taken[group, best]
         taken[group[positive], best[positive]] = True
@@ -163,12 +191,13 @@ def precision_recall(outcome: np.ndarray, scores: np.ndarray, num_positives: int
 
 
 def average_precision_11point(recall: np.ndarray, precision: np.ndarray) -> float:
-    """VOC2007: mean over t in {0, 0.1, ..., 1} of max(precision[recall >= t]) (0 if none).
-    ``recall`` must be non-decreasing (it is, along a ranked list)."""
+    """VOC2007: mean over the 11 thresholds t of ``ELEVEN_POINT_THRESHOLDS`` of
+    max(precision[recall >= t]) (0 if none). ``recall`` must be non-decreasing (it is, along a
+    ranked list)."""
     if len(recall) == 0:
         return 0.0
     envelope = np.maximum.accumulate(np.asarray(precision)[::-1])[::-1]
-    first = np.searchsorted(recall, np.arange(11) / 10, side="left")
+    first = np.searchsorted(recall, ELEVEN_POINT_THRESHOLDS, side="left")
     reached = first < len(recall)
     return float(envelope[first[reached]].sum() / 11)
 
@@ -187,7 +216,7 @@ def precision_recall_curves(
     detections: list[dict] | str | Path | DetectionSet,
     *,
     iou_threshold: float = 0.5,
-    rule: MatchRule = "unmatched",
+    rule: MatchRule = "voc",
 ) -> dict[str, PRCurve | None]:
     """Per class name (ground-truth category order), its PR curve; None without ground truth."""
     ground_truth = load_ground_truth(ground_truth)
@@ -224,7 +253,7 @@ def voc_evaluate(
     detections: list[dict] | str | Path | DetectionSet,
     *,
     iou_threshold: float = 0.5,
-    rule: MatchRule = "unmatched",
+    rule: MatchRule = "voc",
 ) -> dict:
     """VOC AP at ``iou_threshold`` on COCO-format inputs (``bbox`` ``[x, y, w, h]``).
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from detkit.evaluation import (
+    ELEVEN_POINT_THRESHOLDS,
     average_precision_11point,
     average_precision_area,
     match_detections,
@@ -81,30 +82,29 @@ def test_duplicate_detection_is_a_false_positive():
     assert match.gt_index.tolist() == [0, -1, -1]
 
 
-def test_iou_exactly_at_threshold_is_a_match():
-    # GT [0,0,10,10] (area 100). [0,0,10,5]: inter 50 / union 100 = 0.5 exactly (a TP at 0.5).
-    # [0,0,20,10]: inter 100 / union 200 = 0.5 exactly. [0,0,10,4.9]: IoU 0.49 (FP).
-    for box, expected in (([0, 0, 10, 5], 1), ([0, 0, 20, 10], 1), ([0, 0, 10, 4.9], 0)):
-        match = match_detections(
-            gt_image_ids=np.array([1]),
-            gt_boxes=np.array([[0.0, 0, 10, 10]]),
-            gt_ignore=np.array([False]),
-            det_image_ids=np.array([1]),
-            det_boxes=np.array([box], dtype=np.float64),
-            det_scores=np.array([0.5]),
-            iou_threshold=0.5,
-        )
-        assert match.outcome.tolist() == [expected], box
-    stricter = match_detections(
+def _match_one(box, rule="voc", iou_threshold=0.5):
+    return match_detections(
         gt_image_ids=np.array([1]),
         gt_boxes=np.array([[0.0, 0, 10, 10]]),
         gt_ignore=np.array([False]),
         det_image_ids=np.array([1]),
-        det_boxes=np.array([[0.0, 0, 10, 5]]),
+        det_boxes=np.array([box], dtype=np.float64),
         det_scores=np.array([0.5]),
-        iou_threshold=0.6,
-    )
-    assert stricter.outcome.tolist() == [0]
+        iou_threshold=iou_threshold,
+        rule=rule,
+    ).outcome.tolist()
+
+
+def test_iou_exactly_at_threshold_is_a_miss_for_voc_and_a_match_for_coco():
+    # GT [0,0,10,10] (area 100). [0,0,10,5]: inter 50 / union 100 = 0.5 exactly.
+    # [0,0,20,10]: inter 100 / union 200 = 0.5 exactly. [0,0,10,5.1]: IoU 0.51.
+    # py-faster-rcnn's voc_eval needs IoU > 0.5 (a FP here); COCOeval accepts IoU >= 0.5.
+    for box in ([0, 0, 10, 5], [0, 0, 20, 10]):
+        assert _match_one(box, rule="voc") == [0], box
+        assert _match_one(box, rule="coco") == [1], box
+    assert _match_one([0, 0, 10, 5.1], rule="voc") == [1]
+    assert _match_one([0, 0, 10, 4.9], rule="coco") == [0]
+    assert _match_one([0, 0, 10, 5.1], iou_threshold=0.6) == [0]
 
 
 def test_class_without_ground_truth_is_left_out_of_the_mean(make_gt, make_dets):
@@ -129,10 +129,10 @@ def test_no_ground_truth_at_all_gives_undefined_map(make_gt, make_dets):
     assert result["voc12"] == {"mAP": -1.0, "per_class": {"cat": None}}
 
 
-def test_unmatched_rule_versus_devkit_rule():
+def test_voc_rule_versus_coco_rule():
     # A=[0,0,10,10], B=[2,0,12,10]. 0.9 sits on A (TP). 0.8 at [0.5,0,10.5,10] overlaps A
-    # (IoU 95/105) more than B (IoU 85/115 = 0.739). The REFERENCES rule takes the best
-    # *unmatched* box, B -> TP; the devkit's MATLAB code looks at A, finds it taken -> FP.
+    # (IoU 95/105) more than B (IoU 85/115 = 0.739). The reference (voc_eval) looks at its best
+    # box A, finds it taken -> FP; COCOeval takes the best *unmatched* box, B -> TP.
     kwargs = dict(
         gt_image_ids=np.array([1, 1]),
         gt_boxes=np.array([[0.0, 0, 10, 10], [2.0, 0, 12, 10]]),
@@ -141,15 +141,38 @@ def test_unmatched_rule_versus_devkit_rule():
         det_boxes=np.array([[0.0, 0, 10, 10], [0.5, 0, 10.5, 10]]),
         det_scores=np.array([0.9, 0.8]),
     )
-    assert match_detections(**kwargs).outcome.tolist() == [1, 1]
-    assert match_detections(**kwargs, rule="devkit").outcome.tolist() == [1, 0]
+    assert match_detections(**kwargs).outcome.tolist() == [1, 0]
+    assert match_detections(**kwargs, rule="voc").outcome.tolist() == [1, 0]
+    assert match_detections(**kwargs, rule="coco").outcome.tolist() == [1, 1]
+    with pytest.raises(ValueError, match="unknown matching rule"):
+        match_detections(**kwargs, rule="devkit")
 
 
-def test_eleven_point_reaches_a_recall_of_exactly_three_tenths():
-    # 10 positives, 3 TPs first: recall 0.1, 0.2, 0.3 at precision 1. Thresholds 0, .1, .2, .3
-    # are reached -> 4/11 (accumulated 0.1 steps would make the last one 0.30000000000000004).
-    recall = np.array([1, 2, 3]) / 10
-    assert average_precision_11point(recall, np.ones(3)) == pytest.approx(4 / 11, abs=1e-15)
-    assert average_precision_area(recall, np.ones(3)) == pytest.approx(0.3, abs=1e-15)
+def test_eleven_point_thresholds_are_the_references_floats():
+    # The reference loops over np.arange(0., 1.1, 0.1); its 0.3, 0.6 and 0.7 are one ulp above.
+    np.testing.assert_array_equal(ELEVEN_POINT_THRESHOLDS, np.arange(0.0, 1.1, 0.1))
+    assert ELEVEN_POINT_THRESHOLDS[3] > 3 / 10 and ELEVEN_POINT_THRESHOLDS[6] > 6 / 10
+
+
+@pytest.mark.parametrize(
+    ("found", "reached"),
+    [
+        (3, 3),  # recall 3/10 == 0.3 < 0.30000000000000004: thresholds 0, .1, .2 only
+        (4, 5),  # recall 0.4 reaches 0, .1, .2, .3, .4
+        (6, 6),  # recall 0.6 misses 0.6000000000000001
+        (7, 7),  # recall 0.7 misses 0.7000000000000001
+        (8, 9),  # recall 0.8 reaches 0.8 exactly
+        (10, 11),
+    ],
+)
+def test_eleven_point_at_recalls_on_the_grid(found, reached):
+    # 10 positives, `found` TPs at precision 1: AP07 = (thresholds reached) / 11, where
+    # "reached" counts the reference's float thresholds <= found / 10.
+    recall = np.arange(1, found + 1) / 10
+    assert average_precision_11point(recall, np.ones(found)) == pytest.approx(reached / 11, abs=1e-15)
+    assert average_precision_area(recall, np.ones(found)) == pytest.approx(found / 10, abs=1e-15)
+
+
+def test_empty_curve_has_zero_ap():
     assert average_precision_11point(np.zeros(0), np.zeros(0)) == 0.0
     assert average_precision_area(np.zeros(0), np.zeros(0)) == 0.0

@@ -78,8 +78,9 @@ def _synthetic_case(seed: int, num_images: int = 40, num_classes: int = 3):
     return gt, results
 
 
-def _reference_voc(gt, results, category_id, threshold=0.5, devkit=False):
-    """VOC AP written as plainly as possible: loops, lists, no numpy."""
+def _reference_voc(gt, results, category_id, threshold=0.5, rule="voc"):
+    """VOC AP written as plainly as possible: loops, lists, no numpy. ``voc``: the best box of
+    all, IoU > threshold; ``coco``: the best unmatched box, IoU >= threshold."""
     objects = [a for a in gt["annotations"] if a["category_id"] == category_id]
     positives = sum(1 for a in objects if not a["difficult"])
     if positives == 0:
@@ -93,7 +94,7 @@ def _reference_voc(gt, results, category_id, threshold=0.5, devkit=False):
         for index, obj in enumerate(objects):
             if obj["image_id"] != det["image_id"]:
                 continue
-            if not devkit and taken[index] and not obj["difficult"]:
+            if rule == "coco" and taken[index] and not obj["difficult"]:
                 continue
             gx, gy, gw, gh = obj["bbox"]
             iw = min(dx + dw, gx + gw) - max(dx, gx)
@@ -102,7 +103,8 @@ def _reference_voc(gt, results, category_id, threshold=0.5, devkit=False):
             iou = inter / (dw * dh + gw * gh - inter)
             if iou > best_iou:
                 best_iou, best = iou, index
-        if best is not None and best_iou >= threshold:
+        hit = best_iou > threshold if rule == "voc" else best_iou >= threshold
+        if best is not None and hit:
             if objects[best]["difficult"]:
                 continue  # neither TP nor FP
             if taken[best]:
@@ -117,10 +119,10 @@ def _reference_voc(gt, results, category_id, threshold=0.5, devkit=False):
         tp += flag
         recall.append(tp / positives)
         precision.append(tp / rank)
-    # 11-point
+    # 11-point, at the reference's thresholds np.arange(0., 1.1, 0.1), i.e. k * 0.1 in floats
     ap07 = 0.0
     for k in range(11):
-        reached = [p for r, p in zip(recall, precision, strict=True) if r >= k / 10]
+        reached = [p for r, p in zip(recall, precision, strict=True) if r >= k * 0.1]
         ap07 += (max(reached) if reached else 0.0) / 11
     # area under the envelope
     mrec, mpre = [0.0, *recall, 1.0], [0.0, *precision, 0.0]
@@ -131,12 +133,12 @@ def _reference_voc(gt, results, category_id, threshold=0.5, devkit=False):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("rule", ["unmatched", "devkit"])
+@pytest.mark.parametrize("rule", ["voc", "coco"])
 def test_agrees_with_plain_loop_reference(seed, rule):
     gt, results = _synthetic_case(seed)
     ours = voc_evaluate(gt, results, rule=rule)
     for category in gt["categories"]:
-        ap07, ap12 = _reference_voc(gt, results, category["id"], devkit=rule == "devkit")
+        ap07, ap12 = _reference_voc(gt, results, category["id"], rule=rule)
         assert ours["voc07"]["per_class"][category["name"]] == pytest.approx(ap07, abs=1e-9)
         assert ours["voc12"]["per_class"][category["name"]] == pytest.approx(ap12, abs=1e-9)
 
@@ -144,20 +146,20 @@ def test_agrees_with_plain_loop_reference(seed, rule):
 def test_the_two_rules_differ_on_overlapping_objects():
     # Guards the agreement test above: on this case the rules really give different numbers.
     gt, results = _synthetic_case(0)
-    unmatched = voc_evaluate(gt, results)["voc12"]["mAP"]
-    devkit = voc_evaluate(gt, results, rule="devkit")["voc12"]["mAP"]
-    assert devkit < unmatched - 1e-3
+    coco_rule = voc_evaluate(gt, results, rule="coco")["voc12"]["mAP"]
+    voc_rule = voc_evaluate(gt, results)["voc12"]["mAP"]
+    assert voc_rule < coco_rule - 1e-3
 
 
 def test_matching_agrees_with_pycocotools_at_iou_half():
-    # Without crowds/difficult objects and with < 100 detections per image, our matching at IoU
-    # 0.5 is COCO's. COCO integrates the same precision envelope at 101 recall points
+    # Without crowds/difficult objects and with < 100 detections per image, our "coco" matching
+    # at IoU 0.5 is COCO's. COCO integrates the same precision envelope at 101 recall points
     # (0, 0.01, ..., 1), so resampling our curve there must give pycocotools' per-class AP50
     # exactly, and our area AP (VOC12) differs from AP50 only by that sampling.
     gt, results = _synthetic_case(seed=5, num_images=60)
     for ann in gt["annotations"]:
         ann["difficult"] = 0
-    curves = precision_recall_curves(gt, results)
+    curves = precision_recall_curves(gt, results, rule="coco")
 
     with contextlib.redirect_stdout(io.StringIO()):
         gt_api = COCO()
@@ -177,7 +179,7 @@ def test_matching_agrees_with_pycocotools_at_iou_half():
 
     # Sampling 101 points of a step function on [0, 1] moves its mean by at most about one
     # step width (0.01) times the precision range, so the two APs agree to ~1e-2.
-    voc12 = voc_evaluate(gt, results)["voc12"]["mAP"]
+    voc12 = voc_evaluate(gt, results, rule="coco")["voc12"]["mAP"]
     coco_ap50 = coco_evaluate(gt, results)["coco"]["AP50"]
     assert voc12 == pytest.approx(coco_ap50, abs=0.01)
     assert voc12 != coco_ap50  # they are different integrals, merely close
