@@ -1,5 +1,9 @@
 """COCO bbox protocol, computed by pycocotools' ``COCOeval`` (the reference) or faster-coco-eval.
 
+faster-coco-eval (``pip install "detkit[fast-eval]"``) is the default when it is installed
+(``backend="auto"``): its C++ evaluation gives pycocotools' numbers (checked to 1e-6 in the
+tests) several times faster (docs/BENCHMARKS.md). ``backend="pycocotools"`` forces the reference.
+
 The 12 standard numbers are returned as fractions under the keys of ``COCO_METRIC_KEYS``.
 A number pycocotools cannot define (no ground truth in that area range, or none at all) keeps
 pycocotools' value ``-1.0``: it stays a plain float that loggers and comparisons accept, and it
@@ -93,7 +97,7 @@ def coco_evaluate(
     ground_truth: dict | str | Path | GroundTruth,
     detections: list[dict] | str | Path | DetectionSet,
     *,
-    backend: Backend = "pycocotools",
+    backend: Backend = "auto",
     verbose: bool = False,
 ) -> dict:
     """COCO bbox evaluation.
@@ -101,8 +105,8 @@ def coco_evaluate(
     Args:
         ground_truth: COCO instances dict or path (``bbox`` ``[x, y, w, h]``).
         detections: COCO results list or path (``image_id, category_id, bbox [x, y, w, h], score``).
-        backend: ``pycocotools`` (reference), ``faster_coco_eval`` (same numbers, faster) or
-            ``auto`` (faster-coco-eval when installed).
+        backend: ``auto`` (default: faster-coco-eval when installed, else pycocotools),
+            ``pycocotools`` (the reference) or ``faster_coco_eval`` (same numbers, faster).
         verbose: let the backend print its progress and summary table.
 
     Returns:

@@ -15,7 +15,7 @@ def evaluate(
     detections: list[dict] | str | Path | DetectionSet,
     *,
     iou_threshold_voc: float = 0.5,
-    backend: Backend = "pycocotools",
+    backend: Backend = "auto",
     voc_rule: MatchRule = "voc",
     verbose: bool = False,
 ) -> dict:
@@ -28,7 +28,8 @@ def evaluate(
         detections: COCO results list or JSON path: ``{"image_id", "category_id",
             "bbox": [x, y, w, h], "score"}`` with ids from the ground truth.
         iou_threshold_voc: IoU a VOC true positive must exceed (``>``, as the reference).
-        backend: COCO engine, ``pycocotools`` (reference), ``faster_coco_eval`` or ``auto``.
+        backend: COCO engine, ``auto`` (faster-coco-eval when installed, else pycocotools),
+            ``pycocotools`` (the reference) or ``faster_coco_eval``.
         voc_rule: VOC greedy matching, ``voc`` (the reference's, default) or ``coco``; see
             ``detkit.evaluation.voc``.
         verbose: let the COCO backend print its progress and summary.
