@@ -72,10 +72,12 @@ def evaluate_model(
     batch_size: int = 8,
     num_workers: int = 0,
     amp_dtype: torch.dtype | None = None,
-) -> dict:
+    return_results: bool = False,
+) -> dict | tuple[dict, list[dict]]:
     """COCO and VOC metrics of ``model`` on ``dataset`` (a detkit dataset: ``coco_ground_truth()``,
     ``category_ids``). Returns the evaluator's dict plus ``images_per_second`` (model only) on
-    rank 0; other ranks return ``{}``."""
+    rank 0; other ranks return ``{}``. With ``return_results``, also the COCO results list the
+    metrics were computed from (for the evaluation report): ``(metrics, results)``."""
     world, rank = get_world_size(), get_rank()
     shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_detection)
@@ -85,7 +87,7 @@ def evaluate_model(
     if world > 1:
         parts = gather_object_to_main((per_image, seconds))
         if not is_main_process():
-            return {}
+            return ({}, []) if return_results else {}
         # Back into the dataset's order (rank r scored images r, r + world, ...), so that the
         # evaluation sees exactly what a single process would, ties between scores included.
         per_image = [parts[index % world][0][index // world] for index in range(len(dataset))]
@@ -93,7 +95,7 @@ def evaluate_model(
     results = [result for image_results in per_image for result in image_results]
     metrics = evaluate(dataset.coco_ground_truth(), results)
     metrics["images_per_second"] = len(dataset) / seconds if seconds > 0 else None
-    return metrics
+    return (metrics, results) if return_results else metrics
 
 
 def _category_ids(dataset: Dataset) -> list[int]:

@@ -43,7 +43,7 @@ from detkit.engine.hooks import (
 from detkit.engine.inference import evaluate_model, move_targets
 from detkit.engine.runtime import amp_dtype, set_cpu_threads
 from detkit.engine.trainer import Trainer
-from detkit.evaluation import format_metrics_table, save_metrics
+from detkit.evaluation import format_metrics_table, save_metrics, write_evaluation_report
 from detkit.utils.logging import setup_logging
 from detkit.utils.seeding import seed_everything, worker_init_fn
 from detkit.utils.visualization import draw_boxes, save_image, tile
@@ -113,8 +113,13 @@ def train(cfg: DictConfig) -> dict:
     scheduler = build.build_scheduler(cfg, optimizer, max_iters)
     dtype = amp_dtype(cfg, device)
 
+    last_eval: dict[str, list[dict]] = {}  # the latest evaluation's detections, for the report
+
     def evaluate_fn() -> dict:
-        return evaluate_model(model, val_set, device, batch_size=batch_size, amp_dtype=dtype)
+        metrics, last_eval["results"] = evaluate_model(
+            model, val_set, device, batch_size=batch_size, amp_dtype=dtype, return_results=True
+        )
+        return metrics
 
     eng = cfg.engine
     hooks = [LRSchedulerHook(scheduler), ProgressHook(int(eng.log_every_iters))]
@@ -156,7 +161,8 @@ def train(cfg: DictConfig) -> dict:
     train_seconds = time.perf_counter() - start
 
     # The final numbers: the last evaluation if it saw the final weights, else a fresh one.
-    metrics = dict(trainer.metrics) if trainer.metrics_iter == trainer.iters_done else evaluate_fn()
+    fresh = trainer.metrics_iter == trainer.iters_done and "results" in last_eval
+    metrics = dict(trainer.metrics) if fresh else evaluate_fn()
     barrier()
     if not is_main_process():
         return {}
@@ -173,6 +179,10 @@ def train(cfg: DictConfig) -> dict:
     )
     save_metrics(metrics, run_dir / "metrics.json")
     draw_predictions(unwrap_model(model), val_set, device, class_names, run_dir / "predictions.png", count=int(eng.vis_images))
+    try:
+        write_evaluation_report(val_set.coco_ground_truth(), last_eval["results"], metrics, run_dir, log_jsonl=run_dir / "log.jsonl")
+    except (OSError, ValueError) as error:  # the run's results are saved already; a picture must not fail it
+        logger.warning("Could not write the evaluation report into %s: %s", run_dir, error)
     print(format_metrics_table(metrics))
     print(f"\nTrained {trainer.iters_done} iterations in {train_seconds:.0f} s; validation mAP50 (VOC12) "
           f"{metrics['voc12']['mAP']:.3f}, COCO AP {metrics['coco']['AP']:.3f}.\nRun folder: {run_dir}")
@@ -200,10 +210,14 @@ def draw_predictions(model, dataset, device, class_names, path: Path, *, count: 
         save_image(path, tile(canvases))
 
 
-def evaluate_checkpoint(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+def evaluate_checkpoint(
+    checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = (), *, report_dir: str | Path | None = None
+) -> dict:
     """Evaluate a training checkpoint on the validation split of its stored config (with
     ``overrides`` on top, e.g. another ``data=``). The model comes from :func:`detkit.load`, so a
-    checkpoint that does not fully match its model is refused with every mismatch named."""
+    checkpoint that does not fully match its model is refused with every mismatch named. With
+    ``report_dir``, the evaluation report (pictures, per-class table; training curves from the
+    ``log.jsonl`` beside the checkpoint) is written there too."""
     predictor = load(checkpoint, overrides=overrides)
     cfg = predictor.cfg
     set_cpu_threads(cfg)
@@ -214,8 +228,13 @@ def evaluate_checkpoint(checkpoint: str | Path, overrides: list[str] | tuple[str
             f"{checkpoint} was trained on {len(names)} classes but the validation data has {len(val_set.class_names)}"
         )
     device = predictor.device
-    metrics = evaluate_model(
-        predictor.model, val_set, device, batch_size=int(cfg.data.batch_size), amp_dtype=predictor.amp_dtype
+    metrics, results = evaluate_model(
+        predictor.model, val_set, device, batch_size=int(cfg.data.batch_size), amp_dtype=predictor.amp_dtype,
+        return_results=True,
     )
     metrics.update(checkpoint=str(checkpoint), split="val", device=str(device))
+    if report_dir is not None:
+        log = Path(checkpoint).parent / "log.jsonl"
+        write_evaluation_report(val_set.coco_ground_truth(), results, metrics, report_dir, log_jsonl=log if log.is_file() else None)
+        metrics["report_dir"] = str(report_dir)
     return metrics

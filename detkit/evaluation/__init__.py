@@ -2,14 +2,20 @@
 
 Everything takes COCO-format ground truth (dict or JSON path, ``bbox`` ``[x, y, w, h]``) and
 COCO results (list or JSON path). ``evaluate`` runs every protocol; the report helpers print,
-save and plot its result.
+save and plot its result (``write_evaluation_report``: pictures and per-class tables).
 """
 
 from detkit.evaluation.coco import COCO_METRIC_KEYS, coco_evaluate
 from detkit.evaluation.confusion import confusion_matrix, format_confusion_matrix
 from detkit.evaluation.evaluator import evaluate
 from detkit.evaluation.inputs import DetectionSet, GroundTruth, load_detections, load_ground_truth
-from detkit.evaluation.report import draw_pr_curves, format_metrics_table, save_metrics
+from detkit.evaluation.report import (
+    default_report_dir,
+    evaluate_with_report,
+    format_metrics_table,
+    save_metrics,
+    write_evaluation_report,
+)
 from detkit.evaluation.results import detections_to_coco_results
 from detkit.evaluation.voc import (
     ELEVEN_POINT_THRESHOLDS,
@@ -32,8 +38,9 @@ __all__ = [
     "coco_evaluate",
     "confusion_matrix",
     "detections_to_coco_results",
-    "draw_pr_curves",
+    "default_report_dir",
     "evaluate",
+    "evaluate_with_report",
     "format_confusion_matrix",
     "format_metrics_table",
     "load_detections",
@@ -42,4 +49,5 @@ __all__ = [
     "precision_recall_curves",
     "save_metrics",
     "voc_evaluate",
+    "write_evaluation_report",
 ]

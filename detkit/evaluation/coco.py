@@ -110,8 +110,9 @@ def coco_evaluate(
         verbose: let the backend print its progress and summary table.
 
     Returns:
-        ``{"coco": {key: float for key in COCO_METRIC_KEYS}, "coco_per_class": {name: float | None}}``
-        with fractions in [0, 1] and -1.0 where pycocotools has no ground truth to score against.
+        ``{"coco": {key: float for key in COCO_METRIC_KEYS}, "coco_per_class": {name: AP@[.5:.95]},
+        "coco_per_class_ap50": {name: AP at IoU 0.5}}`` with fractions in [0, 1], -1.0 where
+        pycocotools has no ground truth to score against, None for a class without ground truth.
     """
     ground_truth = load_ground_truth(ground_truth)
     detections = load_detections(detections, ground_truth)
@@ -124,12 +125,20 @@ def coco_evaluate(
 
     stats = np.asarray(evaluator.stats, dtype=np.float64)[: len(COCO_METRIC_KEYS)]
     summary = {key: float(value) for key, value in zip(COCO_METRIC_KEYS, stats, strict=True)}
-    return {"coco": summary, "coco_per_class": _per_class_ap(evaluator, ground_truth)}
+    return {
+        "coco": summary,
+        "coco_per_class": _per_class_ap(evaluator, ground_truth),
+        "coco_per_class_ap50": _per_class_ap(evaluator, ground_truth, iou=0.5),
+    }
 
 
-def _per_class_ap(evaluator, ground_truth: GroundTruth) -> dict[str, float | None]:
-    """AP@[.5:.95] per category from ``eval["precision"]`` [T iou, R recall, K class, A area, M maxDets]."""
+def _per_class_ap(evaluator, ground_truth: GroundTruth, iou: float | None = None) -> dict[str, float | None]:
+    """AP per category from ``eval["precision"]`` [T iou, R recall, K class, A area, M maxDets],
+    over all IoU thresholds (AP@[.5:.95]) or at the one equal to ``iou``; all areas, 100 dets."""
     precision = np.asarray(evaluator.eval["precision"])
+    if iou is not None:
+        thresholds = np.asarray(evaluator.params.iouThrs)
+        precision = precision[np.flatnonzero(np.isclose(thresholds, iou))[:1]]
     area_all = list(evaluator.params.areaRngLbl).index("all")
     eval_category_ids = list(evaluator.params.catIds)
     per_class: dict[str, float | None] = {}

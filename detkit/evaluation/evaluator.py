@@ -36,7 +36,7 @@ def evaluate(
 
     Returns:
         ``{"coco": {AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl},
-        "coco_per_class": {name: AP@[.5:.95] | None},
+        "coco_per_class": {name: AP@[.5:.95] | None}, "coco_per_class_ap50": {name: AP50 | None},
         "voc07": {"mAP": float, "per_class": {name: AP | None}}, "voc12": {...},
         "counts": {"images", "annotations", "detections"},
         "params": {"voc_iou_threshold", "voc_rule", "coco_backend"}, "eval_seconds": float}``.
@@ -59,6 +59,7 @@ def evaluate(
         "voc07": voc["voc07"],
         "voc12": voc["voc12"],
         "coco_per_class": coco["coco_per_class"],
+        "coco_per_class_ap50": coco["coco_per_class_ap50"],
         "counts": {
             "images": int(len(ground_truth.image_ids)),
             "annotations": int(len(ground_truth.boxes)),

@@ -1,7 +1,9 @@
-"""Presenting metrics: a console table, an atomic JSON file, PR curves as a PNG.
+"""Presenting metrics: a console table, an atomic JSON file, and the evaluation report folder
+(pictures and per-class table) that ``tools/eval.py`` and training write.
 
 The confusion matrix and the PR-curve data live beside their protocol (``confusion.py``,
-``voc.py``) and are re-exported here, so tools import every report helper from one place.
+``voc.py``), the drawing in ``plots.py``; they are re-exported here, so tools import every
+report helper from one place.
 """
 
 from __future__ import annotations
@@ -15,17 +17,24 @@ from typing import Any
 
 import numpy as np
 
+from detkit.evaluation.class_table import format_class_table_markdown, per_class_table
 from detkit.evaluation.coco import COCO_METRIC_KEYS
 from detkit.evaluation.confusion import confusion_matrix, format_confusion_matrix
-from detkit.evaluation.voc import PRCurve, precision_recall_curves
+from detkit.evaluation.evaluator import evaluate
+from detkit.evaluation.inputs import DetectionSet, GroundTruth, load_detections, load_ground_truth
+from detkit.evaluation.plots import plot_confusion_matrix, plot_pr_curves, plot_training_curves
+from detkit.evaluation.training_log import read_training_log
+from detkit.evaluation.voc import precision_recall_curves
 
 __all__ = [
     "confusion_matrix",
-    "draw_pr_curves",
+    "default_report_dir",
+    "evaluate_with_report",
     "format_confusion_matrix",
     "format_metrics_table",
     "precision_recall_curves",
     "save_metrics",
+    "write_evaluation_report",
 ]
 
 
@@ -109,6 +118,7 @@ def save_metrics(metrics: dict, path: str | Path) -> Path:
     text = json.dumps(_plain(metrics), indent=2, allow_nan=False)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o644)  # mkstemp's private 0600 would hide results from other readers
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text + "\n")
             file.flush()
@@ -120,40 +130,122 @@ def save_metrics(metrics: dict, path: str | Path) -> Path:
     return path
 
 
-def draw_pr_curves(curves: dict[str, PRCurve | None], path: str | Path, *, size: int = 480) -> Path:
-    """Draw precision (y) against recall (x) for every class with ground truth into a PNG.
-
-    ``curves`` is ``precision_recall_curves()``'s result. Uses OpenCV (already a dependency).
-    """
-    import cv2
-
-    margin, legend = 40, 180
-    image = np.full((size, size + legend, 3), 255, dtype=np.uint8)
-    plot = size - 2 * margin
-    cv2.rectangle(image, (margin, margin), (margin + plot, margin + plot), (0, 0, 0), 1)
-    cv2.putText(
-        image, "recall", (margin + plot // 2 - 20, size - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1
-    )
-    cv2.putText(image, "precision", (4, margin - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
-    for text, origin in (
-        ("0", (margin - 12, margin + plot + 14)),
-        ("1", (margin + plot - 4, margin + plot + 14)),
-        ("1", (margin - 12, margin + 5)),
-    ):
-        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
-    drawn = [(name, curve) for name, curve in curves.items() if curve is not None and len(curve.recall)]
-    for index, (name, curve) in enumerate(drawn):
-        hue = int(180 * index / max(len(drawn), 1))
-        color = tuple(int(c) for c in cv2.cvtColor(np.uint8([[[hue, 220, 200]]]), cv2.COLOR_HSV2BGR)[0, 0])
-        xs = margin + curve.recall * plot
-        ys = margin + (1.0 - curve.precision) * plot
-        points = np.round(np.stack([xs, ys], axis=1)).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(image, [points], isClosed=False, color=color, thickness=2)
-        y = margin + 16 * index + 10
-        if y < size - 4:
-            cv2.putText(image, name[:22], (size + 6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.4, color, 1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"could not write PR-curve image {path}")
+def _write_text(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
     return path
+
+
+def write_evaluation_report(
+    ground_truth: dict | str | Path | GroundTruth,
+    detections: list[dict] | str | Path | DetectionSet,
+    metrics: dict | None,
+    out_dir: str | Path,
+    *,
+    log_jsonl: str | Path | None = None,
+    confusion_iou: float = 0.5,
+    confusion_score: float = 0.3,
+) -> dict[str, Path]:
+    """Write the evaluation pictures and tables into ``out_dir`` (created):
+
+    - ``pr_curves.png``: per-class precision-recall curves (VOC matching) and their VOC12 AP;
+    - ``confusion_matrix.png`` and ``confusion_matrix_normalized.png``: true against predicted
+      class with a background row (detections of nothing) and column (missed objects), counts
+      and row-normalised; ``confusion_matrix.json`` holds the counts and names;
+    - ``per_class.md`` and ``per_class.json``: AP, AP50, VOC07, VOC12, object and detection counts;
+    - ``training_curves.png``: losses, learning rate and validation metrics over iterations, when
+      ``log_jsonl`` (a run folder's ``log.jsonl``) is given.
+
+    Args:
+        ground_truth, detections: as for ``evaluate()`` (COCO format, ``bbox`` ``[x, y, w, h]``).
+        metrics: ``evaluate()``'s result for these inputs, or None to compute it here.
+        confusion_iou, confusion_score: the confusion matrix's IoU (>=) and its score threshold.
+
+    Returns:
+        The written files by name: ``pr_curves``, ``confusion_matrix``,
+        ``confusion_matrix_normalized``, ``confusion_matrix_json``, ``per_class_md``,
+        ``per_class_json`` and, with a log, ``training_curves``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ground_truth = load_ground_truth(ground_truth)
+    detections = load_detections(detections, ground_truth)
+    if metrics is None:
+        metrics = evaluate(ground_truth, detections)
+    params = metrics.get("params", {})
+    iou_threshold = float(params.get("voc_iou_threshold", 0.5))
+    curves = precision_recall_curves(
+        ground_truth, detections, iou_threshold=iou_threshold, rule=params.get("voc_rule", "voc")
+    )
+    written = {"pr_curves": out_dir / "pr_curves.png"}
+    plot_pr_curves(curves, written["pr_curves"], iou_threshold=iou_threshold)
+
+    matrix, names = confusion_matrix(
+        ground_truth, detections, iou=confusion_iou, score_threshold=confusion_score
+    )
+    setting = f"IoU >= {confusion_iou:g}, score >= {confusion_score:g}"
+    for key, normalize in (("confusion_matrix", False), ("confusion_matrix_normalized", True)):
+        written[key] = out_dir / f"{key}.png"
+        plot_confusion_matrix(matrix, names, written[key], normalize=normalize, subtitle=setting)
+    written["confusion_matrix_json"] = save_metrics(
+        {
+            "names": names,
+            "rows": "true class",
+            "columns": "predicted class",
+            "iou": confusion_iou,
+            "score_threshold": confusion_score,
+            "matrix": matrix,
+        },
+        out_dir / "confusion_matrix.json",
+    )
+
+    table = per_class_table(ground_truth, detections, metrics)
+    written["per_class_json"] = save_metrics(table, out_dir / "per_class.json")
+    heading = (
+        "# Per-class results\n\nAP: COCO AP@[.5:.95]; AP50: COCO AP at IoU 0.5; VOC07 / VOC12: "
+        f"11-point / area AP at IoU > {iou_threshold:g} (VOC matching); objects: ground-truth boxes "
+        "that count; ignored: crowd or difficult boxes; detections: all scores.\n\n"
+    )
+    written["per_class_md"] = _write_text(
+        out_dir / "per_class.md", heading + format_class_table_markdown(table)
+    )
+
+    if log_jsonl is not None:
+        log = read_training_log(log_jsonl)
+        if log:
+            written["training_curves"] = out_dir / "training_curves.png"
+            plot_training_curves(log, written["training_curves"])
+    return written
+
+
+def evaluate_with_report(
+    ground_truth: dict | str | Path | GroundTruth,
+    detections: list[dict] | str | Path | DetectionSet,
+    report_dir: str | Path | None = None,
+) -> dict:
+    """``evaluate()`` (inputs loaded and checked once), then, with ``report_dir``,
+    ``write_evaluation_report()`` there; the metrics then carry ``report_dir``."""
+    ground_truth = load_ground_truth(ground_truth)
+    detections = load_detections(detections, ground_truth)
+    metrics = evaluate(ground_truth, detections)
+    if report_dir is not None:
+        write_evaluation_report(ground_truth, detections, metrics, report_dir)
+        metrics["report_dir"] = str(report_dir)
+    return metrics
+
+
+def default_report_dir(
+    *, report: str | None = None, checkpoint: str | None = None, output: str | None = None
+) -> Path | None:
+    """Where ``tools/eval.py`` writes its report: ``report=DIR`` when given; with a checkpoint,
+    ``eval_<checkpoint name>/`` beside it (training's own report in the run folder stays as it
+    was); otherwise ``<output name>_report/`` beside ``output=``; None (no report) without
+    either. ``report=none`` turns it off."""
+    if report is not None:
+        return None if report.lower() in ("none", "false", "off", "") else Path(report)
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        return path.parent / f"eval_{path.stem}"
+    if output is not None:
+        path = Path(output)
+        return path.parent / f"{path.stem}_report"
+    return None

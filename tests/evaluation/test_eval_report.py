@@ -1,22 +1,25 @@
-"""Report helpers: confusion matrix, metrics table, atomic JSON, PR-curve PNG."""
+"""Report helpers: confusion matrix, metrics table, atomic JSON, the report folder."""
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from detkit.evaluation import evaluate
+from detkit.evaluation.class_table import per_class_table
+from detkit.evaluation.inputs import load_detections, load_ground_truth
 from detkit.evaluation.report import (
     confusion_matrix,
-    draw_pr_curves,
+    default_report_dir,
+    evaluate_with_report,
     format_confusion_matrix,
     format_metrics_table,
-    precision_recall_curves,
     save_metrics,
+    write_evaluation_report,
 )
 
 
@@ -108,13 +111,100 @@ def test_save_metrics_is_strict_json_and_atomic(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["metrics.json"]
 
 
-def test_pr_curves_png(tmp_path, make_gt, make_dets):
-    gt = make_gt([(1, 1, [0, 0, 40, 40]), (1, 2, [50, 50, 90, 90])], names=("cat", "dog", "bird"))
-    dets = make_dets([(1, 1, [0, 0, 40, 40], 0.9), (1, 2, [0, 0, 10, 10], 0.8)])
-    curves = precision_recall_curves(gt, dets)
-    assert curves["bird"] is None
-    assert curves["dog"].recall.tolist() == [0.0] and curves["dog"].precision.tolist() == [0.0]
-    path = draw_pr_curves(curves, tmp_path / "pr.png", size=200)
-    image = cv2.imread(str(path))
-    assert image is not None and image.shape[0] == 200
-    assert (image != 255).any()
+def _two_class_case(make_gt, make_dets):
+    """cat: A, B (image 1), C (image 2), a crowd box (image 2); dog: D (image 2); bird: nothing.
+    cat detections 0.9 on A, 0.8 on nothing, 0.7 on C, 0.6 on nothing; dog 0.5 on D."""
+    gt = make_gt(
+        [
+            (1, 1, [0, 0, 10, 10]),
+            (1, 1, [20, 0, 30, 10]),
+            (2, 1, [0, 0, 10, 10]),
+            (2, 1, [50, 50, 90, 90], {"iscrowd": 1}),
+            (2, 2, [100, 100, 140, 140]),
+        ],
+        names=("cat", "dog", "bird"),
+    )
+    dets = make_dets(
+        [
+            (1, 1, [0, 0, 10, 10], 0.9),
+            (2, 1, [200, 200, 210, 210], 0.8),
+            (2, 1, [0, 0, 10, 10], 0.7),
+            (1, 1, [200, 200, 210, 210], 0.6),
+            (2, 2, [100, 100, 140, 140], 0.5),
+        ]
+    )
+    return gt, dets
+
+
+def test_report_folder_content(tmp_path, make_gt, make_dets):
+    gt, dets = _two_class_case(make_gt, make_dets)
+    log = tmp_path / "log.jsonl"
+    log.write_text(
+        json.dumps({"type": "train", "iter": 10, "total_loss": 2.0, "loss_cls": 1.5, "lr": 0.01})
+        + "\n"
+        + json.dumps({"type": "eval", "iter": 10, "metrics": {"voc12": {"mAP": 0.4}}})
+        + "\n"
+    )
+    metrics = evaluate(gt, dets)
+    written = write_evaluation_report(gt, dets, metrics, tmp_path / "report", log_jsonl=log)
+    assert set(written) == {
+        "pr_curves",
+        "confusion_matrix",
+        "confusion_matrix_normalized",
+        "confusion_matrix_json",
+        "per_class_md",
+        "per_class_json",
+        "training_curves",
+    }
+    for path in written.values():
+        assert path.parent == tmp_path / "report" and path.stat().st_size > 0
+    for key in ("pr_curves", "confusion_matrix", "confusion_matrix_normalized", "training_curves"):
+        assert written[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", key
+
+    # the tables hold the numbers the evaluation computed
+    table = json.loads(written["per_class_json"].read_text())
+    assert [row["class"] for row in table["classes"]] == ["cat", "dog", "bird"]
+    cat = table["classes"][0]
+    assert cat["VOC12"] == pytest.approx(5 / 9) and cat["VOC07"] == pytest.approx(6 / 11)
+    assert (cat["objects"], cat["ignored"], cat["detections"]) == (3, 1, 4)
+    assert table["mean"]["VOC12"] == pytest.approx(metrics["voc12"]["mAP"])
+    assert table["mean"]["AP"] == pytest.approx(metrics["coco"]["AP"])
+    markdown = written["per_class_md"].read_text()
+    assert "| cat | " in markdown and "| 0.556 |" in markdown
+    assert "| bird | n/a | n/a | n/a | n/a | 0 | 0 | 0 |" in markdown
+
+    saved = json.loads(written["confusion_matrix_json"].read_text())
+    matrix, names = confusion_matrix(gt, dets)
+    assert saved["names"] == names == ["cat", "dog", "bird", "background"]
+    assert saved["matrix"] == matrix.tolist()
+    # cat: A and C found (0.9, 0.7 >= 0.3), B missed; two cat detections of nothing; dog found
+    assert matrix.tolist() == [[2, 0, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0], [2, 0, 0, 0]]
+
+
+def test_report_without_log_or_metrics(tmp_path, make_gt, make_dets):
+    gt, dets = _two_class_case(make_gt, make_dets)
+    written = write_evaluation_report(gt, dets, None, tmp_path)
+    assert "training_curves" not in written and not (tmp_path / "training_curves.png").exists()
+    table = json.loads(written["per_class_json"].read_text())
+    assert table == json.loads(
+        json.dumps(
+            per_class_table(
+                load_ground_truth(gt), load_detections(dets, load_ground_truth(gt)), evaluate(gt, dets)
+            )
+        )
+    )
+
+
+def test_evaluate_with_report(tmp_path, make_gt, make_dets):
+    gt, dets = _two_class_case(make_gt, make_dets)
+    metrics = evaluate_with_report(gt, dets, tmp_path / "r")
+    assert metrics["report_dir"] == str(tmp_path / "r") and (tmp_path / "r" / "pr_curves.png").is_file()
+    assert "report_dir" not in evaluate_with_report(gt, dets)
+
+
+def test_default_report_dir():
+    assert default_report_dir(report="x/y", checkpoint="runs/a/best.pt") == Path("x/y")
+    assert default_report_dir(report="none", output="m.json") is None
+    assert default_report_dir(checkpoint="runs/a/best.pt", output="m.json") == Path("runs/a/eval_best")
+    assert default_report_dir(output="out/metrics.json") == Path("out/metrics_report")
+    assert default_report_dir() is None

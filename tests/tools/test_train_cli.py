@@ -61,6 +61,13 @@ def test_training_reduces_loss_and_reaches_map(trained_run):
     assert "Run folder" in result.stdout and "mAP" in result.stdout
     for name in ("config.yaml", "last.pt", "best.pt", "predictions.png", "log.txt"):
         assert (run_dir / name).is_file(), name
+    # the evaluation report in the run folder, its table holding the final metrics
+    for name in ("pr_curves.png", "confusion_matrix.png", "confusion_matrix_normalized.png", "training_curves.png"):
+        assert (run_dir / name).read_bytes()[:4] == b"\x89PNG", name
+    table = json.loads((run_dir / "per_class.json").read_text())
+    assert [row["class"] for row in table["classes"]] == list(metrics["voc12"]["per_class"])
+    assert table["mean"]["VOC12"] == pytest.approx(metrics["voc12"]["mAP"])
+    assert "| circle |" in (run_dir / "per_class.md").read_text()
     assert any((run_dir / "tensorboard").iterdir())
     checkpoint = torch.load(run_dir / "last.pt", weights_only=True, map_location="cpu")
     assert checkpoint["iteration"] == TRAIN_ITERS and checkpoint["class_names"][0] == "circle"
@@ -83,6 +90,10 @@ def test_eval_checkpoint_reproduces_the_training_metrics(trained_run):
     assert "mAP" in result.stdout
     evaluated = json.loads(out.read_text())
     trained = json.loads((run_dir / "metrics.json").read_text())
+    report = run_dir / "eval_last"  # beside the checkpoint, training's own report left as it was
+    assert evaluated["report_dir"] == str(report) and str(report) in result.stdout
+    for name in ("pr_curves.png", "confusion_matrix.png", "training_curves.png", "per_class.md"):
+        assert (report / name).is_file(), name
     assert evaluated["voc12"]["mAP"] == pytest.approx(trained["voc12"]["mAP"], abs=1e-6)
     assert evaluated["coco"]["AP"] == pytest.approx(trained["coco"]["AP"], abs=1e-6)
 
@@ -119,6 +130,12 @@ def test_eval_results_file_mode_and_errors(tmp_path):
     run_tool("eval.py", "ground_truth=gt.json", "detections=dt.json", "output=m.json", cache=tmp_path)
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["voc12"]["mAP"] == 1.0 and metrics["coco"]["AP50"] == pytest.approx(1.0)
+    table = json.loads((tmp_path / "m_report" / "per_class.json").read_text())
+    assert table["classes"] == [
+        {"class": "thing", "AP": 1.0, "AP50": 1.0, "VOC07": 1.0, "VOC12": 1.0, "objects": 1, "ignored": 0, "detections": 1}
+    ]
+    run_tool("eval.py", "ground_truth=gt.json", "detections=dt.json", "report=pics", cache=tmp_path)
+    assert (tmp_path / "pics" / "confusion_matrix.png").is_file() and not (tmp_path / "pics" / "training_curves.png").exists()
     bad = run_tool("eval.py", "ground_truth=gt.json", "detections=missing.json", cache=tmp_path, check=False)
     assert bad.returncode == 2 and "missing.json" in bad.stderr
 
