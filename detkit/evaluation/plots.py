@@ -64,7 +64,7 @@ def _grid(count: int) -> tuple[int, int]:
 
 
 def plot_pr_curves(
-    curves: dict[str, PRCurve | None], path: str | Path, *, iou_threshold: float = 0.5
+    curves: dict[str, PRCurve | None], path: str | Path, *, matching: str = "VOC matching, IoU > 0.5"
 ) -> dict[str, PRPlotData]:
     """One panel per class with ground truth (``precision_recall_curves()``'s result): the ranked
     detections' precision against recall, and the shaded precision envelope whose area is the
@@ -74,7 +74,7 @@ def plot_pr_curves(
     rows, columns = _grid(max(len(data), 1))
     width = max(2.3 * columns + 0.8, 5.0)
     title = textwrap.fill(
-        f"Precision–recall per class (VOC matching, IoU > {iou_threshold:g}): orange = ranked detections, "
+        f"Precision–recall per class ({matching}): orange = ranked detections, "
         "blue = precision envelope, shaded area = VOC12 AP",
         width=int(width * 14),  # characters of 9-point text per inch, about
     )

@@ -173,11 +173,11 @@ def write_evaluation_report(
         metrics = evaluate(ground_truth, detections)
     params = metrics.get("params", {})
     iou_threshold = float(params.get("voc_iou_threshold", 0.5))
-    curves = precision_recall_curves(
-        ground_truth, detections, iou_threshold=iou_threshold, rule=params.get("voc_rule", "voc")
-    )
+    rule = params.get("voc_rule", "voc")
+    matching = f"{rule.upper()} matching, IoU {'>' if rule == 'voc' else '>='} {iou_threshold:g}"
+    curves = precision_recall_curves(ground_truth, detections, iou_threshold=iou_threshold, rule=rule)
     written = {"pr_curves": out_dir / "pr_curves.png"}
-    plot_pr_curves(curves, written["pr_curves"], iou_threshold=iou_threshold)
+    plot_pr_curves(curves, written["pr_curves"], matching=matching)
 
     matrix, names = confusion_matrix(
         ground_truth, detections, iou=confusion_iou, score_threshold=confusion_score
@@ -202,7 +202,7 @@ def write_evaluation_report(
     written["per_class_json"] = save_metrics(table, out_dir / "per_class.json")
     heading = (
         "# Per-class results\n\nAP: COCO AP@[.5:.95]; AP50: COCO AP at IoU 0.5; VOC07 / VOC12: "
-        f"11-point / area AP at IoU > {iou_threshold:g} (VOC matching); objects: ground-truth boxes "
+        f"11-point / area AP ({matching}); objects: ground-truth boxes "
         "that count; ignored: crowd or difficult boxes; detections: all scores.\n\n"
     )
     written["per_class_md"] = _write_text(
