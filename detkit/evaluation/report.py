@@ -236,10 +236,10 @@ def evaluate_with_report(
 def default_report_dir(
     *, report: str | None = None, checkpoint: str | None = None, output: str | None = None
 ) -> Path | None:
-    """Where ``tools/eval.py`` writes its report: ``report=DIR`` when given; with a checkpoint,
-    ``eval_<checkpoint name>/`` beside it (training's own report in the run folder stays as it
-    was); otherwise ``<output name>_report/`` beside ``output=``; None (no report) without
-    either. ``report=none`` turns it off."""
+    """Where ``detkit eval`` (tools/eval.py) writes its report: ``report=DIR`` when given; with a
+    checkpoint, ``eval_<checkpoint name>/`` beside it (training's own report in the run folder
+    stays as it was); otherwise ``<output name>_report/`` beside ``output=``; None (no report)
+    without either. ``report=none`` turns it off."""
     if report is not None:
         return None if report.lower() in ("none", "false", "off", "") else Path(report)
     if checkpoint is not None:
