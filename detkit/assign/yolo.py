@@ -26,25 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from detkit.ops.boxes import batched_box_iou, box_area
-
-
-def elementwise_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU of matching pairs: ``boxes1, boxes2: Tensor[..., 4] xyxy`` (broadcastable) → ``Tensor[...]``."""
-    top_left = torch.maximum(boxes1[..., :2], boxes2[..., :2])
-    bottom_right = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(boxes1) + box_area(boxes2) - inter
-    return inter / union.clamp(min=1e-9)
-
-
-def shape_iou(wh1: Tensor, wh2: Tensor) -> Tensor:
-    """IoU of boxes sharing one centre: ``wh1: Tensor[..., M, 2]``, ``wh2: Tensor[K, 2]`` (w, h)
-    → ``Tensor[..., M, K]``."""
-    inter = torch.minimum(wh1[..., :, None, 0], wh2[:, 0]) * torch.minimum(wh1[..., :, None, 1], wh2[:, 1])
-    union = (wh1[..., 0] * wh1[..., 1])[..., None] + wh2[:, 0] * wh2[:, 1] - inter
-    return inter / union.clamp(min=1e-9)
+from detkit.ops.boxes import box_area
+from detkit.ops.iou import batched_box_iou, elementwise_box_iou, shape_iou
 
 
 def one_per_slot(slots: Tensor, valid: Tensor, priority: Tensor, num_slots: int) -> Tensor:

@@ -25,7 +25,8 @@ from detkit.assign.hard_negative import hard_negative_mining
 from detkit.assign.matcher import Matcher
 from detkit.coders.delta_xywh import DeltaXYWHCoder
 from detkit.losses import smooth_l1, zero_loss
-from detkit.ops.boxes import batched_box_iou, clip_boxes_per_image, pad_boxes, pad_values
+from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
+from detkit.ops.iou import batched_box_iou
 from detkit.ops.nms import postprocess_dense
 from detkit.priors.default_boxes import SSD300_ASPECT_RATIOS, DefaultBoxGenerator
 from detkit.structures import Detections, FeatureInfo, Target

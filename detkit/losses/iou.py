@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 from torchvision.ops import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
 
-from detkit.assign.yolo import elementwise_box_iou
+from detkit.ops.iou import elementwise_box_iou
 
 IOU_LOSS_KINDS = ("iou", "giou", "diou", "ciou")
 

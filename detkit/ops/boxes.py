@@ -1,7 +1,5 @@
-"""Box utilities. Every box here is ``xyxy`` float in absolute pixels unless the name says otherwise.
-
-Thin wrappers over ``torchvision.ops`` where it has the operation; what it lacks (batched IoU
-over padded ground truth, cxcywh helpers used by the coders) is written here once.
+"""Box utilities: area, clipping, format conversion, padding. Every box here is ``xyxy`` float in
+absolute pixels unless the name says otherwise; IoU in every form is in ``detkit.ops.iou``.
 """
 
 from __future__ import annotations
@@ -9,35 +7,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
-from torchvision import ops as tv_ops
 
 
 def box_area(boxes: Tensor) -> Tensor:
     """``boxes: Tensor[..., 4] xyxy`` → ``Tensor[...]`` areas (0 for degenerate boxes)."""
     return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
-
-
-def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Pairwise IoU. ``boxes1: Tensor[N, 4] xyxy``, ``boxes2: Tensor[M, 4] xyxy`` → ``Tensor[N, M]``."""
-    return tv_ops.box_iou(boxes1, boxes2)
-
-
-def batched_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU per batch element. ``boxes1: Tensor[B, N, 4] xyxy``; ``boxes2: Tensor[B, M, 4]`` or
-    ``Tensor[M, 4]`` (shared, e.g. anchors) → ``Tensor[B, N, M]``.
-
-    Degenerate boxes (zero area, used as padding) get IoU 0 with everything.
-    """
-    if boxes2.dim() == 2:
-        boxes2 = boxes2.unsqueeze(0).expand(boxes1.shape[0], -1, -1)
-    area1 = box_area(boxes1)
-    area2 = box_area(boxes2)
-    top_left = torch.maximum(boxes1[:, :, None, :2], boxes2[:, None, :, :2])
-    bottom_right = torch.minimum(boxes1[:, :, None, 2:], boxes2[:, None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1[:, :, None] + area2[:, None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1e-9), torch.zeros_like(inter))
 
 
 def clip_boxes(boxes: Tensor, height: int | float, width: int | float) -> Tensor:

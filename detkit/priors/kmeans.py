@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from detkit.assign.yolo import shape_iou
+from detkit.ops.iou import shape_iou
 
 KMEANS_INITS = ("kmeans++", "random")
 

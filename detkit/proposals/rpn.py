@@ -15,7 +15,8 @@ from detkit.assign.matcher import Matcher
 from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
 from detkit.losses import binary_cross_entropy, smooth_l1, zero_loss
-from detkit.ops.boxes import batched_box_iou, clip_boxes_per_image, pad_boxes
+from detkit.ops.boxes import clip_boxes_per_image, pad_boxes
+from detkit.ops.iou import batched_box_iou
 from detkit.ops.nms import postprocess_flat, postprocess_padded
 from detkit.priors.anchors import AnchorGenerator
 from detkit.structures import Target

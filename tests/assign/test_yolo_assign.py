@@ -2,7 +2,7 @@
 
 import torch
 
-from detkit.assign.yolo import assign_yolov1, assign_yolov3, one_per_slot, shape_iou
+from detkit.assign.yolo import assign_yolov1, assign_yolov3, one_per_slot
 from detkit.ops.boxes import pad_boxes
 
 
@@ -42,11 +42,6 @@ def test_one_per_slot_prefers_priority_then_lower_index():
     valid = torch.tensor([[True, True, True, False]])
     owner = one_per_slot(slots, valid, torch.tensor([[1.0, 3.0, 3.0, 9.0]]), num_slots=3)
     torch.testing.assert_close(owner, torch.tensor([[-1, -1, 1]]))
-
-
-def test_shape_iou_by_hand():
-    iou = shape_iou(torch.tensor([[16.0, 8.0]]), torch.tensor([[8.0, 8.0], [16.0, 8.0], [8.0, 16.0]]))
-    torch.testing.assert_close(iou, torch.tensor([[0.5, 1.0, 64 / 192]]))
 
 
 def _v3_case():

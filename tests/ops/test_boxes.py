@@ -2,39 +2,14 @@ import torch
 from torchvision import ops as tv_ops
 
 from detkit.ops.boxes import (
-    batched_box_iou,
     box_area,
-    box_iou,
     clip_boxes,
     clip_boxes_per_image,
     cxcywh_to_xyxy,
     pad_boxes,
     xyxy_to_cxcywh,
 )
-
-
-def random_boxes(n: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    xy = torch.rand(n, 2, generator=g) * 100
-    wh = torch.rand(n, 2, generator=g) * 50 + 1
-    return torch.cat((xy, xy + wh), 1)
-
-
-def test_iou_hand_computed():
-    a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
-    b = torch.tensor([[5.0, 5.0, 15.0, 15.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 10.0, 10.0]])
-    # Overlap 5x5 = 25, union 100 + 100 - 25 = 175.
-    torch.testing.assert_close(box_iou(a, b), torch.tensor([[25 / 175, 0.0, 1.0]]))
-
-
-def test_batched_iou_matches_torchvision_and_zero_for_padding():
-    gt = torch.stack((random_boxes(5, 1), random_boxes(5, 2)))
-    gt[1, 3:] = 0  # padding rows
-    anchors = random_boxes(40, 3)
-    iou = batched_box_iou(gt, anchors)
-    torch.testing.assert_close(iou[0], tv_ops.box_iou(gt[0], anchors))
-    torch.testing.assert_close(iou[1, :3], tv_ops.box_iou(gt[1, :3], anchors))
-    assert (iou[1, 3:] == 0).all()
+from tests.ops.random_boxes import random_boxes
 
 
 def test_area_and_conversions_round_trip():
