@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from detkit.backbones import BACKBONES
 from detkit.backbones.base import FEATURE_STAGES, Backbone, Pretrained, init_conv_weights
 from detkit.backbones.pretrained import find_weights_file, read_state_dict
+from detkit.layers.conv_bn_act import conv_bn_act
 
 _STEM_CHANNELS = 32
 # (output channels, stride) of the 13 depthwise-separable blocks at width 1.0.
@@ -87,11 +88,7 @@ class MobileNetV1Backbone(Backbone):
         super().__init__(out_features=out_features, channels=channels)
         self.width_mult = float(width_mult)
         stem_channels = scaled_channels(_STEM_CHANNELS, width_mult)
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, stem_channels, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(stem_channels),
-            nn.ReLU(inplace=True),
-        )
+        self.stem = nn.Sequential(*conv_bn_act(3, stem_channels, 3, stride=2, padding=1))
         blocks, in_channels = [], stem_channels
         for out_channels, stride in plan[: _STAGE_ENDS[self.depth]]:
             blocks.append(DepthwiseSeparableConv(in_channels, out_channels, stride))

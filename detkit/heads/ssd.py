@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from detkit.assign.hard_negative import hard_negative_mining
 from detkit.assign.matcher import Matcher
 from detkit.coders.delta_xywh import DeltaXYWHCoder
+from detkit.layers.conv_bn_act import conv_bn_act
 from detkit.losses import smooth_l1, zero_loss
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
 from detkit.ops.iou import batched_box_iou
@@ -37,9 +38,7 @@ def _prediction_conv(in_channels: int, out_channels: int, depthwise: bool) -> nn
         return nn.Conv2d(in_channels, out_channels, 3, padding=1)
     # SSDLite: 3×3 depthwise + BN + ReLU6, then a 1×1 projection to the outputs.
     return nn.Sequential(
-        nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False),
-        nn.BatchNorm2d(in_channels),
-        nn.ReLU6(inplace=True),
+        *conv_bn_act(in_channels, in_channels, 3, padding=1, groups=in_channels, activation=nn.ReLU6),
         nn.Conv2d(in_channels, out_channels, 1),
     )
 

@@ -37,8 +37,8 @@ from torch import Tensor, nn
 
 from detkit.assign.yolo import assign_yolov1
 from detkit.coders.yolo import YOLOv1Coder
+from detkit.layers.conv_bn_act import ConvBNLeaky
 from detkit.losses import binary_cross_entropy, cross_entropy, smooth_l1
-from detkit.necks.yolov3_fpn import ConvBNLeaky
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
 from detkit.ops.nms import postprocess_dense
 from detkit.ops.pool import adaptive_avg_pool2d

@@ -33,9 +33,9 @@ from torch import Tensor, nn
 
 from detkit.assign.yolo import assign_yolov3
 from detkit.coders.yolo import YOLOv3Coder
+from detkit.layers.conv_bn_act import ConvBNLeaky
 from detkit.losses import binary_cross_entropy
 from detkit.losses.iou import IOU_LOSS_KINDS, iou_loss
-from detkit.necks.yolov3_fpn import ConvBNLeaky
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
 from detkit.ops.nms import postprocess_dense
 from detkit.priors.grid import AnchorGrid

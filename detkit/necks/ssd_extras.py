@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.layers.conv_bn_act import conv_bn_act
 from detkit.structures import FeatureInfo
 
 # SSD300's conv8_2 … conv11_2: (reduction channels, output channels, stride, padding).
@@ -47,34 +48,6 @@ class L2Norm(nn.Module):
         return F.normalize(x, dim=1, eps=self.eps) * self.weight.view(1, -1, 1, 1)
 
 
-def _conv_block(
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int,
-    *,
-    stride: int = 1,
-    padding: int = 0,
-    dilation: int = 1,
-    groups: int = 1,
-    batch_norm: bool,
-) -> list[nn.Module]:
-    conv = nn.Conv2d(
-        in_channels,
-        out_channels,
-        kernel_size,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        bias=not batch_norm,
-    )
-    layers: list[nn.Module] = [conv]
-    if batch_norm:
-        layers.append(nn.BatchNorm2d(out_channels))
-    layers.append(nn.ReLU(inplace=True))
-    return layers
-
-
 class ExtraLayer(nn.Sequential):
     """1×1 reduction to ``mid_channels``, then a 3×3 convolution (depthwise + 1×1 pointwise when
     ``depthwise``) to ``out_channels``: ``[N, C, H, W] → [N, out, ⌊(H + 2p − 3)/s⌋ + 1, …]``."""
@@ -90,9 +63,9 @@ class ExtraLayer(nn.Sequential):
         depthwise: bool,
         batch_norm: bool,
     ) -> None:
-        layers = _conv_block(in_channels, mid_channels, 1, batch_norm=batch_norm)
+        layers = conv_bn_act(in_channels, mid_channels, 1, batch_norm=batch_norm)
         if depthwise:
-            layers += _conv_block(
+            layers += conv_bn_act(
                 mid_channels,
                 mid_channels,
                 3,
@@ -101,9 +74,9 @@ class ExtraLayer(nn.Sequential):
                 groups=mid_channels,
                 batch_norm=batch_norm,
             )
-            layers += _conv_block(mid_channels, out_channels, 1, batch_norm=batch_norm)
+            layers += conv_bn_act(mid_channels, out_channels, 1, batch_norm=batch_norm)
         else:
-            layers += _conv_block(
+            layers += conv_bn_act(
                 mid_channels, out_channels, 3, stride=stride, padding=padding, batch_norm=batch_norm
             )
         super().__init__(*layers)
@@ -153,7 +126,7 @@ class SSDExtras(nn.Module):
             last = feature_info[-1]
             self.fc = nn.Sequential(
                 nn.MaxPool2d(3, stride=1, padding=1),
-                *_conv_block(
+                *conv_bn_act(
                     last.channels,
                     fc_channels,
                     3,
@@ -161,7 +134,7 @@ class SSDExtras(nn.Module):
                     dilation=fc6_dilation,
                     batch_norm=batch_norm,
                 ),
-                *_conv_block(fc_channels, fc_channels, 1, batch_norm=batch_norm),
+                *conv_bn_act(fc_channels, fc_channels, 1, batch_norm=batch_norm),
             )
             self.feature_info[-1] = FeatureInfo("fc7", fc_channels, last.stride)
         self.extras = nn.ModuleList()

@@ -15,18 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.layers.conv_bn_act import ConvBNLeaky
 from detkit.structures import FeatureInfo
-
-
-class ConvBNLeaky(nn.Sequential):
-    """Darknet's unit: convolution (no bias), BatchNorm, LeakyReLU(0.1); 'same' padding."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1) -> None:
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.LeakyReLU(0.1, inplace=True),
-        )
 
 
 def conv_set(in_channels: int, channels: int, num_convs: int) -> nn.Sequential:

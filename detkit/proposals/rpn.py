@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from detkit.assign.matcher import Matcher
 from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
+from detkit.layers.conv_bn_act import conv_bn_act
 from detkit.losses import binary_cross_entropy, smooth_l1, zero_loss
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes
 from detkit.ops.iou import batched_box_iou
@@ -47,7 +48,7 @@ class RPN(nn.Module):
         self.anchor_generator = AnchorGenerator(anchor_sizes, aspect_ratios, stride)
         num_anchors = self.anchor_generator.num_anchors_per_location
         conv_channels = conv_channels or in_channels
-        self.conv = nn.Sequential(nn.Conv2d(in_channels, conv_channels, 3, padding=1), nn.ReLU(inplace=True))
+        self.conv = nn.Sequential(*conv_bn_act(in_channels, conv_channels, 3, padding=1, batch_norm=False))
         self.objectness = nn.Conv2d(conv_channels, num_anchors, 1)
         self.deltas = nn.Conv2d(conv_channels, num_anchors * 4, 1)
         for layer in (self.conv[0], self.objectness, self.deltas):
