@@ -27,15 +27,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from detkit.data.base import image_to_tensor, read_image
+from detkit.data.proposals.cache import ProposalCache, hash_file, hash_pixels
+from detkit.data.proposals.selective_search import params_from_options
 from detkit.data.transforms import eval_transforms
 from detkit.engine.build import build_model
 from detkit.engine.checkpoint import load_inference_weights, read_checkpoint
 from detkit.engine.config import ConfigError, load_config_with_overrides
 from detkit.engine.dist import select_device
 from detkit.engine.runtime import amp_dtype
-from detkit.proposals.cache import ProposalCache, hash_file, hash_pixels
 from detkit.proposals.precomputed import needs_precomputed_proposals
-from detkit.proposals.selective_search import params_from_options
 from detkit.structures import boxes_to_original
 
 #: What a predictor accepts as one image: a file path, an RGB array ([H, W, 3] uint8, or float in

@@ -5,7 +5,7 @@
     detkit proposals config=rcnn_vgg16_voc07 data.proposals.wrapper.strategy=quality output=recall.json
 
 Search settings come from the experiment's `data.proposals.wrapper` section (defaults:
-detkit.proposals.selective_search.SelectiveSearchParams). Proposals go to the on-disk cache
+detkit.data.proposals.selective_search.SelectiveSearchParams). Proposals go to the on-disk cache
 (`cache_dir`, default $DETKIT_PROPOSAL_CACHE or ~/.cache/detkit/proposals) keyed by image content
 and search settings, so training finds them there and a second run only reads the cache.
 Own arguments: split=train|val (default both), workers=N (default all cores), output=FILE.json.
@@ -21,9 +21,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 # Only torch-free modules: a second run, which reads the cache, is over in about a second.
+from detkit.data.proposals.compute import compute_dataset_proposals, format_recall
+from detkit.data.proposals.selective_search import params_from_options
 from detkit.engine.config import instantiate_dataset, load_config, split_arguments
-from detkit.proposals.compute import compute_dataset_proposals, format_recall
-from detkit.proposals.selective_search import params_from_options
 
 
 def run(argv: list[str]) -> int:

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor
 
 from detkit.data.base import image_to_tensor, read_image
+from detkit.data.proposals.selective_search import SelectiveSearchParams, selective_search
 from detkit.data.shapes_render import ShapesParams, generate_sample
 from detkit.data.transforms import eval_transforms
 from detkit.ops.boxes import pad_boxes
-from detkit.proposals.selective_search import SelectiveSearchParams, selective_search
 
 SampleSource = str | Path | np.ndarray | Tensor
 

@@ -2,7 +2,7 @@
 
 Same interface as the RPN (``generator(features, image_sizes, targets) -> (proposals, losses)``),
 but the boxes come from ``target["proposals"]`` (selective search, added to the targets by
-``detkit.proposals.with_proposals.WithProposals``) and there is nothing to learn, so the losses
+``detkit.data.proposals.with_proposals.WithProposals``) and there is nothing to learn, so the losses
 are empty. R-CNN uses it too, without features.
 """
 
@@ -62,7 +62,7 @@ class PrecomputedProposals(nn.Module):
             if "proposals" not in target:
                 raise ValueError(
                     f"image_id {target.get('image_id', '?')}: target has no 'proposals'; wrap the dataset with "
-                    "detkit.proposals.with_proposals.WithProposals (config: data.proposals.enabled=true)"
+                    "detkit.data.proposals.with_proposals.WithProposals (config: data.proposals.enabled=true)"
                 )
             boxes = torch.as_tensor(target["proposals"], dtype=torch.float32, device=image_sizes.device)
             if boxes.dim() != 2 or boxes.shape[1] != 4:
@@ -93,6 +93,6 @@ class PrecomputedProposals(nn.Module):
 def needs_precomputed_proposals(model: nn.Module) -> bool:
     """Whether ``model`` scores proposals it reads from the targets (Fast R-CNN, R-CNN), so that a
     caller without a proposal-carrying dataset (e.g. prediction on image files) must search them
-    itself: ``detkit.proposals.selective_search.selective_search`` on the stored image, scaled like
+    itself: ``detkit.data.proposals.selective_search.selective_search`` on the stored image, scaled like
     the image, passed as ``targets=[{"proposals": ...}]``."""
     return any(isinstance(module, PrecomputedProposals) for module in model.modules())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from detkit.data.base import DetectionDataset, ImageRecord
-from tests.proposals.drawn_images import write_dataset
+from tests.data.proposals.drawn_images import write_dataset
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detkit.proposals.selective_search import SelectiveSearchParams, selective_search
+from detkit.data.proposals.selective_search import SelectiveSearchParams, selective_search
 
 DEFAULT_CACHE_DIR = "~/.cache/detkit/proposals"
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from detkit.proposals.selective_search import (
+from detkit.data.proposals.selective_search import (
     STRATEGIES,
     SelectiveSearchParams,
     params_from_options,
     postprocess_rects,
     selective_search,
 )
-from tests.proposals.drawn_images import HEIGHT, OBJECTS, WIDTH, draw_image
+from tests.data.proposals.drawn_images import HEIGHT, OBJECTS, WIDTH, draw_image
 
 
 def _assert_valid(boxes: np.ndarray, height: int, width: int, params: SelectiveSearchParams) -> None:

@@ -21,8 +21,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset
 
-from detkit.proposals.compute import compute_dataset_proposals, format_recall
-from detkit.proposals.selective_search import SelectiveSearchParams, Strategy
+from detkit.data.proposals.compute import compute_dataset_proposals, format_recall
+from detkit.data.proposals.selective_search import SelectiveSearchParams, Strategy
 
 logger = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
-from detkit.proposals import compute
-from detkit.proposals.cache import ProposalCache, hash_file, hash_pixels
-from detkit.proposals.compute import compute_dataset_proposals
-from detkit.proposals.recall import RecallMeter
-from detkit.proposals.selective_search import SelectiveSearchParams, selective_search
-from tests.proposals.drawn_images import draw_image
+from detkit.data.proposals import compute
+from detkit.data.proposals.cache import ProposalCache, hash_file, hash_pixels
+from detkit.data.proposals.compute import compute_dataset_proposals
+from detkit.data.proposals.recall import RecallMeter
+from detkit.data.proposals.selective_search import SelectiveSearchParams, selective_search
+from tests.data.proposals.drawn_images import draw_image
 
 PARAMS = SelectiveSearchParams(strategy="single", search_size=None, min_size=3.0)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from detkit.proposals.recall import RecallMeter, best_overlaps
+from detkit.data.proposals.recall import RecallMeter, best_overlaps
 
 
 def test_best_overlaps_by_hand_and_against_torchvision() -> None:

@@ -21,9 +21,9 @@ import numpy as np
 from tqdm import tqdm
 
 from detkit.data.base import read_image
-from detkit.proposals.cache import ProposalCache, hash_file
-from detkit.proposals.recall import RecallMeter
-from detkit.proposals.selective_search import SelectiveSearchParams, selective_search
+from detkit.data.proposals.cache import ProposalCache, hash_file
+from detkit.data.proposals.recall import RecallMeter
+from detkit.data.proposals.selective_search import SelectiveSearchParams, selective_search
 
 logger = logging.getLogger(__name__)
 
