@@ -122,9 +122,10 @@ def train(cfg: DictConfig) -> dict:
         return metrics
 
     eng = cfg.engine
-    hooks = [LRSchedulerHook(scheduler), ProgressHook(int(eng.log_every_iters))]
-    if eng.ema_decay:
-        hooks.append(EMAHook(ModelEMA(model, decay=float(eng.ema_decay))))
+    ema = ModelEMA(model, decay=float(eng.ema_decay)) if eng.ema_decay else None
+    hooks = [LRSchedulerHook(), ProgressHook(int(eng.log_every_iters))]
+    if ema is not None:
+        hooks.append(EMAHook())
     eval_every = max(int(eng.eval_every_epochs) * iters_per_epoch, 1)
     hooks.append(EvalHook(evaluate_fn, eval_every))
     if eng.early_stop_patience:
@@ -145,6 +146,8 @@ def train(cfg: DictConfig) -> dict:
         model,
         optimizer,
         loader,
+        scheduler=scheduler,
+        ema=ema,
         hooks=hooks,
         max_iters=max_iters,
         device=device,

@@ -23,8 +23,7 @@ from detkit.engine.checkpoint import load_checkpoint
 from detkit.engine.data_stream import DataStream, move_batch
 from detkit.engine.dist import all_gather_object, all_reduce_max, get_rank, get_world_size, is_distributed
 from detkit.engine.hooks.base import HookBase
-from detkit.engine.hooks.ema import EMAHook, ModelEMA
-from detkit.engine.hooks.lr import LRSchedulerHook
+from detkit.engine.hooks.ema import ModelEMA
 from detkit.utils.seeding import capture_rng_state
 
 logger = logging.getLogger(__name__)
@@ -38,6 +37,11 @@ class Trainer:
     model, already on ``device`` (and DDP-wrapped if distributed), returns a dict of losses in
     train mode; every key starting with ``loss_`` is summed into the objective.
 
+    The trainer owns the per-iteration LR ``scheduler`` and the weights' ``ema`` (either may be
+    None): checkpoints save them and :meth:`resume` restores them. Hooks act on them through the
+    trainer: :class:`~detkit.engine.hooks.LRSchedulerHook` steps ``trainer.scheduler`` and
+    :class:`~detkit.engine.hooks.EMAHook` updates ``trainer.ema`` after every step.
+
     AMP runs only on CUDA (a note is logged and float32 used elsewhere); float16 uses a
     gradient scaler, bfloat16 needs none. ``grad_clip_norm`` clips the global gradient norm
     (after unscaling). A non-finite loss raises ``FloatingPointError`` naming the loss keys,
@@ -47,7 +51,7 @@ class Trainer:
     ``start_iter``, ``max_iters``, ``epoch`` (``iter // iters_per_epoch``), ``storage`` (the
     latest scalars: losses, ``total_loss``, ``lr``, ``images_per_s``, ``data_time``,
     ``step_time``, ``grad_norm``), ``metrics`` / ``metrics_iter`` (latest evaluation),
-    ``scheduler`` / ``ema`` (from their hooks), ``request_stop(reason)``.
+    ``scheduler``, ``ema``, ``request_stop(reason)``.
     """
 
     def __init__(
@@ -56,6 +60,8 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
         data_loader: DataLoader | Iterable,
         *,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        ema: ModelEMA | None = None,
         hooks: Sequence[HookBase] = (),
         max_iters: int,
         device: torch.device | str,
@@ -75,6 +81,8 @@ class Trainer:
             raise ValueError(f"amp_dtype must be torch.float16 or torch.bfloat16, got {amp_dtype}")
         self.model = model
         self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.ema = ema
         self.data_loader = data_loader
         self.max_iters = int(max_iters)
         self.device = torch.device(device)
@@ -119,14 +127,6 @@ class Trainer:
     def epoch_of(self, iteration: int) -> int:
         """The epoch an iteration index falls in (0 when the loader has no length)."""
         return max(iteration, 0) // self.iters_per_epoch if self.iters_per_epoch else 0
-
-    @property
-    def scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
-        return next((h.scheduler for h in self.hooks if isinstance(h, LRSchedulerHook)), None)
-
-    @property
-    def ema(self) -> ModelEMA | None:
-        return next((h.ema for h in self.hooks if isinstance(h, EMAHook)), None)
 
     def request_stop(self, reason: str) -> None:
         """Finish cleanly after the current iteration's hooks (used by early stopping)."""

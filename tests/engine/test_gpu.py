@@ -36,17 +36,14 @@ def _build(tmp_path, max_iters, *, amp_dtype=torch.float16, seed=0, clip=1.0):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     scheduler = build_lr_scheduler(optimizer, "cosine", max_iters=20, warmup_iters=2)
     log = LossLog()
-    hooks = [
-        LRSchedulerHook(scheduler),
-        EMAHook(ModelEMA(model, decay=0.9, warmup=0)),
-        CheckpointHook(tmp_path, period=5),
-        log,
-    ]
+    hooks = [LRSchedulerHook(), EMAHook(), CheckpointHook(tmp_path, period=5), log]
     loader = make_loader(ToyDataset(12, augment=True), batch_size=2, shuffle=True, pin_memory=True)
     trainer = Trainer(
         model,
         optimizer,
         loader,
+        scheduler=scheduler,
+        ema=ModelEMA(model, decay=0.9, warmup=0),
         hooks=hooks,
         max_iters=max_iters,
         device="cuda",

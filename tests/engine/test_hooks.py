@@ -18,6 +18,7 @@ from detkit.engine.hooks import (
     flatten_metrics,
     lookup_metric,
 )
+from detkit.engine.hooks.lr import LRSchedulerHook
 from detkit.engine.trainer import Trainer
 
 from .toy import LinearDetector, ToyDataset, ToyDetector, make_loader
@@ -44,11 +45,11 @@ class ScriptedEval:
         return _metrics(value)
 
 
-def _trainer(hooks, max_iters, model=None):
+def _trainer(hooks, max_iters, model=None, ema=None):
     model = model or LinearDetector()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     return Trainer(
-        model, optimizer, make_loader(ToyDataset(4)), hooks=hooks, max_iters=max_iters, device="cpu"
+        model, optimizer, make_loader(ToyDataset(4)), ema=ema, hooks=hooks, max_iters=max_iters, device="cpu"
     )
 
 
@@ -102,7 +103,7 @@ def test_eval_hook_uses_ema_weights_and_returns_to_train_mode():
         return _metrics(0.5)
 
     ema = ModelEMA(model, decay=0.99, warmup=0)
-    trainer = _trainer([EvalHook(evaluate, every_iters=2), EMAHook(ema)], max_iters=3, model=model)
+    trainer = _trainer([EvalHook(evaluate, every_iters=2), EMAHook()], max_iters=3, model=model, ema=ema)
     trainer.train()
     assert len(seen) == 2  # after iterations 2 and 3 (the last)
     training_flag, weights = seen[-1]
@@ -110,6 +111,14 @@ def test_eval_hook_uses_ema_weights_and_returns_to_train_mode():
     assert torch.equal(weights, ema.module.linear.weight)
     assert not torch.equal(model.linear.weight, ema.module.linear.weight)
     assert trainer.metrics["voc12"]["mAP"] == 0.5 and trainer.metrics_iter == 3
+
+
+@pytest.mark.parametrize("hook, attribute", [(LRSchedulerHook, "scheduler"), (EMAHook, "ema")])
+def test_lr_and_ema_hooks_refuse_a_trainer_without_its_own(hook, attribute):
+    trainer = _trainer([hook()], max_iters=2)
+    with pytest.raises(ValueError, match=rf"pass Trainer\({attribute}="):
+        trainer.train()
+    assert trainer.iters_done == 0
 
 
 def test_early_stopping_after_patience_evaluations(tmp_path):

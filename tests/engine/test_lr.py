@@ -71,7 +71,8 @@ def test_hook_applies_the_schedule_per_iteration():
         model,
         optimizer,
         make_loader(ToyDataset(4)),
-        hooks=[LRSpy(), LRSchedulerHook(scheduler)],
+        scheduler=scheduler,
+        hooks=[LRSpy(), LRSchedulerHook()],
         max_iters=8,
         device="cpu",
     )

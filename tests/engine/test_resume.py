@@ -38,13 +38,12 @@ def _build(tmp_path, max_iters, loader_kind, seed=0):
             dataset, batch_size=2, sampler=distributed_sampler(dataset, shuffle=True, seed=0), num_workers=2
         )
     log = BatchLog()
-    hooks = [
-        LRSchedulerHook(scheduler),
-        EMAHook(ModelEMA(model, decay=0.9, warmup=2)),
-        CheckpointHook(tmp_path, period=5, class_names=["a", "b", "c"]),
-        log,
-    ]
-    return Trainer(model, optimizer, loader, hooks=hooks, max_iters=max_iters, device="cpu"), log
+    hooks = [LRSchedulerHook(), EMAHook(), CheckpointHook(tmp_path, period=5, class_names=["a", "b", "c"]), log]
+    ema = ModelEMA(model, decay=0.9, warmup=2)
+    trainer = Trainer(
+        model, optimizer, loader, scheduler=scheduler, ema=ema, hooks=hooks, max_iters=max_iters, device="cpu"
+    )
+    return trainer, log
 
 
 @pytest.mark.parametrize("loader_kind", ["shuffle", "distributed_sampler_with_workers"])

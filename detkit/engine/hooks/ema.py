@@ -81,12 +81,14 @@ class ModelEMA:
 
 
 class EMAHook(HookBase):
-    """Updates ``ema`` after every optimizer step; checkpoints and evaluation find it as ``trainer.ema``."""
+    """Updates the trainer's EMA (``Trainer(ema=...)``) after every optimizer step; checkpoints and
+    evaluation read the same ``trainer.ema``."""
 
     priority = 20
 
-    def __init__(self, ema: ModelEMA) -> None:
-        self.ema = ema
+    def before_train(self) -> None:
+        if self.trainer.ema is None:
+            raise ValueError("EMAHook: the trainer has no EMA to update; pass Trainer(ema=ModelEMA(model, ...))")
 
     def after_step(self) -> None:
-        self.ema.update(self.trainer.model)
+        self.trainer.ema.update(self.trainer.model)

@@ -20,8 +20,8 @@ class EvalHook(HookBase):
     ``evaluate_fn`` evaluates ``trainer.model`` on the validation set and returns the nested
     metrics dict (``{"coco": {...}, "voc07": {"mAP": ...}, "voc12": {...}}``). It is called on
     every rank (so it may gather across ranks); rank 0's result is then shared with all ranks,
-    which keeps early-stopping decisions identical everywhere. With ``use_ema`` and an
-    :class:`EMAHook` present, the EMA weights are swapped into the model for the evaluation.
+    which keeps early-stopping decisions identical everywhere. With ``use_ema`` and a
+    ``trainer.ema``, the EMA weights are swapped into the model for the evaluation.
     The results land in ``trainer.metrics`` with ``trainer.metrics_iter = trainer.iters_done``.
     """
 

@@ -87,7 +87,8 @@ def build_lr_scheduler(
     gamma: float = 0.1,
     final_factor: float = 0.0,
 ) -> LambdaLR:
-    """``LambdaLR(optimizer, build_lr_lambda(...))``: the scheduler :class:`LRSchedulerHook` steps."""
+    """``LambdaLR(optimizer, build_lr_lambda(...))``: the trainer's scheduler, which
+    :class:`LRSchedulerHook` steps."""
     lr_lambda = build_lr_lambda(
         kind,
         max_iters=max_iters,
@@ -101,12 +102,14 @@ def build_lr_scheduler(
 
 
 class LRSchedulerHook(HookBase):
-    """Steps a per-iteration scheduler after every optimizer step (``trainer.scheduler`` is it)."""
+    """Steps the trainer's per-iteration scheduler (``Trainer(scheduler=...)``) after every
+    optimizer step."""
 
     priority = 10
 
-    def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
-        self.scheduler = scheduler
+    def before_train(self) -> None:
+        if self.trainer.scheduler is None:
+            raise ValueError("LRSchedulerHook: the trainer has no LR scheduler to step; pass Trainer(scheduler=...)")
 
     def after_step(self) -> None:
-        self.scheduler.step()
+        self.trainer.scheduler.step()
