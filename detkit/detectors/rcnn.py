@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from detkit.detectors.base import Detector
+from detkit.heads.base import RoIHead
 from detkit.ops.roi import rois_from_boxes, warp_crops
 from detkit.proposals.precomputed import PrecomputedProposals
 from detkit.structures import Detections, Target
@@ -26,7 +27,8 @@ from detkit.structures import Detections, Target
 
 class RCNN(Detector):
     """``head`` is a factory (``_partial_: true`` in the config) called with ``in_channels`` (the
-    channels of the backbone output ``feature_name``) and ``num_classes``.
+    channels of the backbone output ``feature_name``) and ``num_classes``; it follows
+    ``detkit.heads.base.RoIHead``, with the crops' features as a function of the RoIs.
 
     ``crop_size``: warped crop side S in pixels (the paper: 227; 224 suits the ImageNet
     backbones). ``context_padding``: warped pixels of image context around each box (the paper:
@@ -64,7 +66,7 @@ class RCNN(Detector):
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         self.backbone = backbone
         self.feature_name = feature_name
-        self.head = head(in_channels=infos[feature_name].channels, num_classes=num_classes)
+        self.head: RoIHead = head(in_channels=infos[feature_name].channels, num_classes=num_classes)
         self.proposal_generator = (
             proposal_generator if proposal_generator is not None else PrecomputedProposals()
         )
@@ -102,7 +104,7 @@ class RCNN(Detector):
     def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
         proposals, losses = self.proposal_generator(None, image_sizes, targets)
         losses = dict(losses)
-        losses.update(self.head.loss(partial(self.crop_features, batch), proposals, targets, image_sizes))
+        losses.update(self.head.loss(partial(self.crop_features, batch), proposals, image_sizes, targets))
         return losses
 
     def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:

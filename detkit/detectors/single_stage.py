@@ -9,6 +9,7 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from detkit.detectors.base import Detector
+from detkit.heads.base import DenseHead
 from detkit.structures import Detections, FeatureInfo, Target
 
 
@@ -17,9 +18,7 @@ class SingleStageDetector(Detector):
     with ``feature_info`` (the backbone's) and must expose its own ``feature_info``; the head is
     called with ``feature_info`` (of what feeds it) and ``num_classes``.
 
-    Head contract: ``head.loss(features: dict[str, Tensor], image_sizes: Tensor[N, 2],
-    targets: list[Target]) -> dict[str, Tensor]`` and ``head.predict(features, image_sizes)
-    -> list[Detections]``.
+    The head follows the dense-head contract, ``detkit.heads.base.DenseHead``.
     """
 
     def __init__(
@@ -37,7 +36,7 @@ class SingleStageDetector(Detector):
         self.neck = neck(feature_info=feature_info) if neck is not None else None
         if self.neck is not None:
             feature_info = list(self.neck.feature_info)
-        self.head = head(feature_info=feature_info, num_classes=num_classes)
+        self.head: DenseHead = head(feature_info=feature_info, num_classes=num_classes)
         self.num_classes = num_classes
 
     def features(self, batch: Tensor) -> dict[str, Tensor]:

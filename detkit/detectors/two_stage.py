@@ -11,12 +11,14 @@ from collections.abc import Callable
 from torch import Tensor, nn
 
 from detkit.detectors.base import Detector
+from detkit.heads.base import RoIHead
 from detkit.structures import Detections, Target
 
 
 class TwoStageDetector(Detector):
     """``proposal_generator`` and ``roi_head`` are factories (``_partial_: true`` in the config)
-    called with ``in_channels`` and ``stride`` of the backbone output ``feature_name``."""
+    called with ``in_channels`` and ``stride`` of the backbone output ``feature_name``; the RoI
+    head follows ``detkit.heads.base.RoIHead``, with that output's map as its ``features``."""
 
     def __init__(
         self,
@@ -36,13 +38,13 @@ class TwoStageDetector(Detector):
         self.backbone = backbone
         self.feature_name = feature_name
         self.proposal_generator = proposal_generator(in_channels=info.channels, stride=info.stride)
-        self.roi_head = roi_head(in_channels=info.channels, stride=info.stride, num_classes=num_classes)
+        self.roi_head: RoIHead = roi_head(in_channels=info.channels, stride=info.stride, num_classes=num_classes)
         self.num_classes = num_classes
 
     def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
         features = self.backbone(batch)[self.feature_name]
         proposals, losses = self.proposal_generator(features, image_sizes, targets)
-        losses.update(self.roi_head.loss(features, proposals, targets))
+        losses.update(self.roi_head.loss(features, proposals, image_sizes, targets))
         return losses
 
     def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:

@@ -83,8 +83,13 @@ class FastRCNNHead(nn.Module):
         pooled = pool_rois(features, rois, output_size=self.pool_size, spatial_scale=self.spatial_scale, kind=self.pooler)
         return self.predictor(self.box_head(pooled))
 
-    def loss(self, features: Tensor, proposals: list[Tensor], targets: list[Target]) -> dict[str, Tensor]:
-        """Sample RoIs from the proposals (plus the ground truth), then classify and regress them."""
+    def loss(
+        self, features: Tensor, proposals: list[Tensor], image_sizes: Tensor, targets: list[Target]
+    ) -> dict[str, Tensor]:
+        """Sample RoIs from the proposals (plus the ground truth), then classify and regress them.
+        ``features: Tensor[N, C, H', W']`` the map RoIs are pooled from; ``image_sizes`` is part of
+        the RoI-head contract (``detkit.heads.base.RoIHead``) and not needed here."""
+        del image_sizes
         rois, class_targets, box_targets, is_positive, _ = sample_rois(
             proposals, targets, matcher=self.matcher, sampler=self.sampler, coder=self.coder,
             add_gt_as_proposals=self.add_gt_as_proposals,

@@ -2,7 +2,7 @@
 features of its own warped crop.
 
 The detector (``detkit.detectors.rcnn.RCNN``) owns the crops and the backbone and hands this head
-a feature extractor ``extract(rois: Tensor[R, 5]) -> Tensor[R, D]``; the head decides which RoIs
+a feature extractor ``features(rois: Tensor[R, 5]) -> Tensor[R, D]``; the head decides which RoIs
 to look at (sampling in training, every proposal at test time), turns the pooled features into a
 (C+1)-way softmax and class-specific box deltas, and owns the losses and the postprocessing.
 
@@ -148,27 +148,27 @@ class RCNNHead(nn.Module):
         return rois, labels, torch.zeros_like(rois[:, 1:]), torch.zeros_like(labels, dtype=torch.bool)
 
     def loss(
-        self, extract: FeatureExtractor, proposals: list[Tensor], targets: list[Target], image_sizes: Tensor
+        self, features: FeatureExtractor, proposals: list[Tensor], image_sizes: Tensor, targets: list[Target]
     ) -> dict[str, Tensor]:
         """``loss_cls`` (cross-entropy) and ``loss_box`` (smooth-L1 of the true class's deltas),
         both summed over the sampled RoIs and divided by their number."""
         rois, class_targets, box_targets, regress = self.sample(proposals, targets, image_sizes)
-        class_logits, box_deltas = self(extract(rois))
+        class_logits, box_deltas = self(features(rois))
         return roi_losses(class_logits, box_deltas, class_targets, box_targets, regress, box_loss_beta=self.box_loss_beta)
 
     @torch.no_grad()
     def predict(
-        self, extract: FeatureExtractor, proposals: list[Tensor], image_sizes: Tensor
+        self, features: FeatureExtractor, proposals: list[Tensor], image_sizes: Tensor
     ) -> list[Detections]:
-        """Score and refine every proposal (``extract`` sees them all; it may work in chunks)."""
+        """Score and refine every proposal (``features`` sees them all; it may work in chunks)."""
         if sum(p.shape[0] for p in proposals) == 0:
             return empty_detections(len(proposals), image_sizes.device)
         rois, roi_image = rois_from_boxes([p.float() for p in proposals])
         roi_boxes = rois[:, 1:]
-        features = self.hidden(extract(rois))
-        class_logits, box_deltas = self.predictor(features)
+        hidden = self.hidden(features(rois))
+        class_logits, box_deltas = self.predictor(hidden)
         return roi_detections(
-            self._class_scores(features, class_logits),
+            self._class_scores(hidden, class_logits),
             box_deltas,
             roi_boxes,
             roi_image,
@@ -182,7 +182,7 @@ class RCNNHead(nn.Module):
     @torch.no_grad()
     def predict_padded(
         self,
-        extract: FeatureExtractor,
+        features: FeatureExtractor,
         proposals: Tensor,
         valid: Tensor,
         image_sizes: Tensor,
@@ -190,11 +190,11 @@ class RCNNHead(nn.Module):
     ) -> PaddedDetections:
         """``predict`` on ``proposals: Tensor[N, P, 4] xyxy`` padded per image (``valid: Tensor[N,
         P]`` marks the real ones), with a fixed-shape result of ``max_detections`` per image.
-        ``extract`` sees all N·P RoIs at once (padding included)."""
-        features = self.hidden(extract(padded_rois(proposals.float())))
-        class_logits, box_deltas = self.predictor(features)
+        ``features`` sees all N·P RoIs at once (padding included)."""
+        hidden = self.hidden(features(padded_rois(proposals.float())))
+        class_logits, box_deltas = self.predictor(hidden)
         return padded_roi_detections(
-            self._class_scores(features, class_logits),
+            self._class_scores(hidden, class_logits),
             box_deltas,
             proposals,
             valid,

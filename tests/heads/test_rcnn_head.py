@@ -73,7 +73,7 @@ def test_losses_by_hand_and_negative_samples() -> None:
         torch.nn.init.zeros_(layer.bias)
     proposals = [torch.tensor([[0, 0, 10, 8], [20, 20, 30, 30]], dtype=torch.float32)]
     targets = [_target([[0, 0, 10, 10]], [3])]
-    losses = head.loss(_constant_extractor(4), proposals, targets, torch.tensor([[40, 40]]))
+    losses = head.loss(_constant_extractor(4), proposals, torch.tensor([[40, 40]]), targets)
     # Zero logits: CE = log(4) for each of the 3 RoIs (GT, the 0.8 box, the background box).
     assert torch.allclose(losses["loss_cls"], torch.tensor(math.log(4.0)))
     deltas = DeltaXYWHCoder((10.0, 10.0, 5.0, 5.0)).encode(
@@ -83,7 +83,7 @@ def test_losses_by_hand_and_negative_samples() -> None:
     assert torch.allclose(losses["loss_box"], expected_box)
 
     empty = head.loss(
-        _constant_extractor(4), [torch.tensor([[0, 0, 5, 5.0]])], [_target([], [])], torch.tensor([[40, 40]])
+        _constant_extractor(4), [torch.tensor([[0, 0, 5, 5.0]])], torch.tensor([[40, 40]]), [_target([], [])]
     )
     assert empty["loss_box"].item() == 0.0 and torch.isfinite(empty["loss_cls"]) and empty["loss_cls"] > 0
     # Nothing at all to look at (no proposals, no objects): each whole image becomes a background RoI.
@@ -96,8 +96,8 @@ def test_losses_by_hand_and_negative_samples() -> None:
     nothing = head.loss(
         recording,
         [torch.zeros(0, 4), torch.zeros(0, 4)],
-        [_target([], []), _target([], [])],
         torch.tensor([[40, 30], [20, 10]]),
+        [_target([], []), _target([], [])],
     )
     assert torch.equal(seen[0], torch.tensor([[0, 0, 0, 30, 40], [1, 0, 0, 10, 20]], dtype=torch.float32))
     assert nothing["loss_box"].item() == 0.0
