@@ -19,6 +19,8 @@ from hydra.errors import HydraException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from detkit.engine.moved import update_moved_targets
+
 
 class ConfigError(ValueError):
     """A config or command-line mistake, with a message meant for the user (no traceback)."""
@@ -101,13 +103,22 @@ def config_to_yaml(cfg: DictConfig) -> str:
 
 
 def config_from_yaml(text: str) -> DictConfig:
-    return OmegaConf.create(text)
+    """A stored config (a checkpoint's ``config_yaml``, a run's ``config.yaml``), with the
+    ``_target_`` paths of classes that moved since it was written brought up to date
+    (``detkit.engine.moved``)."""
+    cfg = OmegaConf.create(text)
+    update_moved_targets(cfg)
+    return cfg
 
 
 def load_config_with_overrides(base: DictConfig | str, overrides: Sequence[str]) -> DictConfig:
     """A stored (resolved) config, e.g. from a checkpoint, with command-line overrides on top:
     ``key=value`` sets a value; ``group=option`` (``data=voc``) swaps in that group's file."""
-    cfg = config_from_yaml(base) if isinstance(base, str) else base.copy()
+    if isinstance(base, str):
+        cfg = config_from_yaml(base)
+    else:
+        cfg = base.copy()
+        update_moved_targets(cfg)
     root = config_dir()
     for override in overrides:
         if "=" not in override:
