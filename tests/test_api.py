@@ -164,7 +164,9 @@ def test_predict_writes_a_coco_results_file_that_eval_scores_like_the_checkpoint
     assert main(["eval", f"ground_truth={ground_truth}", f"detections={out / 'coco_results.json'}",
                  f"output={metrics_file}"]) == 0  # fmt: skip
     from_file = json.loads(metrics_file.read_text())
-    from_model = evaluate_checkpoint(checkpoint)
+    # Image by image, as predict runs: with one CPU thread a barely trained model's tied scores
+    # order differently in batches of four (measured: AP 0.000885 vs 0.000889).
+    from_model = evaluate_checkpoint(checkpoint, ["data.batch_size=1"])
     for key in ("AP", "AP50", "AR100"):
         assert from_file["coco"][key] == pytest.approx(from_model["coco"][key], abs=1e-6)
     assert from_file["voc07"]["mAP"] == pytest.approx(from_model["voc07"]["mAP"], abs=1e-6)
