@@ -80,7 +80,8 @@ def evaluate_model(
     metrics were computed from (for the evaluation report): ``(metrics, results)``."""
     world, rank = get_world_size(), get_rank()
     shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_detection)
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_detection,
+                        pin_memory=device.type == "cuda")  # fmt: skip
     detections, targets, seconds = predict_batches(unwrap_model(model), loader, device, amp_dtype=amp_dtype)
     category_ids = _category_ids(dataset)
     per_image = [detections_to_coco_results([d], [int(t["image_id"])], category_ids) for d, t in zip(detections, targets, strict=True)]

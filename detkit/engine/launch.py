@@ -24,6 +24,7 @@ from detkit.engine.dist import (
     get_rank,
     get_world_size,
     init_distributed,
+    is_distributed,
     is_main_process,
     select_device,
     unwrap_model,
@@ -49,6 +50,13 @@ from detkit.utils.seeding import seed_everything, worker_init_fn
 from detkit.utils.visualization import draw_boxes, save_image, tile
 
 logger = logging.getLogger("detkit")
+LOADER_SEED_STRIDE = 1_000_003  # apart enough that rank r's seeds never meet rank r+1's
+
+
+def loader_seed(seed: int, rank: int) -> int:
+    """The training loader's seed on ``rank``: ``seed`` itself on rank 0 (a one-process run is
+    unchanged), a separate stream on every other rank."""
+    return seed + LOADER_SEED_STRIDE * rank
 
 
 def make_run_dir(cfg: DictConfig) -> Path:
@@ -88,12 +96,14 @@ def train(cfg: DictConfig) -> dict:
         report = load_model_weights(cfg.finetune, model, skip_mismatched=True)
         logger.info("Fine-tuning from %s: %s", cfg.finetune, {k: len(v) for k, v in report.items()})
     optimizer = build.build_optimizer(cfg, model)
-    if world > 1:
-        model = wrap_model_ddp(model, device)
+    if is_distributed():  # torchrun, even with one process: the same code path at every scale
+        model = wrap_model_ddp(model, device, sync_batchnorm=bool(cfg.engine.get("sync_bn", False)))
 
     batch_size = int(cfg.data.batch_size)
-    sampler = distributed_sampler(train_set, shuffle=True, seed=int(cfg.seed)) if world > 1 else None
-    generator = torch.Generator().manual_seed(int(cfg.seed))
+    sampler = distributed_sampler(train_set, shuffle=True, seed=int(cfg.seed)) if is_distributed() else None
+    # The generator seeds the loader's workers (and through them the augmentation): one stream per
+    # rank, or every rank would flip, crop and pick mosaic partners alike. Rank 0 keeps `seed`.
+    generator = torch.Generator().manual_seed(loader_seed(int(cfg.seed), rank))
     loader = DataLoader(
         train_set,
         batch_size=batch_size,
@@ -112,12 +122,16 @@ def train(cfg: DictConfig) -> dict:
     max_iters = int(cfg.engine.max_iters or cfg.engine.epochs * iters_per_epoch)
     scheduler = build.build_scheduler(cfg, optimizer, max_iters)
     dtype = amp_dtype(cfg, device)
+    # Evaluation loader workers on GPUs, where decoding would otherwise leave the device idle; on
+    # a CPU the model already has every core, and starting workers for each evaluation costs more.
+    eval_workers = int(cfg.data.num_workers) if device.type == "cuda" else 0
 
     last_eval: dict[str, list[dict]] = {}  # the latest evaluation's detections, for the report
 
     def evaluate_fn() -> dict:
         metrics, last_eval["results"] = evaluate_model(
-            model, val_set, device, batch_size=batch_size, amp_dtype=dtype, return_results=True
+            model, val_set, device, batch_size=batch_size, amp_dtype=dtype, return_results=True,
+            num_workers=eval_workers,
         )
         return metrics
 

@@ -106,3 +106,13 @@ def test_torchrun_with_one_process_forms_a_group(monkeypatch):
         assert dist.gather_object_to_main("x") == ["x"]
     finally:
         torch.distributed.destroy_process_group()
+
+
+def test_each_rank_draws_its_own_augmentation():
+    from detkit.engine.launch import loader_seed
+
+    assert loader_seed(7, 0) == 7  # one process: as before
+    seeds = [loader_seed(7, rank) for rank in range(8)]
+    assert len(set(seeds)) == 8
+    draws = [torch.randint(0, 2**31, (4,), generator=torch.Generator().manual_seed(s)) for s in seeds[:2]]
+    assert not torch.equal(draws[0], draws[1])
