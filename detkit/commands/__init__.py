@@ -25,4 +25,5 @@ COMMANDS: dict[str, Command] = {
     "fit-svms": Command("fit_svms", "fit R-CNN's per-class linear SVMs on a trained R-CNN"),
     "benchmark": Command("benchmark", "training and inference throughput beside the torchvision peer"),
     "benchmark-rcnn": Command("benchmark_rcnn", "R-CNN vs Fast R-CNN test-time speed on the same proposals"),
+    "compare-runs": Command("compare_runs", "validation curves of training runs on one picture, iterations to a threshold"),
 }

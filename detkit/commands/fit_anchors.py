@@ -39,6 +39,7 @@ def run(argv: list[str]) -> int:
 def fit_priors(own: dict, overrides: list[str]) -> dict:
     """The fitted priors of every kind ``own["for"]`` names, as config keys → values."""
     from detkit.engine.build import build_dataset
+    from detkit.engine.workers import loader_workers
     from detkit.priors.kmeans import (
         dataset_box_shapes,
         group_by_level,
@@ -51,7 +52,7 @@ def fit_priors(own: dict, overrides: list[str]) -> dict:
     if own["for"] not in KINDS:
         raise ConfigError(f"for={own['for']} is not one of {', '.join(KINDS)}")
     cfg = load_config(overrides)
-    wh = dataset_box_shapes(build_dataset(cfg, own["split"], augment=False), num_workers=int(cfg.data.num_workers))
+    wh = dataset_box_shapes(build_dataset(cfg, own["split"], augment=False), num_workers=loader_workers(cfg.data.num_workers))
     size = int(cfg.data.input_size)
     result: dict = {"boxes": int(wh.shape[0]), "input_size": size}
     if own["for"] in ("yolov3", "all"):

@@ -5,11 +5,14 @@ takes plain keyword arguments, so models, heads and datasets can be used without
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from detkit.data.input_size import choose_input_size, dataset_longer_sides
 from detkit.data.mixup import MixUp
 from detkit.data.mosaic import Mosaic
 from detkit.data.transforms import eval_transforms, train_transforms
@@ -24,15 +27,49 @@ from detkit.engine.config import (  # noqa: F401  (re-exported: the tools import
 )
 from detkit.engine.hooks.lr import build_lr_scheduler
 
+logger = logging.getLogger("detkit")
+
 
 def build_dataset(cfg: DictConfig, split: str, *, augment: bool | None = None):
     """The ``train`` or ``val`` dataset of ``cfg.data`` with its transforms (augmentation for the
     training split unless ``augment=False``; with augmentation, ``data.mosaic.p`` and
-    ``data.mixup.p`` > 0 add mosaics and blends)."""
+    ``data.mixup.p`` > 0 add mosaics and blends). ``data.input_size: auto`` is resolved here first
+    (:func:`resolve_input_size`), so ``cfg`` holds a number afterwards."""
     augment = (split == "train") if augment is None else augment
+    dataset = instantiate_dataset(cfg, split)
+    if is_auto(cfg.data.input_size):
+        resolve_input_size(cfg, dataset if split == "train" else instantiate_dataset(cfg, "train"))
+    return prepare_dataset(cfg, dataset, split, augment=augment)
+
+
+def is_auto(value) -> bool:
+    return isinstance(value, str) and value.lower() == "auto"
+
+
+def resolve_input_size(cfg: DictConfig, train_set) -> int:
+    """Replace ``data.input_size: auto`` in ``cfg`` by the size :func:`choose_input_size` picks
+    for the training split within ``data.auto_input_size``; returns the size (logged)."""
+    limits = cfg.data.get("auto_input_size") or {}
+    try:
+        size = choose_input_size(
+            dataset_longer_sides(train_set),
+            min_size=int(limits.get("min", 160)), max_size=int(limits.get("max", 640)),
+            multiple=int(limits.get("multiple", 32)),
+        )
+    except ValueError as error:
+        raise ConfigError(f"data.auto_input_size: {error}") from None
+    OmegaConf.update(cfg, "data.input_size", size, force_add=True)
+    logger.info("Input size %d px (data.input_size=auto: median longer image side of the %d training images, "
+                "within data.auto_input_size %s)", size, len(train_set), OmegaConf.to_container(limits) if limits else {})
+    return size
+
+
+def prepare_dataset(cfg: DictConfig, dataset, split: str, *, augment: bool):
+    """``dataset`` (as :func:`instantiate_dataset` built it) with the recipe's transforms and wrappers."""
+    if is_auto(cfg.data.input_size):
+        raise ConfigError("data.input_size is auto: build the dataset with build_dataset, which resolves it")
     size = int(cfg.data.input_size)
-    transforms = train_transforms(size, **cfg.data.get("augment", {})) if augment else eval_transforms(size)
-    dataset = instantiate_dataset(cfg, split, transforms=transforms)
+    dataset.transforms = train_transforms(size, **cfg.data.get("augment", {})) if augment else eval_transforms(size)
     proposals = cfg.data.get("proposals")
     with_proposals = proposals is not None and proposals.get("enabled", False)
     # Mixing augmentations, in this order (mixup blends mosaics, as YOLOv5 does); training only.
@@ -51,13 +88,15 @@ def build_model(cfg: DictConfig, num_classes: int) -> nn.Module:
     return instantiate(cfg.model, num_classes=num_classes)
 
 
-def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """The configured optimizer, without weight decay on norm layers and biases."""
+def build_optimizer(cfg: DictConfig, model: nn.Module, *, include_frozen: bool = False) -> torch.optim.Optimizer:
+    """The configured optimizer, without weight decay on norm layers and biases. Frozen
+    parameters are left out unless ``include_frozen`` (they are unfrozen later: they take no
+    step while they have no gradient)."""
     decay, no_decay = [], []
     for module in model.modules():
         is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
         for name, param in module.named_parameters(recurse=False):
-            if not param.requires_grad:
+            if not param.requires_grad and not include_frozen:
                 continue
             (no_decay if is_norm or name == "bias" else decay).append(param)
     factory = instantiate(cfg.optimizer)

@@ -16,7 +16,6 @@ from detkit.api import load
 from detkit.data.collate import collate_detection
 from detkit.data.problems import problem_report
 from detkit.engine import build
-from detkit.engine.checkpoint import load_model_weights
 from detkit.engine.dist import (
     barrier,
     broadcast_object,
@@ -30,6 +29,7 @@ from detkit.engine.dist import (
     unwrap_model,
     wrap_model_ddp,
 )
+from detkit.engine.finetune import finetune_from
 from detkit.engine.hooks import (
     CheckpointHook,
     EarlyStoppingHook,
@@ -40,10 +40,12 @@ from detkit.engine.hooks import (
     ModelEMA,
     ProgressHook,
     TensorBoardHook,
+    UnfreezeHook,
 )
 from detkit.engine.inference import evaluate_model, move_targets
 from detkit.engine.runtime import amp_dtype, set_cpu_threads
 from detkit.engine.trainer import Trainer
+from detkit.engine.workers import loader_workers
 from detkit.evaluation import format_metrics_table, save_metrics, write_evaluation_report
 from detkit.utils.logging import setup_logging
 from detkit.utils.seeding import seed_everything, worker_init_fn
@@ -57,6 +59,15 @@ def loader_seed(seed: int, rank: int) -> int:
     """The training loader's seed on ``rank``: ``seed`` itself on rank 0 (a one-process run is
     unchanged), a separate stream on every other rank."""
     return seed + LOADER_SEED_STRIDE * rank
+
+
+def schedule_length(engine: DictConfig, iters_per_epoch: int) -> int:
+    """Training iterations: ``engine.max_iters`` when set, else ``engine.epochs`` passes over the
+    data but at least ``engine.min_iters`` — the floor that lets a recipe tuned on a thousand
+    images train as long on a few hundred (it then runs more epochs; logged at the start)."""
+    if engine.get("max_iters"):
+        return int(engine.max_iters)
+    return max(int(engine.epochs) * iters_per_epoch, int(engine.get("min_iters") or 0), 1)
 
 
 def make_run_dir(cfg: DictConfig) -> Path:
@@ -79,8 +90,6 @@ def train(cfg: DictConfig) -> dict:
     run_dir = make_run_dir(cfg)
     setup_logging(run_dir, rank=rank)
     seed_everything(int(cfg.seed) + rank)
-    if is_main_process():
-        (run_dir / "config.yaml").write_text(build.config_to_yaml(cfg))
     logger.info("Experiment %s on %s (world size %d); run folder %s", cfg.experiment, device, world, run_dir)
 
     # The data's problems are found here, before the model exists: data.on_bad_data=error stops
@@ -88,18 +97,25 @@ def train(cfg: DictConfig) -> dict:
     with problem_report(run_dir / "data_problems.jsonl" if is_main_process() else None):
         train_set = build.build_dataset(cfg, "train")
         val_set = build.build_dataset(cfg, "val")
+    if is_main_process():  # after the datasets: data.input_size=auto is a number now
+        (run_dir / "config.yaml").write_text(build.config_to_yaml(cfg))
     class_names = list(train_set.class_names)
     model = build.build_model(cfg, num_classes=len(class_names)).to(device)
     if cfg.engine.channels_last and hasattr(model, "use_channels_last"):
         model = model.use_channels_last()
     if cfg.get("finetune"):
-        report = load_model_weights(cfg.finetune, model, skip_mismatched=True)
-        logger.info("Fine-tuning from %s: %s", cfg.finetune, {k: len(v) for k, v in report.items()})
-    optimizer = build.build_optimizer(cfg, model)
+        finetune_from(cfg.finetune, model, cfg, class_names,
+                      report_path=run_dir / "finetune_report.json" if is_main_process() else None)
+    unfreeze_epochs = cfg.engine.get("unfreeze_after_epochs")
+    if unfreeze_epochs is not None and is_distributed():
+        raise build.ConfigError("engine.unfreeze_after_epochs is single-process only: DDP fixes the trained "
+                                "parameters when it wraps the model (freeze or not, for the whole run)")
+    optimizer = build.build_optimizer(cfg, model, include_frozen=unfreeze_epochs is not None)
     if is_distributed():  # torchrun, even with one process: the same code path at every scale
         model = wrap_model_ddp(model, device, sync_batchnorm=bool(cfg.engine.get("sync_bn", False)))
 
     batch_size = int(cfg.data.batch_size)
+    workers = loader_workers(cfg.data.num_workers)
     sampler = distributed_sampler(train_set, shuffle=True, seed=int(cfg.seed)) if is_distributed() else None
     # The generator seeds the loader's workers (and through them the augmentation): one stream per
     # rank, or every rank would flip, crop and pick mosaic partners alike. Rank 0 keeps `seed`.
@@ -110,21 +126,25 @@ def train(cfg: DictConfig) -> dict:
         shuffle=sampler is None,
         sampler=sampler,
         generator=generator,
-        num_workers=int(cfg.data.num_workers),
+        num_workers=workers,
         collate_fn=collate_detection,
         drop_last=len(train_set) >= batch_size * world,
         worker_init_fn=worker_init_fn,
-        persistent_workers=int(cfg.data.num_workers) > 0,
+        persistent_workers=workers > 0,
         pin_memory=device.type == "cuda",
     )
     accum = int(cfg.engine.grad_accum_steps)
     iters_per_epoch = max(len(loader) // accum, 1)
-    max_iters = int(cfg.engine.max_iters or cfg.engine.epochs * iters_per_epoch)
+    max_iters = schedule_length(cfg.engine, iters_per_epoch)
+    logger.info(
+        "Recipe: input %d px, batch %d, %d loader workers, %d iterations (%.1f epochs of %d training images)",
+        int(cfg.data.input_size), batch_size, workers, max_iters, max_iters / iters_per_epoch, len(train_set),
+    )
     scheduler = build.build_scheduler(cfg, optimizer, max_iters)
     dtype = amp_dtype(cfg, device)
     # Evaluation loader workers on GPUs, where decoding would otherwise leave the device idle; on
     # a CPU the model already has every core, and starting workers for each evaluation costs more.
-    eval_workers = int(cfg.data.num_workers) if device.type == "cuda" else 0
+    eval_workers = workers if device.type == "cuda" else 0
 
     last_eval: dict[str, list[dict]] = {}  # the latest evaluation's detections, for the report
 
@@ -138,6 +158,8 @@ def train(cfg: DictConfig) -> dict:
     eng = cfg.engine
     ema = ModelEMA(model, decay=float(eng.ema_decay)) if eng.ema_decay else None
     hooks = [LRSchedulerHook(), ProgressHook(int(eng.log_every_iters))]
+    if unfreeze_epochs is not None:
+        hooks.append(UnfreezeHook(unwrap_model(model).backbone, at_iter=int(unfreeze_epochs) * iters_per_epoch))
     if ema is not None:
         hooks.append(EMAHook())
     eval_every = max(int(eng.eval_every_epochs) * iters_per_epoch, 1)

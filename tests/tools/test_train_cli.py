@@ -19,7 +19,7 @@ SMALL = [
     "data.num_train=240",
     "data.num_val=60",
     "data.image_size=128",
-    "data.input_size=128",
+    "data.auto_input_size.min=96",  # input_size stays the recipe's auto: the images' 128 px, chosen at start
     "data.num_workers=0",
     "data.batch_size=8",
     "engine.log_every_iters=10",
@@ -61,6 +61,9 @@ def test_training_reduces_loss_and_reaches_map(trained_run):
     assert "Run folder" in result.stdout and "mAP" in result.stdout
     for name in ("config.yaml", "last.pt", "best.pt", "predictions.png", "log.txt"):
         assert (run_dir / name).is_file(), name
+    # data.input_size=auto was resolved from the training images, logged, and stored as a number.
+    assert "Input size 128 px" in (run_dir / "log.txt").read_text()
+    assert "input_size: 128\n" in (run_dir / "config.yaml").read_text()
     # the evaluation report in the run folder, its table holding the final metrics
     for name in ("pr_curves.png", "confusion_matrix.png", "confusion_matrix_normalized.png", "training_curves.png"):
         assert (run_dir / name).read_bytes()[:4] == b"\x89PNG", name

@@ -1,0 +1,25 @@
+"""data.num_workers=auto sizes the loader to the machine."""
+
+from __future__ import annotations
+
+import pytest
+
+from detkit.engine.workers import MAX_AUTO_WORKERS, auto_workers, loader_workers
+
+
+def test_auto_workers_leave_a_core_to_the_model_and_share_among_local_processes() -> None:
+    assert auto_workers(2) == 1
+    assert auto_workers(1) == 1          # one worker still overlaps decoding with the step
+    assert auto_workers(16) == MAX_AUTO_WORKERS
+    assert auto_workers(64, processes_per_machine=8) == 7
+    assert auto_workers(16, processes_per_machine=8) == 1
+
+
+def test_loader_workers_reads_auto_numbers_and_refuses_nonsense(monkeypatch) -> None:
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr("detkit.engine.workers.available_cores", lambda: 12)
+    assert loader_workers("auto") == 5 and loader_workers(None) == 5
+    assert loader_workers(3) == 3 and loader_workers("0") == 0
+    for bad in (-1, "many"):
+        with pytest.raises(ValueError, match="data.num_workers"):
+            loader_workers(bad)
