@@ -1,4 +1,4 @@
-"""Fit the paper's per-class linear SVMs on a trained R-CNN and compare them with its softmax.
+"""Fit the paper's per-class linear SVMs on a trained R-CNN (or SPP-net) and compare them with its softmax.
 
     detkit fit-svms checkpoint=outputs/.../best.pt [output=svm.pt] [images=N]
         [cost=0.001] [positive_weight=2] [negative_iou=0.3] [compare=true] [metrics=M.json] [key=value ...]

@@ -40,13 +40,13 @@ def fit_rcnn_svms(
     log_every: int = 100,
 ) -> dict:
     """Mine and fit ``trainer`` on ``dataset`` (a proposal-carrying dataset without augmentation)
-    with the features of ``model`` (an ``RCNN`` whose head was built with ``classifier="svm"``),
-    then install the SVMs in the head. Returns ``trainer.summary()`` plus timings."""
+    with the features of ``model`` (an ``RCNN`` or ``SPPNet`` whose head was built with
+    ``classifier="svm"``), then install the SVMs in the head. Returns ``trainer.summary()`` plus timings."""
     detector = unwrap_model(model)
     head = detector.head
     if getattr(head, "svms", None) is None or not hasattr(detector, "classifier_features"):
         raise ValueError(
-            "fitting SVMs needs an R-CNN whose head has classifier=svm (model.head.classifier=svm)"
+            "fitting SVMs needs an R-CNN or SPP-net whose head has classifier=svm (model.head.classifier=svm)"
         )
     if max_images is not None:
         dataset = Subset(dataset, range(min(int(max_images), len(dataset))))
@@ -83,8 +83,8 @@ def fit_svms_for_checkpoint(
     max_images: int | None = None,
     compare: bool = True,
 ) -> dict:
-    """The whole second stage on a trained R-CNN checkpoint: load it (strictly), fit the SVMs on
-    its training split, write a checkpoint whose config scores with them (default ``svm.pt``
+    """The whole second stage on a trained R-CNN (or SPP-net) checkpoint: load it (strictly), fit
+    the SVMs on its training split, write a checkpoint whose config scores with them (default ``svm.pt``
     beside the input), and with ``compare`` evaluate the validation split with both classifiers.
     Returns ``{"svm_fit": summary, "output": path, "softmax": metrics, "svm": metrics}``."""
     from detkit.api import load
@@ -92,8 +92,8 @@ def fit_svms_for_checkpoint(
     source = Path(checkpoint)
     predictor = load(source, overrides=overrides)
     model, cfg = predictor.model, predictor.cfg
-    if not str(cfg.model.get("_target_", "")).endswith(".RCNN"):
-        raise ValueError(f"{source} is not an R-CNN checkpoint (model {cfg.model.get('_target_')})")
+    if not hasattr(model, "classifier_features") or not hasattr(getattr(model, "head", None), "add_svms"):
+        raise ValueError(f"{source} is not an R-CNN checkpoint nor an SPP-net one (model {cfg.model.get('_target_')})")
     set_cpu_threads(cfg)
     with open_dict(cfg):
         cfg.model.head.classifier = "svm"

@@ -11,10 +11,10 @@ Inputs:
   ``images``         float32 ``[B, 3, S, S]``: RGB in [0, 1], letterboxed as detkit's eval
                      transform does (longest side resized to S, padded right and bottom with 0).
                      The ImageNet normalisation happens inside the graph.
-  ``proposals``      float32 ``[B, P, 4]`` xyxy in input pixels, best ranked first (Fast R-CNN and
-                     R-CNN only: the detectors that score precomputed proposals).
+  ``proposals``      float32 ``[B, P, 4]`` xyxy in input pixels, best ranked first (Fast R-CNN,
+                     SPP-net and R-CNN only: the detectors that score precomputed proposals).
   ``num_proposals``  int64 ``[B]``: rows ``0 .. num_proposals[b] - 1`` of image b are real, the
-                     rest padding (Fast R-CNN and R-CNN only).
+                     rest padding (Fast R-CNN, SPP-net and R-CNN only).
 Outputs:
   ``boxes``           float32 ``[B, K, 4]`` xyxy in input pixels
   ``scores``          float32 ``[B, K]``, descending within each image
@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from detkit.detectors.base import Detector
 from detkit.detectors.rcnn import RCNN
 from detkit.detectors.single_stage import SingleStageDetector
+from detkit.detectors.spp_net import SPPNet
 from detkit.detectors.two_stage import TwoStageDetector
 from detkit.ops.nms import PaddedDetections, postprocess_dense_padded
 from detkit.proposals.precomputed import PrecomputedProposals
@@ -93,7 +94,7 @@ class RPNGraph(DetectionGraph):
 
 
 class ProposalGraph(DetectionGraph):
-    """Fast R-CNN and R-CNN: proposals are a second input (padded, with a count per image)."""
+    """Fast R-CNN, SPP-net and R-CNN: proposals are a second input (padded, with a count per image)."""
 
     input_names = PROPOSAL_INPUTS
 
@@ -109,7 +110,8 @@ class ProposalGraph(DetectionGraph):
             detections = detector.head.predict_padded(extract, boxes, valid, image_sizes, self.max_detections)
         else:
             features = detector.backbone(batch)[detector.feature_name]
-            detections = detector.roi_head.predict_padded(features, boxes, valid, image_sizes, self.max_detections)
+            head = detector.head if isinstance(detector, SPPNet) else detector.roi_head
+            detections = head.predict_padded(features, boxes, valid, image_sizes, self.max_detections)
         return tuple(detections)
 
 
@@ -131,12 +133,12 @@ def detection_graph(model: nn.Module, *, input_size: int, max_detections: int | 
         graph_type = DenseGraph
     elif isinstance(model, TwoStageDetector) and isinstance(model.proposal_generator, RPN):
         graph_type = RPNGraph
-    elif isinstance(model, TwoStageDetector | RCNN) and isinstance(model.proposal_generator, PrecomputedProposals):
+    elif isinstance(model, TwoStageDetector | RCNN | SPPNet) and isinstance(model.proposal_generator, PrecomputedProposals):
         graph_type = ProposalGraph
     if graph_type is not None:
         limit = default_max_detections(model) if max_detections is None else max_detections
         return graph_type(model, input_size=input_size, max_detections=limit)
     raise ValueError(
         f"cannot export a {type(model).__name__}: detkit.export knows single-stage detectors (SSD, YOLOv1, "
-        "YOLOv3), two-stage detectors with an RPN or precomputed proposals, and R-CNN"
+        "YOLOv3), two-stage detectors with an RPN or precomputed proposals, SPP-net and R-CNN"
     )

@@ -22,7 +22,13 @@ from torch import Tensor, nn
 from detkit.assign.matcher import Matcher
 from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.heads.roi_outputs import padded_roi_detections, roi_detections, roi_losses, sample_rois, softmax_scores
+from detkit.heads.roi_outputs import (
+    padded_roi_detections,
+    roi_detections,
+    roi_losses,
+    sample_rois,
+    softmax_scores,
+)
 from detkit.ops.nms import PaddedDetections
 from detkit.ops.ps_roi import PSRoiKind, ps_pool_rois, vote
 from detkit.ops.roi import padded_rois, rois_from_boxes

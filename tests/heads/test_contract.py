@@ -17,16 +17,19 @@ from detkit.engine.config import config_dir
 from detkit.heads.base import DenseHead, RoIHead
 from detkit.heads.fast_rcnn import FastRCNNHead
 from detkit.heads.rcnn import RCNNHead
+from detkit.heads.rfcn import RFCNHead
+from detkit.heads.spp import SPPHead
 from detkit.heads.ssd import SSDHead
 from detkit.heads.yolov1 import YOLOv1Head
 from detkit.heads.yolov3 import YOLOv3Head
 
-FAMILIES = {DenseHead: (SSDHead, YOLOv1Head, YOLOv3Head), RoIHead: (FastRCNNHead, RCNNHead)}
+FAMILIES = {DenseHead: (SSDHead, YOLOv1Head, YOLOv3Head), RoIHead: (FastRCNNHead, RCNNHead, RFCNHead, SPPHead)}
 # Which family each detector calls, and under which config key its head is.
 DETECTOR_HEADS = {
     "detkit.detectors.single_stage.SingleStageDetector": ("head", DenseHead),
     "detkit.detectors.two_stage.TwoStageDetector": ("roi_head", RoIHead),
     "detkit.detectors.rcnn.RCNN": ("head", RoIHead),
+    "detkit.detectors.spp_net.SPPNet": ("head", RoIHead),
 }
 
 

@@ -1,0 +1,167 @@
+"""The SPP-net detection head (He et al., 2014): spatial pyramid pooling of each proposal on the
+last conv map, fully connected layers, a (C+1)-way softmax classifier and class-specific box
+regression; optionally the paper's per-class linear SVMs on the last FC layer's features.
+
+The pyramid (``detkit.ops.spatial_pyramid``; the paper: 6 × 6, 3 × 3, 2 × 2 and 1 × 1 bins, max
+pooling) turns a RoI of any size and shape into one fixed-length vector, so the convolutions run
+once per image and only the FC layers run per RoI (the paper's 24–102× over R-CNN at test time).
+
+Shapes: N images, P proposals per image, R RoIs, D = channels · Σ n² pooled size, F the FC
+layers' width, C object classes (+1 background).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from detkit.assign.matcher import Matcher
+from detkit.assign.sampler import BalancedSampler
+from detkit.coders.delta_xywh import DeltaXYWHCoder
+from detkit.heads.class_svms import ClassSVMs
+from detkit.heads.fast_rcnn import TwoFCHead
+from detkit.heads.rcnn import CLASSIFIERS
+from detkit.heads.roi_outputs import (
+    BoxPredictor,
+    padded_roi_detections,
+    roi_detections,
+    roi_losses,
+    sample_rois,
+    softmax_scores,
+)
+from detkit.ops.nms import PaddedDetections
+from detkit.ops.roi import padded_rois, rois_from_boxes
+from detkit.ops.spatial_pyramid import SPP_NET_LEVELS, pyramid_length, spatial_pyramid_pool
+from detkit.structures import Detections, Target
+
+logger = logging.getLogger(__name__)
+
+
+class SPPHead(nn.Module):
+    """``levels``: bins per side of each pyramid level; ``representation_size``: width F of fc6
+    and fc7. Training samples ``batch_size_per_image`` RoIs per image, at most
+    ``positive_fraction`` foreground (IoU ≥ ``fg_iou_threshold``), the rest background (best IoU
+    in ``bg_iou_range``; the paper: 1 : 3 over [0.5, 1] and [0.1, 0.5)).
+
+    ``classifier``: what scores the classes at test time: ``softmax`` (the fine-tuned network's)
+    or ``svm``, the paper's per-class linear SVMs on fc7 (``self.svms``), fitted after training by
+    ``detkit fit-svms``. Box regression is the network's either way.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        stride: int,
+        num_classes: int,
+        levels: Sequence[int] = SPP_NET_LEVELS,
+        representation_size: int = 4096,
+        fg_iou_threshold: float = 0.5,
+        bg_iou_range: Sequence[float] = (0.1, 0.5),
+        batch_size_per_image: int = 128,
+        positive_fraction: float = 0.25,
+        add_gt_as_proposals: bool = True,
+        box_weights: Sequence[float] = (10.0, 10.0, 5.0, 5.0),
+        box_loss_beta: float = 1.0,
+        score_threshold: float = 0.05,
+        nms_threshold: float = 0.3,
+        max_detections: int = 100,
+        classifier: str = "softmax",
+    ) -> None:
+        super().__init__()
+        if classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
+        self.num_classes = num_classes
+        self.levels = tuple(levels)
+        self.spatial_scale = 1.0 / stride
+        self.hidden = TwoFCHead(pyramid_length(in_channels, self.levels), representation_size)
+        self.predictor = BoxPredictor(representation_size, num_classes)
+        self.feature_dim = representation_size
+        self.classifier = classifier
+        self.svms = ClassSVMs(representation_size, num_classes) if classifier == "svm" else None
+        self.matcher = Matcher(fg_iou_threshold, tuple(bg_iou_range), allow_low_quality=False)
+        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
+        self.coder = DeltaXYWHCoder(box_weights)
+        self.add_gt_as_proposals = add_gt_as_proposals
+        self.box_loss_beta = box_loss_beta
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self.max_detections = max_detections
+
+    def add_svms(self) -> ClassSVMs:
+        """Give a softmax-trained head (unfitted) SVMs, for the paper's SVM stage."""
+        if self.svms is None:
+            self.svms = ClassSVMs(self.feature_dim, self.num_classes).to(self.predictor.cls_score.weight.device)
+        return self.svms
+
+    def fc_features(self, features: Tensor, rois: Tensor) -> Tensor:
+        """``features: Tensor[N, C, H', W']``, ``rois: Tensor[R, 5]`` → fc7 ``Tensor[R, F]``: the
+        features the classifier (softmax or SVMs) and the box regressor read."""
+        pooled = spatial_pyramid_pool(features, rois, levels=self.levels, spatial_scale=self.spatial_scale)
+        return self.hidden(pooled)
+
+    def loss(
+        self, features: Tensor, proposals: list[Tensor], image_sizes: Tensor, targets: list[Target]
+    ) -> dict[str, Tensor]:
+        """``loss_cls`` (cross-entropy) and ``loss_box`` (smooth-L1 of the true class's deltas),
+        summed over the sampled RoIs and divided by their number. ``image_sizes`` is part of the
+        RoI-head contract (``detkit.heads.base.RoIHead``) and not needed here."""
+        del image_sizes
+        rois, class_targets, box_targets, is_positive, _ = sample_rois(
+            proposals, targets, matcher=self.matcher, sampler=self.sampler, coder=self.coder,
+            add_gt_as_proposals=self.add_gt_as_proposals,
+        )
+        class_logits, box_deltas = self.predictor(self.fc_features(features, rois))
+        return roi_losses(class_logits, box_deltas, class_targets, box_targets, is_positive, box_loss_beta=self.box_loss_beta)
+
+    @torch.no_grad()
+    def predict(self, features: Tensor, proposals: list[Tensor], image_sizes: Tensor) -> list[Detections]:
+        """Score and refine every proposal, then run the batched postprocessing."""
+        rois, roi_image = rois_from_boxes([p.float() for p in proposals])
+        hidden = self.fc_features(features, rois)
+        class_logits, box_deltas = self.predictor(hidden)
+        return roi_detections(
+            self._class_scores(hidden, class_logits),
+            box_deltas,
+            rois[:, 1:],
+            roi_image,
+            image_sizes,
+            coder=self.coder,
+            score_threshold=self.score_threshold,
+            nms_threshold=self.nms_threshold,
+            max_detections=self.max_detections,
+        )
+
+    @torch.no_grad()
+    def predict_padded(
+        self, features: Tensor, proposals: Tensor, valid: Tensor, image_sizes: Tensor, max_detections: int
+    ) -> PaddedDetections:
+        """``predict`` on ``proposals: Tensor[N, P, 4] xyxy`` padded per image (``valid: Tensor[N,
+        P]`` marks the real ones), with a fixed-shape result of ``max_detections`` per image."""
+        hidden = self.fc_features(features, padded_rois(proposals.float()))
+        class_logits, box_deltas = self.predictor(hidden)
+        return padded_roi_detections(
+            self._class_scores(hidden, class_logits),
+            box_deltas,
+            proposals,
+            valid,
+            image_sizes,
+            coder=self.coder,
+            score_threshold=self.score_threshold,
+            nms_threshold=self.nms_threshold,
+            max_detections=max_detections,
+        )
+
+    def _class_scores(self, hidden: Tensor, class_logits: Tensor) -> Tensor:
+        if self.classifier == "softmax" or self.svms is None:
+            return softmax_scores(class_logits)
+        if not self.svms.is_fitted:
+            # E.g. the evaluations while training a classifier=svm config: warn once, keep going.
+            if not getattr(self, "_warned_unfitted", False):
+                logger.warning("SPP-net head: classifier=svm but the SVMs are not fitted yet; scoring with the softmax")
+                self._warned_unfitted = True
+            return softmax_scores(class_logits)
+        return self.svms.scores(hidden)
