@@ -1,11 +1,12 @@
-"""Test-time speed of R-CNN against Fast R-CNN on the same images and the same proposals.
+"""Test-time speed of R-CNN against Fast R-CNN (or SPP-net) on the same images and the same proposals.
 
     detkit benchmark-rcnn fast=RUN/best.pt rcnn=RUN2/best.pt images=100 output=bench.json
     detkit benchmark-rcnn fast=RUN/best.pt rcnn=RUN2/best.pt images=64 batch_size=8
     detkit benchmark-rcnn fast=fast_rcnn_resnet18_shapes rcnn=rcnn_resnet18_shapes   # untrained
+    detkit benchmark-rcnn fast=SPP_RUN/best.pt rcnn=RUN2/best.pt   # SPP-net against R-CNN
 
-`fast` / `rcnn`: a detkit checkpoint (loaded strictly; its stored config builds the model) or an
-experiment name (random weights). The validation images of the Fast R-CNN experiment, with its
+`fast` (Fast R-CNN or SPP-net: one backbone pass per image) / `rcnn`: a detkit checkpoint (loaded strictly; its stored config builds the model) or an
+experiment name (random weights). The validation images of the `fast` experiment, with its
 cached proposals, go through both models in turns, `batch_size` at a time (default 1, as the
 papers timed); the first `warmup` batches are not timed. Prints seconds per image, the ratio and
 the machine; `output=` writes JSON.
@@ -37,10 +38,11 @@ def run(argv: list[str]) -> int:
         warmup=int(args.get("warmup", 3)),
         device=args.get("device", "cuda" if torch.cuda.is_available() else "cpu"),
     )
+    name = {"TwoStageDetector": "Fast R-CNN", "SPPNet": "SPP-net"}.get(report["fast_detector"], report["fast_detector"])
     print(
         f"{report['images']} images (batch {report['batch_size']}), {report['proposals_per_image']:.0f} proposals "
-        f"each, on {report['machine']}:\n  Fast R-CNN {1000 * report['fast_rcnn_s_per_image']:.1f} ms/image   "
-        f"R-CNN {1000 * report['rcnn_s_per_image']:.1f} ms/image   Fast R-CNN is {report['speedup']:.1f}x faster"
+        f"each, on {report['machine']}:\n  {name} {1000 * report['fast_rcnn_s_per_image']:.1f} ms/image   "
+        f"R-CNN {1000 * report['rcnn_s_per_image']:.1f} ms/image   {name} is {report['speedup']:.1f}x faster"
     )
     if "output" in args:
         Path(args["output"]).write_text(json.dumps(report, indent=2))

@@ -1,5 +1,6 @@
-"""Test-time speed of R-CNN against Fast R-CNN on the same images and the same proposals: the
-comparison the Fast R-CNN paper made (and SPP-net's before it), measured on this machine."""
+"""Test-time speed of R-CNN against a single-pass detector (Fast R-CNN or SPP-net) on the same
+images and the same proposals: the comparison the Fast R-CNN paper made (and SPP-net's before
+it), measured on this machine."""
 
 from __future__ import annotations
 
@@ -68,8 +69,9 @@ def seconds_per_image(
 
 
 def compare_rcnn_speed(fast: str, rcnn: str, *, images: int, batch_size: int, warmup: int, device: str) -> dict:
-    """Time ``fast`` (a Fast R-CNN checkpoint or experiment) against ``rcnn`` on the Fast R-CNN
-    experiment's validation images and cached proposals; the report that ``detkit benchmark-rcnn`` prints."""
+    """Time ``fast`` (a Fast R-CNN or SPP-net checkpoint or experiment: one backbone pass per
+    image) against ``rcnn`` on ``fast``'s validation images and cached proposals; the report that
+    ``detkit benchmark-rcnn`` prints (``fast_detector`` names the class timed as ``fast``)."""
     from detkit.engine.build import build_dataset
 
     target = torch.device(device)
@@ -86,5 +88,5 @@ def compare_rcnn_speed(fast: str, rcnn: str, *, images: int, batch_size: int, wa
         "images": len(timed), "batch_size": batch_size, "proposals_per_image": proposals,
         "fast_rcnn_s_per_image": fast_seconds, "rcnn_s_per_image": rcnn_seconds,
         "speedup": rcnn_seconds / fast_seconds, "machine": machine_description(target), "torch": torch.__version__,
-        "fast": fast, "rcnn": rcnn, "detections": {"fast_rcnn": fast_dets, "rcnn": rcnn_dets},
+        "fast": fast, "fast_detector": type(fast_model).__name__, "rcnn": rcnn, "detections": {"fast_rcnn": fast_dets, "rcnn": rcnn_dets},
     }  # fmt: skip
