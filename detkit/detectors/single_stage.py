@@ -18,7 +18,8 @@ class SingleStageDetector(Detector):
     with ``feature_info`` (the backbone's) and must expose its own ``feature_info``; the head is
     called with ``feature_info`` (of what feeds it) and ``num_classes``.
 
-    The head follows the dense-head contract, ``detkit.heads.base.DenseHead``.
+    The head follows the dense-head contract, ``detkit.heads.base.DenseHead``. ``multiscale``
+    (optional, e.g. ``detkit.detectors.multiscale.MultiScaleTraining``) resizes training batches.
     """
 
     def __init__(
@@ -28,6 +29,7 @@ class SingleStageDetector(Detector):
         head: Callable[..., nn.Module],
         num_classes: int,
         neck: Callable[..., nn.Module] | None = None,
+        multiscale: nn.Module | None = None,
         **detector_kwargs,
     ) -> None:
         super().__init__(**detector_kwargs)
@@ -38,12 +40,15 @@ class SingleStageDetector(Detector):
             feature_info = list(self.neck.feature_info)
         self.head: DenseHead = head(feature_info=feature_info, num_classes=num_classes)
         self.num_classes = num_classes
+        self.multiscale = multiscale
 
     def features(self, batch: Tensor) -> dict[str, Tensor]:
         features = self.backbone(batch)
         return self.neck(features) if self.neck is not None else features
 
     def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
+        if self.multiscale is not None:
+            batch, image_sizes, targets = self.multiscale(batch, image_sizes, targets)
         return self.head.loss(self.features(batch), image_sizes, targets)
 
     def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:

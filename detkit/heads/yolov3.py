@@ -20,6 +20,11 @@ than ``ignore_threshold`` are otherwise ignored. Losses, summed and divided by N
   loss_noobj = noobj_weight Σ_(not positive, not ignored) BCE(objectness, 0)
   loss_cls   = cls_weight Σ_pos Σ_c BCE(class c, 1[c = class])
 Prediction: score = σ(objectness)·σ(class), boxes decoded and clipped, then ``postprocess_dense``.
+
+YOLOv4's "eliminate grid sensitivity" (``scale_xy`` s > 1): the cell offset is s·σ(t) − (s − 1)/2
+instead of σ(t), so a centre on a cell border (offset 0 or 1) is reached at a finite logit. The
+same head with ``scale_xy``, a CIoU box loss and ``extra_positive_threshold`` is YOLOv4's head.
+``head_channels`` sets the width of each level's 3×3 convolution (default twice its input).
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class YOLOv3Head(nn.Module):
         num_classes: int,
         anchors: Sequence[Sequence[Sequence[float]]] = COCO_ANCHORS,
         box_loss: str = "mse",
+        scale_xy: float = 1.0,
+        head_channels: Sequence[int] | None = None,
         ignore_threshold: float = 0.5,
         extra_positive_threshold: float | None = None,
         box_weight: float = 1.0,
@@ -73,13 +80,18 @@ class YOLOv3Head(nn.Module):
         super().__init__()
         if box_loss not in YOLOV3_BOX_LOSSES:
             raise ValueError(f"YOLOv3Head: unknown box_loss {box_loss!r}; choose one of {', '.join(YOLOV3_BOX_LOSSES)}")
+        if scale_xy < 1.0:
+            raise ValueError(f"YOLOv3Head: scale_xy must be >= 1 (1 = plain sigmoid offsets), got {scale_xy}")
         levels = sorted(feature_info, key=lambda info: info.stride)
+        widths = [2 * info.channels for info in levels] if head_channels is None else list(head_channels)
+        if len(widths) != len(levels):
+            raise ValueError(f"YOLOv3Head: {len(widths)} head_channels for {len(levels)} input levels")
         self.anchor_grid = AnchorGrid(anchors, [info.stride for info in levels])
         self.in_features = [info.name for info in levels]
         self.num_classes = num_classes
         num_anchors = self.anchor_grid.num_anchors_per_level
-        self.convs = nn.ModuleList(ConvBNLeaky(info.channels, 2 * info.channels, 3) for info in levels)
-        self.predictors = nn.ModuleList(nn.Conv2d(2 * info.channels, num_anchors * (5 + num_classes), 1) for info in levels)
+        self.convs = nn.ModuleList(ConvBNLeaky(info.channels, w, 3) for info, w in zip(levels, widths, strict=True))
+        self.predictors = nn.ModuleList(nn.Conv2d(w, num_anchors * (5 + num_classes), 1) for w in widths)
         for predictor in self.predictors:
             nn.init.normal_(predictor.weight, std=0.01)
             bias = predictor.bias.detach().view(num_anchors, 5 + num_classes)
@@ -88,6 +100,7 @@ class YOLOv3Head(nn.Module):
             bias[:, 4] = math.log(object_prior / (1 - object_prior))
         self.coder = YOLOv3Coder()
         self.box_loss = box_loss
+        self.scale_xy = float(scale_xy)
         self.ignore_threshold = ignore_threshold
         self.extra_positive_threshold = extra_positive_threshold
         self.weights = {"box": box_weight, "obj": obj_weight, "noobj": noobj_weight, "cls": cls_weight}
@@ -112,7 +125,10 @@ class YOLOv3Head(nn.Module):
     def _decode(self, raw: Tensor, sizes: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
         """→ activated codes ``Tensor[N, P, 4]`` (σx, σy, tw, th) and boxes ``Tensor[N, P, 4] xyxy``."""
         priors = self.anchor_grid(sizes)
-        codes = torch.cat((raw[..., :2].sigmoid(), raw[..., 2:4]), dim=-1)
+        offsets = raw[..., :2].sigmoid()
+        if self.scale_xy != 1.0:
+            offsets = self.scale_xy * offsets - (self.scale_xy - 1.0) / 2
+        codes = torch.cat((offsets, raw[..., 2:4]), dim=-1)
         return codes, self.coder.decode(codes, priors.cells, priors.strides, priors.anchors)
 
     def loss(self, features: dict[str, Tensor], image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
@@ -153,8 +169,7 @@ class YOLOv3Head(nn.Module):
         loss_obj = binary_cross_entropy(objectness[positive], torch.ones_like(objectness[positive]))
         negative = ~positive & ~assignment.ignore
         loss_noobj = binary_cross_entropy(objectness[negative], torch.zeros_like(objectness[negative]))
-        one_hot = F.one_hot(gt_labels[image_index, gt_index] - 1, self.num_classes).to(raw)
-        loss_cls = binary_cross_entropy(raw[..., 5:][positive], one_hot)
+        loss_cls = self._class_loss(raw[..., 5:][positive], gt_labels[image_index, gt_index])
         return {
             "loss_box": self.weights["box"] * loss_box / num_images,
             "loss_obj": self.weights["obj"] * loss_obj / num_images,
@@ -162,13 +177,21 @@ class YOLOv3Head(nn.Module):
             "loss_cls": self.weights["cls"] * loss_cls / num_images,
         }
 
+    def _class_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """``logits: Tensor[M, C]`` of the positives, ``labels: Tensor[M]`` in 1..C → summed BCE."""
+        return binary_cross_entropy(logits, F.one_hot(labels - 1, self.num_classes).to(logits))
+
+    def _class_probabilities(self, logits: Tensor) -> Tensor:
+        """``logits: Tensor[N, P, C]`` → independent class probabilities (sigmoids)."""
+        return logits.sigmoid()
+
     @torch.no_grad()
     def dense_predictions(self, features: dict[str, Tensor], image_sizes: Tensor) -> tuple[Tensor, Tensor]:
         """Boxes ``Tensor[N, P, 4] xyxy`` (clipped to each image) and scores ``Tensor[N, P, C]``
         (objectness × class): what the postprocessing selects from."""
         raw, sizes = self(features)
         _, boxes = self._decode(raw, sizes)
-        scores = raw[..., 4:5].sigmoid() * raw[..., 5:].sigmoid()
+        scores = raw[..., 4:5].sigmoid() * self._class_probabilities(raw[..., 5:])
         return clip_boxes_per_image(boxes, image_sizes), scores
 
     @torch.no_grad()

@@ -21,9 +21,10 @@ from detkit.heads.rfcn import RFCNHead
 from detkit.heads.spp import SPPHead
 from detkit.heads.ssd import SSDHead
 from detkit.heads.yolov1 import YOLOv1Head
+from detkit.heads.yolov2 import YOLOv2Head
 from detkit.heads.yolov3 import YOLOv3Head
 
-FAMILIES = {DenseHead: (SSDHead, YOLOv1Head, YOLOv3Head), RoIHead: (FastRCNNHead, RCNNHead, RFCNHead, SPPHead)}
+FAMILIES = {DenseHead: (SSDHead, YOLOv1Head, YOLOv2Head, YOLOv3Head), RoIHead: (FastRCNNHead, RCNNHead, RFCNHead, SPPHead)}
 # Which family each detector calls, and under which config key its head is.
 DETECTOR_HEADS = {
     "detkit.detectors.single_stage.SingleStageDetector": ("head", DenseHead),

@@ -37,9 +37,19 @@ def test_prints_and_writes_every_kind(data_overrides, tmp_path, capsys):
     assert 0 < ssd["model.head.min_scale"] < ssd["model.head.max_scale"] < 1
 
 
+def test_yolov2_gets_five_anchors_in_one_flat_group(data_overrides, capsys):
+    assert main(["fit-anchors", *data_overrides, "for=yolov2"]) == 0
+    result = yaml.safe_load(capsys.readouterr().out)
+    anchors = result["yolov2"]["model.head.anchors"]
+    wh = dataset_box_shapes(build_dataset(load_config(data_overrides), "train", augment=False))
+    assert anchors == group_by_level(kmeans_anchors(wh, 5, seed=0), 1)[0]
+    assert len(anchors) == 5 and all(len(pair) == 2 for pair in anchors)
+    assert set(result) == {"boxes", "input_size", "yolov2"}
+
+
 def test_bad_arguments_are_reported(data_overrides, capsys):
     assert main(["fit-anchors", *data_overrides, "for=retinanet"]) == 2
-    assert "for=retinanet is not one of yolov3, rpn, ssd, all" in capsys.readouterr().err
+    assert "for=retinanet is not one of yolov2, yolov3, rpn, ssd, all" in capsys.readouterr().err
     assert main(["fit-anchors", *data_overrides, "k=100000", "for=yolov3"]) == 2
     assert "cannot fit 100000 clusters" in capsys.readouterr().err
 
