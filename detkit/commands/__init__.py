@@ -21,6 +21,7 @@ COMMANDS: dict[str, Command] = {
     "check": Command("check_dataset", "validate a dataset and summarise it (every problem, by file)", True),
     "export": Command("export", "export to ONNX / TorchScript / .pt2 with NMS inside, checked against PyTorch"),
     "proposals": Command("proposals", "precompute selective-search proposals (cached) and report recall"),
+    "make-dataset": Command("make_dataset", "generate the synthetic 'scenes' dataset in COCO / VOC / YOLO layouts"),
     "fit-anchors": Command("fit_anchors", "fit anchors / default-box ratios to a dataset's boxes"),
     "fit-svms": Command("fit_svms", "fit R-CNN's per-class linear SVMs on a trained R-CNN"),
     "benchmark": Command("benchmark", "training and inference throughput beside the torchvision peer"),
