@@ -10,6 +10,10 @@ problem with what training with ``data.on_bad_data=skip`` does about it (box dro
 dropped, clipped, kept), and the statistics describe what is left. Prints the problems to stderr
 and the JSON report to stdout.
 
+With ``config=EXPERIMENT`` it also reports how well that experiment's anchors / default boxes /
+YOLOv3 anchors cover the training boxes at its input size (``prior_coverage``; below
+``engine.prior_coverage_warn``, the ``detkit fit-anchors`` command that fits them).
+
 ``output=R.json`` writes the report there, with pictures beside it (``R_<split>_box_sizes.png``,
 ``R_<split>_box_aspect.png``, ``R_<split>_boxes_per_class.png``); ``output_dir=D`` writes
 ``D/report.json`` and ``D/<split>_*.png``. ``split=train`` (or ``val``) checks one split only.
@@ -92,6 +96,11 @@ def run(argv: list[str]) -> int:
                 pictures = draw_check_pictures(dataset.records, report[split]["boxes_per_class"], folder,
                                                f"{prefix}{split}_", f"{split} split")
                 report[split]["pictures"] = [str(p) for p in pictures]
+            if split == "train" and any(a.split("=", 1)[0] == "config" for a in rest):
+                from detkit.engine.prior_check import describe_priors  # torch: only when an experiment is named
+
+                report["prior_coverage"] = describe_priors(cfg, dataset)
+                print(report["prior_coverage"]["line"], file=sys.stderr)
         errors += report[split]["num_errors"]
         warnings += report[split]["num_warnings"]
         print(f"{split}: {report[split]['num_errors']} error(s), {report[split]['num_warnings']} warning(s)",

@@ -3,6 +3,7 @@ checkpoint. Each takes a composed config; the objects come from ``build.py``."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import datetime
@@ -43,6 +44,7 @@ from detkit.engine.hooks import (
     UnfreezeHook,
 )
 from detkit.engine.inference import evaluate_model, move_targets
+from detkit.engine.prior_check import check_priors
 from detkit.engine.runtime import amp_dtype, set_cpu_threads
 from detkit.engine.trainer import Trainer
 from detkit.engine.workers import loader_workers
@@ -100,7 +102,15 @@ def train(cfg: DictConfig) -> dict:
     if is_main_process():  # after the datasets: data.input_size=auto is a number now
         (run_dir / "config.yaml").write_text(build.config_to_yaml(cfg))
     class_names = list(train_set.class_names)
-    model = build.build_model(cfg, num_classes=len(class_names)).to(device)
+    model = build.build_model(cfg, num_classes=len(class_names))
+    # Anchors / default boxes against the training boxes: logged, warned about, refit on request
+    # (cfg then holds the refit priors, so config.yaml and the checkpoints rebuild this model).
+    model, prior_report = check_priors(cfg, model, train_set, lambda c: build.build_model(c, num_classes=len(class_names)))
+    if is_main_process():
+        (run_dir / "prior_coverage.json").write_text(json.dumps(prior_report, indent=2))
+        if prior_report.get("refit", {}).get("kept"):
+            (run_dir / "config.yaml").write_text(build.config_to_yaml(cfg))
+    model = model.to(device)
     if cfg.engine.channels_last and hasattr(model, "use_channels_last"):
         model = model.use_channels_last()
     if cfg.get("finetune"):
