@@ -97,7 +97,8 @@ def run(argv: list[str]) -> int:
                                                f"{prefix}{split}_", f"{split} split")
                 report[split]["pictures"] = [str(p) for p in pictures]
             if split == "train" and any(a.split("=", 1)[0] == "config" for a in rest):
-                from detkit.engine.prior_check import describe_priors  # torch: only when an experiment is named
+                # torch is imported only here, when an experiment is named.
+                from detkit.engine.prior_check import describe_priors
 
                 report["prior_coverage"] = describe_priors(cfg, dataset)
                 print(report["prior_coverage"]["line"], file=sys.stderr)
