@@ -114,7 +114,11 @@ def describe_priors(cfg: DictConfig, dataset, model: nn.Module | None = None) ->
     report = prior_coverage(training_boxes(cfg, dataset), priors)
     result = {"priors": priors.kind, "coverage": report, "line": f"prior coverage: {coverage_line(report)}"}
     warn = float(cfg.engine.get("prior_coverage_warn", DEFAULT_WARN))
-    if report["recall"] is not None and report["recall"] < warn:
+    if report["recall"] is not None and report["recall"] < warn and report.get("shape_recall", 0.0) >= warn:
+        result["line"] += (f"\nwarning: below engine.prior_coverage_warn={warn:g}, but the priors' shapes fit "
+                           f"({100 * report['shape_recall']:.1f}% when centred on the boxes): their grid is too coarse "
+                           "for these boxes; raise data.input_size (or use a finer feature map)")  # fmt: skip
+    elif report["recall"] is not None and report["recall"] < warn:
         result["fit_command"] = fit_command(cfg, priors.kind)
         result["line"] += (f"\nwarning: below engine.prior_coverage_warn={warn:g}; fit the priors with "
                            f"`{result['fit_command']}`, or train with engine.refit_priors=true")  # fmt: skip
@@ -140,6 +144,13 @@ def check_priors(
     if report["recall"] is None or report["recall"] >= warn:
         return model, result
     command = fit_command(cfg, priors.kind)
+    if report.get("shape_recall", 0.0) >= warn:
+        logger.warning("Prior coverage %.1f%% is below engine.prior_coverage_warn=%g, but the priors' shapes fit "
+                       "(%.1f%% when centred on the boxes): their grid is too coarse for these boxes. A larger "
+                       "data.input_size (or a finer feature map) is the fix; refitting their shapes is not",
+                       100 * report["recall"], warn, 100 * report["shape_recall"])  # fmt: skip
+        result["advice"] = "grid too coarse: raise data.input_size"
+        return model, result
     if not cfg.engine.get("refit_priors", False):
         logger.warning("Prior coverage %.1f%% is below engine.prior_coverage_warn=%g: fit the priors to this data "
                        "with `%s` and set the printed values in the experiment, or train with "

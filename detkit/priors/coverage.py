@@ -124,7 +124,8 @@ def prior_coverage(gt_boxes: Tensor, priors: Priors) -> dict:
     """The best possible recall of ``priors`` on ``gt_boxes: Tensor[M, 4] xyxy`` (input pixels):
     ``{"kind", "iou_threshold", "rule", "num_priors", "boxes", "recall", "mean_best_iou",
     "per_scale": {bucket: {"boxes", "recall"}}}`` (recall None for an empty bucket), and
-    ``"recall_at_matcher_threshold"`` where the matcher's threshold is not the one checked."""
+    ``"recall_at_matcher_threshold"`` where the matcher's threshold is not the one checked; for
+    placed priors also ``"shape_recall"``, the recall of the same prior shapes centred on each box."""
     gt_boxes = torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4)
     best = best_prior_iou(gt_boxes, priors)
     covered = best >= priors.iou_threshold - 1e-6  # the matcher's ">=" on float32 IoUs
@@ -146,6 +147,12 @@ def prior_coverage(gt_boxes: Tensor, priors: Priors) -> dict:
         "mean_best_iou": round(float(best.mean()), 4) if count else None,
         "per_scale": per_scale,
     }
+    if priors.boxes is not None and count:
+        # The same priors centred on each box: what their shapes alone allow. Far above ``recall``,
+        # the grid is what misses the boxes (too coarse for them), not the sizes or ratios.
+        shapes = torch.unique(priors.boxes[:, 2:] - priors.boxes[:, :2], dim=0)
+        best_shape = best_prior_iou(gt_boxes, Priors(priors.kind, priors.iou_threshold, "shape", shapes=shapes))
+        report["shape_recall"] = round(float((best_shape >= priors.iou_threshold - 1e-6).float().mean()), 4)
     if priors.matcher_threshold is not None and priors.matcher_threshold != priors.iou_threshold:
         at_matcher = best >= priors.matcher_threshold - 1e-6
         report["matcher_threshold"] = priors.matcher_threshold

@@ -103,3 +103,16 @@ def test_check_command_reports_the_experiments_coverage(tmp_path: Path, capsys) 
     # Without an experiment named, no model is built and nothing is said about priors.
     assert main(["check", *data, "split=train"]) == 0
     assert "prior_coverage" not in json.loads(capsys.readouterr().out)
+
+
+def test_a_grid_too_coarse_for_the_boxes_asks_for_a_larger_input_not_a_refit() -> None:
+    # 16 px boxes halfway between the stride-8 cell centres: the recipe's 16 px anchors fit their
+    # shape exactly, but every placed anchor is 4 px off in x and y (IoU 144/368 < 0.5).
+    cfg = load_config(["config=faster_rcnn_mobilenet_v1_shapes", "engine.refit_priors=true"])
+    images = [[[8 * i + 8 - 8, 8 * i + 8 - 8, 8 * i + 8 + 8, 8 * i + 8 + 8]] for i in range(1, 12)]
+    model = build_model(cfg, num_classes=2)
+    with capture_log("detkit") as lines:
+        kept, report = check_priors(cfg, model, _dataset(images), lambda c: build_model(c, num_classes=2))
+    assert kept is model and "refit" not in report
+    assert report["coverage"]["recall"] == 0.0 and report["coverage"]["shape_recall"] == 1.0
+    assert any("grid is too coarse" in line and "data.input_size" in line for line in lines)

@@ -76,3 +76,15 @@ def test_ssd_priors_are_the_heads_default_boxes(name: str) -> None:
         expected = model.head.priors(model.features(batch), sizes)
     torch.testing.assert_close(priors.boxes, expected)
     assert priors.kind == "ssd" and priors.iou_threshold == 0.5
+
+
+def test_shape_recall_separates_a_coarse_grid_from_ill_fitting_shapes() -> None:
+    # One 8x8 prior shape on a stride-16 grid (cell centres 8, 24, ...); an 8x8 box centred at (12, 12)
+    # overlaps the nearest prior by 4x4, IoU 16 / 112. Centred, the shape fits it exactly.
+    centres = torch.arange(8.0, 64.0, 16.0)
+    cy, cx = torch.meshgrid(centres, centres, indexing="ij")
+    placed = torch.stack([cx - 4, cy - 4, cx + 4, cy + 4], dim=-1).reshape(-1, 4)
+    priors = Priors("rpn", 0.5, "placed", boxes=placed)
+    report = prior_coverage(torch.tensor([[8.0, 8.0, 16.0, 16.0]]), priors)
+    assert report["recall"] == 0.0 and report["shape_recall"] == 1.0
+    assert report["mean_best_iou"] == round(16 / 112, 4)
