@@ -100,10 +100,27 @@ def _apply(cfg: DictConfig, values: dict[str, Any]) -> None:
             OmegaConf.update(cfg, key, value, merge=False)
 
 
+def _advice(cfg: DictConfig, report: dict, kind: str) -> dict[str, str]:
+    """Below ``engine.prior_coverage_warn``: ``{"warning": text}``, plus ``"fit_command"`` when
+    fitting the priors' shapes can help (it cannot when the shapes already fit and the grid is
+    what misses the boxes). ``{}`` otherwise."""
+    warn = float(cfg.engine.get("prior_coverage_warn", DEFAULT_WARN))
+    if report["recall"] is None or report["recall"] >= warn:
+        return {}
+    below = f"prior coverage {100 * report['recall']:.1f}% is below engine.prior_coverage_warn={warn:g}"
+    if report.get("shape_recall", 0.0) >= warn:
+        return {"warning": f"{below}, but the priors' shapes fit ({100 * report['shape_recall']:.1f}% when centred "
+                           "on the boxes): their grid is too coarse for these boxes. A larger data.input_size (or a "
+                           "finer feature map) is the fix; refitting their shapes is not"}  # fmt: skip
+    command = fit_command(cfg, kind)
+    return {"fit_command": command, "warning": f"{below}: fit the priors to this data with `{command}` and set the "
+                                               "printed values in the experiment, or train with engine.refit_priors=true"}  # fmt: skip
+
+
 def describe_priors(cfg: DictConfig, dataset, model: nn.Module | None = None) -> dict:
     """What ``detkit check config=…`` reports: the coverage of the experiment's priors (the model
     built from ``cfg`` unless given) on ``dataset``'s boxes, a one-line summary (``"line"``) and,
-    below ``engine.prior_coverage_warn``, the ``"fit_command"``."""
+    below ``engine.prior_coverage_warn``, the ``"warning"`` (and the ``"fit_command"`` that helps)."""
     if model is None:
         from detkit.engine.build import build_model
 
@@ -113,15 +130,9 @@ def describe_priors(cfg: DictConfig, dataset, model: nn.Module | None = None) ->
         return {"priors": None, "note": priors, "line": f"prior coverage: {priors}"}
     report = prior_coverage(training_boxes(cfg, dataset), priors)
     result = {"priors": priors.kind, "coverage": report, "line": f"prior coverage: {coverage_line(report)}"}
-    warn = float(cfg.engine.get("prior_coverage_warn", DEFAULT_WARN))
-    if report["recall"] is not None and report["recall"] < warn and report.get("shape_recall", 0.0) >= warn:
-        result["line"] += (f"\nwarning: below engine.prior_coverage_warn={warn:g}, but the priors' shapes fit "
-                           f"({100 * report['shape_recall']:.1f}% when centred on the boxes): their grid is too coarse "
-                           "for these boxes; raise data.input_size (or use a finer feature map)")  # fmt: skip
-    elif report["recall"] is not None and report["recall"] < warn:
-        result["fit_command"] = fit_command(cfg, priors.kind)
-        result["line"] += (f"\nwarning: below engine.prior_coverage_warn={warn:g}; fit the priors with "
-                           f"`{result['fit_command']}`, or train with engine.refit_priors=true")  # fmt: skip
+    result.update(_advice(cfg, report, priors.kind))
+    if "warning" in result:
+        result["line"] += f"\nwarning: {result['warning']}"
     return result
 
 
@@ -139,23 +150,11 @@ def check_priors(
     boxes = training_boxes(cfg, dataset)
     report = prior_coverage(boxes, priors)
     logger.info("Prior coverage: %s", coverage_line(report))
-    result = {"priors": priors.kind, "coverage": report}
-    warn = float(cfg.engine.get("prior_coverage_warn", DEFAULT_WARN))
-    if report["recall"] is None or report["recall"] >= warn:
+    result = {"priors": priors.kind, "coverage": report, **_advice(cfg, report, priors.kind)}
+    if "warning" not in result:
         return model, result
-    command = fit_command(cfg, priors.kind)
-    if report.get("shape_recall", 0.0) >= warn:
-        logger.warning("Prior coverage %.1f%% is below engine.prior_coverage_warn=%g, but the priors' shapes fit "
-                       "(%.1f%% when centred on the boxes): their grid is too coarse for these boxes. A larger "
-                       "data.input_size (or a finer feature map) is the fix; refitting their shapes is not",
-                       100 * report["recall"], warn, 100 * report["shape_recall"])  # fmt: skip
-        result["advice"] = "grid too coarse: raise data.input_size"
-        return model, result
-    if not cfg.engine.get("refit_priors", False):
-        logger.warning("Prior coverage %.1f%% is below engine.prior_coverage_warn=%g: fit the priors to this data "
-                       "with `%s` and set the printed values in the experiment, or train with "
-                       "engine.refit_priors=true", 100 * report["recall"], warn, command)  # fmt: skip
-        result["fit_command"] = command
+    if "fit_command" not in result or not cfg.engine.get("refit_priors", False):
+        logger.warning("%s", result["warning"][0].upper() + result["warning"][1:])
         return model, result
     values = refit_values(cfg, priors.kind, boxes)
     previous = {key: OmegaConf.select(cfg, key) for key in values}

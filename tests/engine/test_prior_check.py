@@ -46,6 +46,7 @@ def test_low_coverage_warns_with_the_fit_anchors_command() -> None:
     expected = "detkit fit-anchors config=faster_rcnn_mobilenet_v1_shapes data=shapes for=rpn"
     assert report["fit_command"] == expected
     assert any("below engine.prior_coverage_warn=0.9" in line and expected in line for line in lines)
+    assert "refit" not in report  # engine.refit_priors is off by default
     assert describe_priors(cfg, _tiny_boxes(), model)["fit_command"] == expected
 
 
@@ -113,6 +114,6 @@ def test_a_grid_too_coarse_for_the_boxes_asks_for_a_larger_input_not_a_refit() -
     model = build_model(cfg, num_classes=2)
     with capture_log("detkit") as lines:
         kept, report = check_priors(cfg, model, _dataset(images), lambda c: build_model(c, num_classes=2))
-    assert kept is model and "refit" not in report
+    assert kept is model and "refit" not in report and "fit_command" not in report
     assert report["coverage"]["recall"] == 0.0 and report["coverage"]["shape_recall"] == 1.0
     assert any("grid is too coarse" in line and "data.input_size" in line for line in lines)
