@@ -32,7 +32,7 @@ def training_boxes(cfg: DictConfig, dataset) -> torch.Tensor:
     wrapper exposing ``records``."""
     records = dataset.records
     boxes = letterboxed_boxes([r.boxes for r in records], [(r.height, r.width) for r in records],
-                              int(cfg.data.input_size))  # fmt: skip
+                              _input_size(cfg, dataset))  # fmt: skip
     if boxes.shape[0] > MAX_BOXES:
         boxes = boxes[torch.randperm(boxes.shape[0], generator=torch.Generator().manual_seed(0))[:MAX_BOXES]]
     return boxes
@@ -63,8 +63,9 @@ def fit_command(cfg: DictConfig, kind: str) -> str:
     except ConfigError:  # not an experiment of configs/ (a stored config): name every data key
         default = {}
     current = _leaves(OmegaConf.to_container(cfg.data, resolve=False))
+    # An input size the experiment leaves to the data (auto) is chosen the same way by fit-anchors.
     arguments += [_argument(f"data.{key}", value) for key, value in current.items()
-                  if default.get(key, object()) != value and value != "???"]  # fmt: skip
+                  if default.get(key, object()) not in (value, "auto") and value != "???"]  # fmt: skip
     return " ".join(["detkit fit-anchors", *arguments, f"for={kind}"])
 
 
@@ -82,7 +83,7 @@ def refit_values(cfg: DictConfig, kind: str, boxes: torch.Tensor) -> dict[str, A
         return {"model.head.anchors": group_by_level(fitted, len(anchors))}
     if kind == "ssd":
         head = cfg.model.head
-        size = int(cfg.data.input_size)
+        size = int(cfg.data.input_size)  # resolved by check_priors
         per_level = OmegaConf.is_list(head.aspect_ratios[0]) if len(head.aspect_ratios) else False
         count = max((len(level) for level in head.aspect_ratios), default=0) if per_level else len(head.aspect_ratios)
         ratios, (low, high) = ssd_ratios_and_scales(wh, (size, size), max(count, 1))
@@ -98,6 +99,15 @@ def _apply(cfg: DictConfig, values: dict[str, Any]) -> None:
     with open_dict(cfg):
         for key, value in values.items():
             OmegaConf.update(cfg, key, value, merge=False)
+
+
+def _input_size(cfg: DictConfig, dataset) -> int:
+    """``data.input_size``, resolved first (as training does) where it is ``auto``."""
+    from detkit.engine.build import is_auto, resolve_input_size
+
+    if is_auto(cfg.data.input_size):
+        resolve_input_size(cfg, dataset)
+    return int(cfg.data.input_size)
 
 
 def _advice(cfg: DictConfig, report: dict, kind: str) -> dict[str, str]:
@@ -121,11 +131,12 @@ def describe_priors(cfg: DictConfig, dataset, model: nn.Module | None = None) ->
     """What ``detkit check config=…`` reports: the coverage of the experiment's priors (the model
     built from ``cfg`` unless given) on ``dataset``'s boxes, a one-line summary (``"line"``) and,
     below ``engine.prior_coverage_warn``, the ``"warning"`` (and the ``"fit_command"`` that helps)."""
-    if model is None:
-        from detkit.engine.build import build_model
+    from detkit.engine.build import build_model
 
+    input_size = _input_size(cfg, dataset)
+    if model is None:
         model = build_model(cfg, num_classes=len(dataset.class_names))
-    priors = model_priors(model, int(cfg.data.input_size))
+    priors = model_priors(model, input_size)
     if not isinstance(priors, Priors):
         return {"priors": None, "note": priors, "line": f"prior coverage: {priors}"}
     report = prior_coverage(training_boxes(cfg, dataset), priors)
@@ -142,7 +153,7 @@ def check_priors(
     """Measure, log and (with ``engine.refit_priors``) refit the priors of ``model`` on the
     training ``dataset``. Returns the model to train (``build_model(cfg)`` rebuilt after a kept
     refit, ``cfg`` then updated in place) and a JSON-ready report."""
-    input_size = int(cfg.data.input_size)
+    input_size = _input_size(cfg, dataset)
     priors = model_priors(model, input_size)
     if not isinstance(priors, Priors):
         logger.info("Prior coverage: %s", priors)

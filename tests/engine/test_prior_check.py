@@ -16,17 +16,24 @@ from detkit.priors.coverage import model_priors
 from tests.data.log_capture import capture_log
 
 
-def _dataset(boxes_per_image: list[list[list[float]]], size: int = 160) -> SimpleNamespace:
+class _Records(SimpleNamespace):
+    """What the prior check reads of a dataset: records, class names, length."""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def _dataset(boxes_per_image: list[list[list[float]]], size: int = 160) -> _Records:
     records = [
         ImageRecord(path=Path(f"/nowhere/{i}.jpg"), file_name=f"{i}.jpg", image_id=i + 1, width=size, height=size,
                     boxes=np.array(boxes, dtype=np.float32).reshape(-1, 4), labels=np.ones(len(boxes), np.int64),
                     annotation_file="planted.json")  # fmt: skip
         for i, boxes in enumerate(boxes_per_image)
     ]
-    return SimpleNamespace(records=records, class_names=["a", "b"])
+    return _Records(records=records, class_names=["a", "b"])
 
 
-def _tiny_boxes() -> SimpleNamespace:
+def _tiny_boxes() -> _Records:
     """6-8 px boxes centred on stride-8 cell centres: the recipe's 16/40/96 px anchors reach at most
     64/256 = 0.25 IoU with them (under 0.5: none covered); anchors of their own size cover them all."""
     images = []
@@ -93,7 +100,7 @@ def test_check_command_reports_the_experiments_coverage(tmp_path: Path, capsys) 
     params = ScenesParams(num_train=3, num_val=1, min_side=64, max_side=96, max_size=48, tiny_size=(6, 9), seed=2)
     coco = write_scenes(tmp_path, params, ("coco",)) / "coco"
     ann_file = coco / "annotations" / "instances_train.json"
-    data = ["data=coco", f"data.train.ann_file={ann_file}", f"data.train.img_dir={coco / 'train'}", "data.input_size=96"]
+    data = ["data=coco", f"data.train.ann_file={ann_file}", f"data.train.img_dir={coco / 'train'}"]  # input_size: auto
     assert main(["check", "config=yolov3_resnet18_shapes", *data, "split=train"]) == 0
     out = capsys.readouterr()
     report = json.loads(out.out)
