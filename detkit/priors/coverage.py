@@ -61,6 +61,7 @@ def model_priors(model: nn.Module, input_size: int) -> Priors | str:
     from detkit.heads.ssd import SSDHead
     from detkit.heads.yolov1 import YOLOv1Head
     from detkit.heads.yolov3 import YOLOv3Head
+    from detkit.proposals.precomputed import PrecomputedProposals
     from detkit.proposals.rpn import RPN
 
     head = getattr(model, "head", None)
@@ -72,8 +73,10 @@ def model_priors(model: nn.Module, input_size: int) -> Priors | str:
         threshold = head.ignore_threshold if threshold is None else threshold
         return Priors("yolov3", float(threshold), "shape IoU of the best anchor (w, h centred on the box)",
                       shapes=head.anchor_grid.anchors.detach().float().cpu().reshape(-1, 2))  # fmt: skip
-    if not isinstance(head, SSDHead) and not isinstance(generator, RPN):
-        return f"{type(model).__name__} has no anchors or default boxes: its proposals come from selective search"
+    if not isinstance(head, SSDHead) and not (isinstance(generator, RPN) and hasattr(model, "feature_name")):
+        if isinstance(generator, PrecomputedProposals):
+            return f"{type(model).__name__} has no anchors or default boxes: its proposals come from selective search"
+        return f"no prior coverage check for {type(head if head is not None else model).__name__}"
     was_training = model.training
     model.eval()
     try:

@@ -64,6 +64,8 @@ def test_each_family_exposes_its_priors() -> None:
     torch.testing.assert_close(priors.shapes[0], torch.tensor([13.6, 13.5]))
     _, yolo1 = _model("yolov1_mobilenet_v1_shapes")
     assert "YOLOv1 has no priors" in model_priors(yolo1, 160)
+    _, fast = _model("fast_rcnn_mobilenet_v1_shapes")
+    assert "selective search" in model_priors(fast, 160)
 
 
 @pytest.mark.parametrize("name", ["ssd_mobilenet_v1_shapes"])
