@@ -23,7 +23,7 @@ from detkit.priors.kmeans import group_by_level, kmeans_anchors, rpn_sizes_and_r
 
 logger = logging.getLogger("detkit")
 MAX_BOXES = 20000  # a fixed random subset beyond this: the recall is a fraction, the cost is boxes × priors
-DEFAULT_WARN = 0.9
+DEFAULT_WARN = 0.7
 
 
 def training_boxes(cfg: DictConfig, dataset) -> torch.Tensor:

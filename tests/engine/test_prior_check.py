@@ -52,7 +52,7 @@ def test_low_coverage_warns_with_the_fit_anchors_command() -> None:
     assert kept is model and report["coverage"]["recall"] == 0.0
     expected = "detkit fit-anchors config=faster_rcnn_mobilenet_v1_shapes data=shapes for=rpn"
     assert report["fit_command"] == expected
-    assert any("below engine.prior_coverage_warn=0.9" in line and expected in line for line in lines)
+    assert any("below engine.prior_coverage_warn=0.7" in line and expected in line for line in lines)
     assert "refit" not in report  # engine.refit_priors is off by default
     assert describe_priors(cfg, _tiny_boxes(), model)["fit_command"] == expected
 
