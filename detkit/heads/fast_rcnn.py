@@ -62,6 +62,7 @@ class FastRCNNHead(nn.Module):
         score_threshold: float = 0.05,
         nms_threshold: float = 0.5,
         max_detections: int = 100,
+        pre_nms_topk: int = 1000,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -78,6 +79,9 @@ class FastRCNNHead(nn.Module):
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
+        # Per image, the best (RoI, class) pairs that go to NMS: bounds its cost (it grows with
+        # the square of the candidates) when many RoIs clear score_threshold.
+        self.pre_nms_topk = pre_nms_topk
 
     def _head(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
         pooled = pool_rois(features, rois, output_size=self.pool_size, spatial_scale=self.spatial_scale, kind=self.pooler)
@@ -114,6 +118,7 @@ class FastRCNNHead(nn.Module):
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             max_detections=self.max_detections,
+            pre_nms_topk=self.pre_nms_topk,
         )
 
     @torch.no_grad()
@@ -134,4 +139,5 @@ class FastRCNNHead(nn.Module):
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             max_detections=max_detections,
+            pre_nms_topk=self.pre_nms_topk,
         )

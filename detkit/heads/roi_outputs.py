@@ -18,7 +18,7 @@ from detkit.coders.delta_xywh import DeltaXYWHCoder
 from detkit.losses import cross_entropy, smooth_l1, zero_loss
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
 from detkit.ops.iou import batched_box_iou
-from detkit.ops.nms import PaddedDetections, postprocess_flat, postprocess_padded
+from detkit.ops.nms import PaddedDetections, postprocess_padded, select_padded
 from detkit.structures import Detections, Target
 
 
@@ -139,6 +139,25 @@ def roi_candidates(
     return boxes, scores, keep
 
 
+def top_roi_candidates(
+    boxes: Tensor, scores: Tensor, keep: Tensor, pre_nms_topk: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The ``pre_nms_topk`` best (RoI, class) pairs of each image, from ``roi_candidates``' output
+    padded per image: ``boxes: Tensor[N, P, C, 4]``, ``scores: Tensor[N, P, C]``, ``keep: Tensor[N,
+    P, C]`` bool. Returns ``boxes: Tensor[N, k, 4] xyxy``, ``scores: Tensor[N, k]``, ``labels:
+    Tensor[N, k]`` (1..C) and ``valid: Tensor[N, k]`` with k = min(pre_nms_topk, P·C); kept pairs
+    rank before the others, so the cap drops only the lowest-scoring candidates."""
+    num_images, num_rois, num_classes = scores.shape
+    flat_scores = torch.where(keep, scores, float("-inf")).reshape(num_images, num_rois * num_classes)
+    k = min(pre_nms_topk, num_rois * num_classes)
+    # Back in (RoI, class) order: NMS sorts stably, so tied scores keep the order they had before the cap.
+    top_index = flat_scores.topk(k, dim=1).indices.sort(dim=1).values
+    top_scores = flat_scores.gather(1, top_index)
+    top_boxes = boxes.reshape(num_images, -1, 4).gather(1, top_index[..., None].expand(-1, -1, 4))
+    valid = keep.reshape(num_images, -1).gather(1, top_index)
+    return top_boxes, torch.where(valid, top_scores, 0), top_index % num_classes + 1, valid
+
+
 def roi_detections(
     class_scores: Tensor,
     box_deltas: Tensor,
@@ -150,22 +169,28 @@ def roi_detections(
     score_threshold: float,
     nms_threshold: float,
     max_detections: int,
+    pre_nms_topk: int,
 ) -> list[Detections]:
-    """``roi_candidates`` of the RoIs (from image ``roi_image: Tensor[R]`` of ``image_sizes:
-    Tensor[N, 2]``), then one batched score filter + per-class NMS + cap for the whole batch."""
+    """``roi_candidates`` of the RoIs (from image ``roi_image: Tensor[R]``, image-major, of
+    ``image_sizes: Tensor[N, 2]``), then per image the ``pre_nms_topk`` best (RoI, class) pairs,
+    per-class NMS and the cap, for the whole batch at once."""
     boxes, scores, keep = roi_candidates(
         class_scores, box_deltas, roi_boxes, image_sizes[roi_image], coder=coder, score_threshold=score_threshold
     )
-    roi_index, class_index = keep.nonzero(as_tuple=True)
-    return postprocess_flat(
-        boxes[roi_index, class_index],
-        scores[roi_index, class_index],
-        class_index + 1,
-        roi_image[roi_index],
-        num_images=image_sizes.shape[0],
-        iou_threshold=nms_threshold,
-        max_detections=max_detections,
-    )
+    # Pad the RoIs to [N, P] (P the most of any image): the cap and the NMS then work per row.
+    num_images = image_sizes.shape[0]
+    per_image = torch.bincount(roi_image, minlength=num_images)
+    rank = torch.arange(roi_image.numel(), device=roi_image.device) - (torch.cumsum(per_image, 0) - per_image)[roi_image]
+    width = max(int(per_image.max()), 1) if roi_image.numel() else 1
+    slot = (roi_image, rank)
+    num_classes = scores.shape[1]
+    padded_boxes = boxes.new_zeros((num_images, width, num_classes, 4)).index_put(slot, boxes)
+    padded_scores = scores.new_zeros((num_images, width, num_classes)).index_put(slot, scores)
+    padded_keep = keep.new_zeros((num_images, width, num_classes)).index_put(slot, keep)
+    top_boxes, top_scores, labels, valid = top_roi_candidates(padded_boxes, padded_scores, padded_keep, pre_nms_topk)
+    return select_padded(
+        top_boxes, top_scores, labels, valid, iou_threshold=nms_threshold, max_detections=max_detections
+    ).to_list()
 
 
 def padded_roi_detections(
@@ -179,6 +204,7 @@ def padded_roi_detections(
     score_threshold: float,
     nms_threshold: float,
     max_detections: int,
+    pre_nms_topk: int,
 ) -> PaddedDetections:
     """``roi_detections`` for P proposals per image padded to one tensor, with a fixed-shape
     result: ``class_scores: Tensor[N·P, C]`` and ``box_deltas: Tensor[N·P, C, 4]`` of the RoIs of
@@ -189,15 +215,15 @@ def padded_roi_detections(
         class_scores, box_deltas, proposals.reshape(-1, 4), roi_image_sizes, coder=coder, score_threshold=score_threshold
     )
     num_classes = scores.shape[1]
-    labels = torch.arange(1, num_classes + 1, device=scores.device).expand_as(keep)
-    # [N·P, C] → [N, P·C]: every (proposal, class) pair of an image is one candidate.
+    # [N·P, C] → [N, P, C]: every (proposal, class) pair of an image is one candidate.
+    top_boxes, top_scores, labels, top_valid = top_roi_candidates(
+        boxes.reshape(num_images, num_proposals, num_classes, 4),
+        scores.reshape(num_images, num_proposals, num_classes),
+        (keep & valid.reshape(-1, 1)).reshape(num_images, num_proposals, num_classes),
+        pre_nms_topk,
+    )
     return postprocess_padded(
-        boxes.reshape(num_images, -1, 4),
-        scores.reshape(num_images, -1),
-        labels.reshape(num_images, -1),
-        (keep & valid.reshape(-1, 1)).reshape(num_images, -1),
-        iou_threshold=nms_threshold,
-        max_detections=max_detections,
+        top_boxes, top_scores, labels, top_valid, iou_threshold=nms_threshold, max_detections=max_detections
     )
 
 

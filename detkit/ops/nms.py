@@ -1,8 +1,9 @@
-"""Batched detection postprocessing: score filter → top-k → class-aware NMS → max detections.
+"""Batched detection postprocessing: score filter → top-k per image → class-aware NMS → max detections.
 
-One call handles the whole batch on the device: the image index is folded into the NMS group
-id, so there is no per-image or per-class Python loop (torchvision's detection models loop over
-images, which is where their inference time goes).
+The candidates of a batch are kept as padded ``[N, M]`` tensors with a validity mask from the
+heads to the NMS (``detkit.ops.batched_nms``, which picks the faster call pattern for the device:
+one NMS per image on CPU, one for the whole batch on CUDA), and the result has a fixed size per
+image; the only host sync is reading the N counts at the end to hand out one ``Detections`` each.
 
 Two outputs of the same selection: ``postprocess_flat`` / ``postprocess_dense`` return one
 ``Detections`` per image (ragged, for the PyTorch inference path), ``postprocess_padded`` /
@@ -17,8 +18,9 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, nms
+from torchvision.ops import nms
 
+from detkit.ops.batched_nms import Strategy, batched_nms_padded
 from detkit.structures import Detections
 
 
@@ -32,6 +34,50 @@ class PaddedDetections(NamedTuple):
     labels: Tensor
     counts: Tensor
 
+    def valid(self) -> Tensor:
+        """``Tensor[N, K]`` bool: which rows are real detections."""
+        slots = torch.arange(self.scores.shape[1], device=self.counts.device)
+        return slots[None, :] < self.counts[:, None]
+
+    def to_list(self) -> list[Detections]:
+        """One ``Detections`` per image (views into the padded tensors). Reads the N counts: the
+        one host sync of the postprocessing."""
+        return [
+            {"boxes": boxes[:count], "scores": scores[:count], "labels": labels[:count]}
+            for boxes, scores, labels, count in zip(
+                self.boxes, self.scores, self.labels, self.counts.tolist(), strict=True
+            )
+        ]
+
+
+def select_padded(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    valid: Tensor,
+    *,
+    iou_threshold: float,
+    max_detections: int,
+    class_agnostic: bool = False,
+    strategy: Strategy = "auto",
+) -> PaddedDetections:
+    """Per-image, per-class NMS and cap over M candidates per image, returned padded to K =
+    ``max_detections`` (zeros in padding). ``boxes: Tensor[N, M, 4] xyxy``, ``scores: Tensor[N,
+    M]``, ``labels: Tensor[N, M]`` (1..C) and ``valid: Tensor[N, M]`` bool (the candidates that
+    take part). Boxes and scores keep their dtype; ``strategy`` as ``batched_nms_padded``."""
+    index, counts = batched_nms_padded(
+        boxes, scores, labels, valid, iou_threshold=iou_threshold, max_detections=max_detections,
+        class_agnostic=class_agnostic, strategy=strategy,
+    )  # fmt: skip
+    real = torch.arange(max_detections, device=index.device)[None, :] < counts[:, None]
+    kept_boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4))
+    return PaddedDetections(
+        torch.where(real[..., None], kept_boxes, 0),
+        torch.where(real, scores.gather(1, index), 0),
+        torch.where(real, labels.gather(1, index).long(), 0),
+        counts,
+    )
+
 
 def postprocess_flat(
     boxes: Tensor,
@@ -43,31 +89,32 @@ def postprocess_flat(
     iou_threshold: float,
     max_detections: int,
     class_agnostic: bool = False,
+    strategy: Strategy = "auto",
 ) -> list[Detections]:
-    """NMS and per-image cap over candidates from many images.
+    """NMS and per-image cap over candidates from many images, given as one flat list.
 
     ``boxes: Tensor[M, 4] xyxy``, ``scores: Tensor[M]``, ``labels: Tensor[M]`` (1..C),
     ``image_index: Tensor[M]`` (0..num_images-1). Returns one ``Detections`` per image, sorted by
-    descending score, at most ``max_detections`` each.
+    descending score, at most ``max_detections`` each. (Candidates that are already one row per
+    image go straight to ``select_padded``; this pads them first.)
     """
-    group = image_index if class_agnostic else image_index * (int(labels.max()) + 1 if labels.numel() else 1) + labels
-    keep = batched_nms(boxes.float(), scores.float(), group, iou_threshold)  # sorted by score, descending
-    kept_image = image_index[keep]
-    # A stable sort by image keeps the score order inside each image, so a rank is a position.
-    order = torch.sort(kept_image, stable=True).indices
-    keep, kept_image = keep[order], kept_image[order]
-    counts = torch.bincount(kept_image, minlength=num_images)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(keep.numel(), device=keep.device) - starts[kept_image]
-    capped = rank < max_detections
-    keep, kept_image = keep[capped], kept_image[capped]
-    sizes = torch.bincount(kept_image, minlength=num_images).tolist()
-    return [
-        {"boxes": b, "scores": s, "labels": lab}
-        for b, s, lab in zip(
-            boxes[keep].split(sizes), scores[keep].split(sizes), labels[keep].split(sizes), strict=True
-        )
-    ]
+    # Each candidate's slot in its image's row: its rank among the candidates of that image.
+    order = torch.sort(image_index, stable=True).indices
+    sorted_image = image_index[order]
+    per_image = torch.bincount(sorted_image, minlength=num_images)
+    rank = torch.arange(order.numel(), device=order.device) - (torch.cumsum(per_image, 0) - per_image)[sorted_image]
+    width = max(int(per_image.max()), 1) if order.numel() else 1
+    slot = (sorted_image, rank)
+    padded_boxes = boxes.new_zeros((num_images, width, 4)).index_put(slot, boxes[order])
+    padded_scores = scores.new_zeros((num_images, width)).index_put(slot, scores[order])
+    padded_labels = labels.new_zeros((num_images, width)).index_put(slot, labels[order])
+    valid = torch.zeros((num_images, width), dtype=torch.bool, device=scores.device).index_put(
+        slot, torch.ones_like(rank, dtype=torch.bool)
+    )
+    return select_padded(
+        padded_boxes, padded_scores, padded_labels, valid, iou_threshold=iou_threshold,
+        max_detections=max_detections, class_agnostic=class_agnostic, strategy=strategy,
+    ).to_list()  # fmt: skip
 
 
 def top_candidates(boxes: Tensor, scores: Tensor, pre_nms_topk: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -100,24 +147,17 @@ def postprocess_dense(
     iou_threshold: float,
     max_detections: int,
     class_agnostic: bool = False,
+    strategy: Strategy = "auto",
 ) -> list[Detections]:
     """Postprocess dense per-prior predictions for a batch (shapes as ``top_candidates``).
 
     Keeps, per image, the ``pre_nms_topk`` best (prior, class) pairs above ``score_threshold``.
     """
     top_boxes, top_scores, labels = top_candidates(boxes, scores, pre_nms_topk)
-    image_index = torch.arange(scores.shape[0], device=scores.device)[:, None].expand_as(labels)
-    above = top_scores > score_threshold
-    return postprocess_flat(
-        top_boxes[above],
-        top_scores[above],
-        labels[above],
-        image_index[above],
-        num_images=scores.shape[0],
-        iou_threshold=iou_threshold,
-        max_detections=max_detections,
-        class_agnostic=class_agnostic,
-    )
+    return select_padded(
+        top_boxes, top_scores, labels, top_scores > score_threshold, iou_threshold=iou_threshold,
+        max_detections=max_detections, class_agnostic=class_agnostic, strategy=strategy,
+    ).to_list()  # fmt: skip
 
 
 def postprocess_dense_padded(

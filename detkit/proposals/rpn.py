@@ -18,7 +18,7 @@ from detkit.layers.conv_bn_act import conv_bn_act
 from detkit.losses import binary_cross_entropy, smooth_l1, zero_loss
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes
 from detkit.ops.iou import batched_box_iou
-from detkit.ops.nms import postprocess_flat, postprocess_padded
+from detkit.ops.nms import postprocess_padded, select_padded
 from detkit.priors.anchors import AnchorGenerator
 from detkit.structures import Target
 
@@ -70,17 +70,15 @@ class RPN(nn.Module):
         and, when ``targets`` are given in training, ``loss_rpn_cls`` and ``loss_rpn_box``."""
         objectness, deltas, anchors = self._outputs(features)
         boxes, scores, valid = self._candidates(objectness.detach(), deltas.detach(), anchors, image_sizes)
-        image_index = torch.arange(boxes.shape[0], device=boxes.device)[:, None].expand_as(valid)
-        kept = postprocess_flat(
-            boxes[valid],
-            scores[valid],
-            torch.ones_like(image_index[valid]),
-            image_index[valid],
-            num_images=boxes.shape[0],
+        kept = select_padded(
+            boxes,
+            scores,
+            torch.ones_like(valid, dtype=torch.long),
+            valid,
             iou_threshold=self.nms_threshold,
             max_detections=self.post_nms_topk[self.training],
             class_agnostic=True,
-        )
+        ).to_list()
         proposals = [detections["boxes"] for detections in kept]
         losses: dict[str, Tensor] = {}
         if self.training and targets is not None:
