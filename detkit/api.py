@@ -36,7 +36,7 @@ from detkit.engine.config import ConfigError, load_config_with_overrides
 from detkit.engine.dist import select_device
 from detkit.engine.runtime import amp_dtype
 from detkit.proposals.precomputed import needs_precomputed_proposals
-from detkit.structures import boxes_to_original
+from detkit.structures import boxes_to_original, detections_to_host
 
 #: What a predictor accepts as one image: a file path, an RGB array ([H, W, 3] uint8, or float in
 #: [0, 1]; [H, W] grey), a PIL image, or a tensor ([3, H, W] float in [0, 1], or uint8).
@@ -134,12 +134,12 @@ class Predictor:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             detections = self.model(batch, targets)
         results = []
-        for det, (_, target) in zip(detections, prepared, strict=True):
+        for det, (_, target) in zip(detections_to_host(detections), prepared, strict=True):
             keep = det["scores"] >= score_threshold if score_threshold is not None else slice(None)
-            labels = det["labels"][keep].cpu()
+            labels = det["labels"][keep]
             results.append({
-                "boxes": boxes_to_original(det["boxes"][keep].float().cpu(), target),
-                "scores": det["scores"][keep].float().cpu(),
+                "boxes": boxes_to_original(det["boxes"][keep], target),
+                "scores": det["scores"][keep],
                 "labels": labels,
                 "names": [self.class_names[int(label) - 1] for label in labels],
             })  # fmt: skip

@@ -79,3 +79,19 @@ def boxes_to_original(boxes: Tensor, target: Target) -> Tensor:
         out[:, 0::2] = out[:, 0::2].clamp(0, width)
         out[:, 1::2] = out[:, 1::2].clamp(0, height)
     return out
+
+
+def detections_to_host(detections: list[Detections]) -> list[Detections]:
+    """A batch's detections on the CPU (boxes and scores float32, labels int64), copied from the
+    device in one transfer instead of three per image: every copy waits for the device. (On a CPU
+    the packing is one small copy: at most max_detections rows per image.)"""
+    import torch  # here: the rest of this module only names types
+
+    if not detections:
+        return []
+    # Labels travel as float32 beside the boxes and scores: exact for any class count below 2**24.
+    packed = torch.cat(
+        [torch.cat((d["boxes"].float(), d["scores"].float()[:, None], d["labels"].float()[:, None]), 1) for d in detections]
+    ).cpu()
+    rows = packed.split([d["scores"].shape[0] for d in detections])
+    return [{"boxes": r[:, :4], "scores": r[:, 4], "labels": r[:, 5].long()} for r in rows]

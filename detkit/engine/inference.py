@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from detkit.data.collate import collate_detection
 from detkit.engine.dist import gather_object_to_main, get_rank, get_world_size, is_main_process, unwrap_model
 from detkit.evaluation import detections_to_coco_results, evaluate
-from detkit.structures import Detections, Target, boxes_to_original
+from detkit.structures import Detections, Target, boxes_to_original, detections_to_host
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +55,8 @@ def predict_batches(
             model_seconds += time.perf_counter() - start
             if on_batch is not None:
                 on_batch(images, targets, detections)
-            for det, target in zip(detections, targets, strict=True):
-                boxes = boxes_to_original(det["boxes"].float().cpu(), target)
-                outputs.append({"boxes": boxes, "scores": det["scores"].float().cpu(), "labels": det["labels"].cpu()})
+            for det, target in zip(detections_to_host(detections), targets, strict=True):
+                outputs.append({"boxes": boxes_to_original(det["boxes"], target), "scores": det["scores"], "labels": det["labels"]})
                 targets_out.append(target)
     finally:
         model.train(was_training)
