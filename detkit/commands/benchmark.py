@@ -4,6 +4,7 @@
     detkit benchmark preset=ssd300                       # SSD300-VGG16 vs torchvision's ssd300_vgg16
     detkit benchmark preset=faster_rcnn size=256 train_batch=2 infer_batch=2 device=cpu iters=3
     detkit benchmark config=yolov3_resnet18_shapes size=416 peer=none output=bench.json
+    detkit benchmark mode=nms device=cpu                 # the postprocessing's NMS alone, old vs new
 
 Random images with 4 random boxes each, 20 classes (REFERENCES.md's protocol). On CUDA: bf16
 autocast and channels_last unless amp=false / channels_last=false. Each rate is the median of
@@ -11,7 +12,10 @@ autocast and channels_last unless amp=false / channels_last=false. Each rate is 
 the detections per image, the postprocessing's load (random weights: it depends on the
 initialisation, so compare it across rows). Extra rows: detkit's backbone forward+backward alone
 (the floor under a training step) and, for SSD, detkit doing torchvision's amount of
-postprocessing work. Prints a table and the ratios; writes JSON with output=PATH.
+postprocessing work. The detkit row also times the real Trainer (forward, loss, backward, the
+configured optimizer, LR schedule and EMA hooks) on a few in-memory batches: `trainer_train_images_per_s`
+beside the model-only `train_images_per_s` (trainer=false leaves it out). Prints a table and the
+ratios; writes JSON with output=PATH.
 """
 
 from __future__ import annotations
@@ -37,12 +41,16 @@ PRESETS = {
     },
 }  # fmt: skip
 OWN_KEYS = ("preset", "size", "train_batch", "infer_batch", "peer", "device", "amp", "channels_last", "iters",
-            "warmup", "repeats", "num_classes", "output")  # fmt: skip
+            "warmup", "repeats", "num_classes", "output", "mode", "trainer")  # fmt: skip
+MODES = ("models", "nms")
 
 
 def run(argv: list[str]) -> int:
     own, overrides = split_arguments(argv, OWN_KEYS)
-    report = throughput_report(own, overrides)
+    mode = own.get("mode", "models")
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    report = nms_report(own) if mode == "nms" else throughput_report(own, overrides)
     if "output" in own:
         Path(own["output"]).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
@@ -90,6 +98,8 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
         torch.manual_seed(0)
         model = factory()
         rows[label] = measure(model, num_classes=num_classes, device=device, **settings)
+        if label == detkit_label and own.get("trainer", "true").lower() == "true":
+            rows[label].update(trainer_row(cfg, model, num_classes=num_classes, device=device, settings=settings))
         if label == detkit_label:
             floor = {k: settings[k] for k in ("size", "amp", "channels_last", "warmup", "iters", "repeats")}
             rows[f"{label} backbone forward+backward (floor)"] = {
@@ -106,6 +116,50 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
         "settings": settings,
         "results": rows,
         "ratios_detkit_over_peer": ratios(rows, detkit_label, f"torchvision {peer_name}"),
+    }
+
+
+def trainer_row(cfg, model, *, num_classes: int, device, settings: dict) -> dict:
+    """The Trainer's images/s with the experiment's optimizer, LR schedule and EMA (no evaluation
+    or checkpoint hooks: they run every epoch, not every step) on two random batches in memory."""
+    import torch
+
+    from detkit.engine.build import build_optimizer, build_scheduler
+    from detkit.engine.hooks import EMAHook, LRSchedulerHook, ModelEMA
+    from detkit.utils.benchmark import measure_trainer, random_batch
+
+    batch, size = settings["train_batch"], settings["size"]
+    batches = [random_batch(batch, size, num_classes, seed=seed) for seed in (0, 1)]
+    if settings["channels_last"]:
+        batches = [(images.contiguous(memory_format=torch.channels_last), targets) for images, targets in batches]
+    model = model.to(device)
+    optimizer = build_optimizer(cfg, model)
+    steps = settings["warmup"] + settings["iters"] * settings["repeats"]
+    ema = ModelEMA(model, decay=float(cfg.engine.ema_decay)) if cfg.engine.get("ema_decay") else None
+    hooks = [LRSchedulerHook()] + ([EMAHook()] if ema is not None else [])
+    return measure_trainer(
+        model, optimizer, batches, device=device, amp=settings["amp"], warmup=settings["warmup"],
+        iters=settings["iters"], repeats=settings["repeats"], scheduler=build_scheduler(cfg, optimizer, steps),
+        ema=ema, hooks=hooks,
+    )  # fmt: skip
+
+
+def nms_report(own: dict[str, str]) -> dict:
+    """``mode=nms``: the postprocessing's NMS alone, the old way against both new call patterns."""
+    import torch
+    import torchvision
+
+    from detkit.engine.dist import select_device
+    from detkit.utils.benchmark_nms import nms_timings
+
+    device = select_device(own.get("device", "auto"))
+    results = nms_timings(device=device, num_classes=int(own.get("num_classes", 20)), repeats=int(own.get("repeats", 21)))
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "nms": results,
     }
 
 

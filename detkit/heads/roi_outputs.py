@@ -140,22 +140,32 @@ def roi_candidates(
 
 
 def top_roi_candidates(
-    boxes: Tensor, scores: Tensor, keep: Tensor, pre_nms_topk: int
+    boxes: Tensor, scores: Tensor, keep: Tensor, pre_nms_topk: int, *, fixed_size: bool = False
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The ``pre_nms_topk`` best (RoI, class) pairs of each image, from ``roi_candidates``' output
     padded per image: ``boxes: Tensor[N, P, C, 4]``, ``scores: Tensor[N, P, C]``, ``keep: Tensor[N,
     P, C]`` bool. Returns ``boxes: Tensor[N, k, 4] xyxy``, ``scores: Tensor[N, k]``, ``labels:
-    Tensor[N, k]`` (1..C) and ``valid: Tensor[N, k]`` with k = min(pre_nms_topk, P·C); kept pairs
-    rank before the others, so the cap drops only the lowest-scoring candidates."""
+    Tensor[N, k]`` (1..C) and ``valid: Tensor[N, k]`` with k = min(pre_nms_topk, P·C), or exactly
+    ``pre_nms_topk`` with ``fixed_size`` (invalid filler past P·C: torch.export cannot bound a k
+    that depends on a dynamic P); kept pairs rank before the others, so the cap drops only the
+    lowest-scoring candidates."""
     num_images, num_rois, num_classes = scores.shape
     flat_scores = torch.where(keep, scores, float("-inf")).reshape(num_images, num_rois * num_classes)
-    k = min(pre_nms_topk, num_rois * num_classes)
+    flat_boxes = boxes.reshape(num_images, -1, 4)
+    flat_keep = keep.reshape(num_images, -1)
+    if fixed_size:
+        flat_scores = torch.cat((flat_scores, flat_scores.new_full((num_images, pre_nms_topk), float("-inf"))), 1)
+        flat_boxes = torch.cat((flat_boxes, flat_boxes.new_zeros((num_images, pre_nms_topk, 4))), 1)
+        flat_keep = torch.cat((flat_keep, flat_keep.new_zeros((num_images, pre_nms_topk))), 1)
+        k = pre_nms_topk
+    else:
+        k = min(pre_nms_topk, num_rois * num_classes)
     # Back in (RoI, class) order: NMS sorts stably, so tied scores keep the order they had before the cap.
     top_index = flat_scores.topk(k, dim=1).indices.sort(dim=1).values
-    top_scores = flat_scores.gather(1, top_index)
-    top_boxes = boxes.reshape(num_images, -1, 4).gather(1, top_index[..., None].expand(-1, -1, 4))
-    valid = keep.reshape(num_images, -1).gather(1, top_index)
-    return top_boxes, torch.where(valid, top_scores, 0), top_index % num_classes + 1, valid
+    top_boxes = flat_boxes.gather(1, top_index[..., None].expand(-1, -1, 4))
+    valid = flat_keep.gather(1, top_index)
+    top_scores = torch.where(valid, flat_scores.gather(1, top_index), 0)
+    return top_boxes, top_scores, top_index % num_classes + 1, valid
 
 
 def roi_detections(
@@ -221,6 +231,7 @@ def padded_roi_detections(
         scores.reshape(num_images, num_proposals, num_classes),
         (keep & valid.reshape(-1, 1)).reshape(num_images, num_proposals, num_classes),
         pre_nms_topk,
+        fixed_size=True,
     )
     return postprocess_padded(
         top_boxes, top_scores, labels, top_valid, iou_threshold=nms_threshold, max_detections=max_detections

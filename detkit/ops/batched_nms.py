@@ -83,19 +83,26 @@ def batched_nms_padded(
 def _per_image(
     boxes: Tensor, scores: Tensor, labels: Tensor, valid: Tensor, iou_threshold: float, limit: int, agnostic: bool
 ) -> tuple[Tensor, Tensor]:
-    num_images = scores.shape[0]
+    num_images, num_candidates = scores.shape
+    # Everything that is not one NMS call happens once for the batch: per-image tensor ops cost
+    # more than the NMS itself at 200 candidates. Padding may hold any box; it must not set the extent.
+    shifted = torch.where(valid[..., None], boxes, 0).float().reshape(-1, 4)
+    if not agnostic:
+        group = (labels - labels.min()).reshape(-1)
+        # Along both axes: the CPU kernel's min/max comparisons of two boxes of different classes
+        # then always go the same way (measured: about twice as fast as along x alone).
+        shifted = shift_groups(shifted, group, group)
+    shifted = shifted.view(num_images, num_candidates, 4)
+    scores = scores.float()
     index = torch.zeros((num_images, limit), dtype=torch.long, device=scores.device)
     counts = [0] * num_images
-    for image in range(num_images):
-        candidates = valid[image].nonzero().squeeze(1)
-        if candidates.numel() == 0:
-            continue
-        image_boxes = boxes[image, candidates].float()
-        if not agnostic:
-            image_labels = labels[image, candidates]
-            image_boxes = shift_groups(image_boxes, image_labels - image_labels.min())
-        keep = nms(image_boxes, scores[image, candidates].float(), iou_threshold)[:limit]
-        index[image, : keep.numel()] = candidates[keep]
+    for image, complete in enumerate(valid.all(dim=1).tolist()):
+        if complete:
+            keep = nms(shifted[image], scores[image], iou_threshold)[:limit]
+        else:
+            candidates = valid[image].nonzero().squeeze(1)
+            keep = candidates[nms(shifted[image, candidates], scores[image, candidates], iou_threshold)[:limit]]
+        index[image, : keep.numel()] = keep
         counts[image] = keep.numel()
     return index, torch.tensor(counts, dtype=torch.long, device=scores.device)
 

@@ -6,12 +6,17 @@ mode, list of detections in eval mode), so one timing loop serves both.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
+
+from detkit.engine.hooks.base import HookBase
+from detkit.engine.hooks.ema import ModelEMA
+from detkit.engine.trainer import Trainer
 
 
 def random_batch(batch_size: int, size: int, num_classes: int, *, boxes_per_image: int = 4, device="cpu", seed: int = 0):
@@ -133,6 +138,58 @@ def measure_backbone_floor(
 
     seconds = time_repeats(step, device=device, warmup=warmup, iters=iters, repeats=repeats)
     return rate_summary(batch, seconds)
+
+
+class _StepClock(HookBase):
+    """Reads the clock after the last hook of every ``iters``-th step past the warmup."""
+
+    priority = 1000  # after every other hook: their work is part of a step
+
+    def __init__(self, *, device: torch.device, warmup: int, iters: int) -> None:
+        self.device, self.warmup, self.iters = device, warmup, iters
+        self.marks: list[float] = []
+
+    def before_train(self) -> None:
+        if self.warmup == 0:
+            _sync(self.device)
+            self.marks.append(time.perf_counter())
+
+    def after_step(self) -> None:
+        done = self.trainer.iters_done
+        if done >= self.warmup and (done - self.warmup) % self.iters == 0:
+            _sync(self.device)
+            self.marks.append(time.perf_counter())
+
+
+def measure_trainer(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Sequence[tuple],
+    *,
+    device: torch.device,
+    amp: bool,
+    warmup: int = 3,
+    iters: int = 10,
+    repeats: int = 3,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    ema: ModelEMA | None = None,
+    hooks: Sequence[HookBase] = (),
+) -> dict:
+    """Images/s of full training steps of the real :class:`~detkit.engine.trainer.Trainer`
+    (forward, loss, backward, optimizer step and ``hooks``) fed from memory: ``batches``, a
+    list of collated ``(images, targets)`` cycled in order, so no decoding or augmentation is
+    timed (the copy to the device is, as in training). Median and spread over ``repeats`` runs
+    of ``iters`` steps after ``warmup`` steps, and the number of steps the trainer ran."""
+    clock = _StepClock(device=device, warmup=warmup, iters=iters)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float16
+    trainer = Trainer(
+        model.to(device), optimizer, list(batches), scheduler=scheduler, ema=ema, hooks=[*hooks, clock],
+        max_iters=warmup + iters * repeats, device=device, amp=amp, amp_dtype=dtype,
+    )  # fmt: skip
+    trainer.train()
+    seconds = [(end - start) / iters for start, end in itertools.pairwise(clock.marks)]
+    images_per_step = len(batches[0][0])
+    return {"trainer_train_images_per_s": rate_summary(images_per_step, seconds), "trainer_iterations": trainer.iters_done}
 
 
 def torchvision_peer(name: str, num_classes: int, size: int) -> nn.Module:

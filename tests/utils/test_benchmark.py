@@ -1,13 +1,26 @@
-"""The throughput helpers: how often a step runs, how rates are summarised, and a real (tiny)
-measurement of a detkit detector and its backbone floor."""
+"""The throughput helpers: how often a step runs, how rates are summarised, a real (tiny)
+measurement of a detkit detector, its backbone floor and its Trainer, and the NMS timings."""
 
 from __future__ import annotations
 
+import json
+
 import torch
 
+from detkit.commands.benchmark import throughput_report
 from detkit.engine.build import build_model
 from detkit.engine.config import load_config
-from detkit.utils.benchmark import format_rows, measure, measure_backbone_floor, rate_summary, time_repeats
+from detkit.ops.nms import select_padded
+from detkit.utils.benchmark import (
+    format_rows,
+    measure,
+    measure_backbone_floor,
+    measure_trainer,
+    random_batch,
+    rate_summary,
+    time_repeats,
+)
+from detkit.utils.benchmark_nms import folded_group_nms, nms_timings, random_candidates
 
 
 def test_time_repeats_runs_warmup_then_each_repeat() -> None:
@@ -34,3 +47,47 @@ def test_measure_a_tiny_detector() -> None:
     floor = measure_backbone_floor(model.backbone, batch=2, **common)
     assert 0 < floor["min"] <= floor["max"]
     assert "train_images_per_s" in format_rows({"tiny": row})
+
+
+def test_measure_trainer_runs_real_optimizer_steps() -> None:
+    cfg = load_config(["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=3)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    steps_seen = []
+    optimizer.register_step_post_hook(lambda *_: steps_seen.append(1))
+    batches = [random_batch(2, 64, 3, seed=seed) for seed in (0, 1)]
+    row = measure_trainer(model, optimizer, batches, device=torch.device("cpu"), amp=False, warmup=1, iters=2, repeats=2)
+    assert row["trainer_iterations"] == 1 + 2 * 2 and len(steps_seen) == 5
+    rate = row["trainer_train_images_per_s"]
+    assert 0 < rate["min"] <= rate["median"] <= rate["max"]
+    changed = [name for name, p in model.named_parameters() if not torch.equal(p.detach(), before[name])]
+    assert len(changed) > len(before) // 2  # the optimizer moved the weights
+
+
+def test_throughput_report_puts_the_trainer_beside_the_model_only_rates() -> None:
+    own = {"size": "64", "train_batch": "2", "infer_batch": "2", "iters": "1", "warmup": "1", "repeats": "2",
+           "device": "cpu", "peer": "none"}  # fmt: skip
+    report = throughput_report(own, ["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
+    row = report["results"]["detkit yolov1_mobilenet_v1_shapes"]
+    assert {"train_images_per_s", "trainer_train_images_per_s", "trainer_iterations"} <= set(row)
+    assert row["trainer_iterations"] == 3
+    json.dumps(report)  # what output=PATH writes
+
+
+def test_nms_timings_compare_the_old_and_both_new_ways() -> None:
+    results = nms_timings(device=torch.device("cpu"), cases=((3, 60),), num_classes=4, repeats=2)
+    case = results["3x60x4"]
+    for way in ("folded_group_batched_nms (before)", "per_image", "one_call"):
+        assert 0 < case[way]["min_ms"] <= case[way]["median_ms"] <= case[way]["max_ms"]
+    assert set(case["speedup_over_before"]) == {"per_image", "one_call"} and case["chosen_for_device"] == "per_image"
+
+
+def test_folded_group_nms_is_the_old_per_class_selection() -> None:
+    boxes, scores, labels = random_candidates(3, 80, 4, seed=2)
+    valid = torch.ones_like(scores, dtype=torch.bool)
+    old = folded_group_nms(boxes, scores, labels, iou_threshold=0.5, max_detections=30)
+    new = select_padded(boxes, scores, labels, valid, iou_threshold=0.5, max_detections=30).to_list()
+    for o, n in zip(old, new, strict=True):
+        assert torch.equal(o["boxes"], n["boxes"]) and torch.equal(o["labels"], n["labels"])
