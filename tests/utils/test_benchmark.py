@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from detkit.commands.benchmark import throughput_report
@@ -66,6 +67,7 @@ def test_measure_trainer_runs_real_optimizer_steps() -> None:
     assert len(changed) > len(before) // 2  # the optimizer moved the weights
 
 
+@pytest.mark.slow  # a full report: model-only rates, the trainer and the backbone floor (~60 s on a busy 2-core box)
 def test_throughput_report_puts_the_trainer_beside_the_model_only_rates() -> None:
     own = {"size": "64", "train_batch": "2", "infer_batch": "2", "iters": "1", "warmup": "1", "repeats": "2",
            "device": "cpu", "peer": "none"}  # fmt: skip
