@@ -114,3 +114,12 @@ def test_select_padded_fills_rows_and_zero_pads(strategy):
     real = padded.valid()
     assert real.sum(1).tolist() == [len(w) for w in want]
     assert not padded.boxes[~real].any() and not padded.scores[~real].any() and not padded.labels[~real].any()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_no_candidate_columns_give_empty_rows(strategy):
+    boxes, scores, labels = torch.zeros(2, 0, 4), torch.zeros(2, 0), torch.zeros(2, 0, dtype=torch.long)
+    index, counts = batched_nms_padded(
+        boxes, scores, labels, torch.zeros(2, 0, dtype=torch.bool), iou_threshold=0.5, max_detections=3, strategy=strategy
+    )
+    assert index.shape == (2, 3) and counts.tolist() == [0, 0]
