@@ -94,6 +94,7 @@ class RFCNHead(nn.Module):
         score_threshold: float = 0.05,
         nms_threshold: float = 0.5,
         max_detections: int = 100,
+        pre_nms_topk: int = 1000,
     ) -> None:
         super().__init__()
         if pooler not in ("ps_roi_align", "ps_roi_pool"):
@@ -127,6 +128,9 @@ class RFCNHead(nn.Module):
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
+        # Per image, the best (RoI, class) pairs that go to NMS: bounds its cost (it grows with
+        # the square of the candidates) when many RoIs clear score_threshold.
+        self.pre_nms_topk = pre_nms_topk
 
     def maps(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """``features: Tensor[N, C_in, H, W]`` → score maps ``Tensor[N, k²·(C+1), H, W]`` and box
@@ -186,6 +190,7 @@ class RFCNHead(nn.Module):
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             max_detections=self.max_detections,
+            pre_nms_topk=self.pre_nms_topk,
         )
 
     @torch.no_grad()
@@ -205,4 +210,5 @@ class RFCNHead(nn.Module):
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             max_detections=max_detections,
+            pre_nms_topk=self.pre_nms_topk,
         )

@@ -69,6 +69,7 @@ class SPPHead(nn.Module):
         score_threshold: float = 0.05,
         nms_threshold: float = 0.3,
         max_detections: int = 100,
+        pre_nms_topk: int = 1000,
         classifier: str = "softmax",
     ) -> None:
         super().__init__()
@@ -90,6 +91,9 @@ class SPPHead(nn.Module):
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
+        # Per image, the best (RoI, class) pairs that go to NMS: bounds its cost (it grows with
+        # the square of the candidates) when many RoIs clear score_threshold.
+        self.pre_nms_topk = pre_nms_topk
 
     def add_svms(self) -> ClassSVMs:
         """Give a softmax-trained head (unfitted) SVMs, for the paper's SVM stage."""
@@ -133,6 +137,7 @@ class SPPHead(nn.Module):
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             max_detections=self.max_detections,
+            pre_nms_topk=self.pre_nms_topk,
         )
 
     @torch.no_grad()
@@ -153,6 +158,7 @@ class SPPHead(nn.Module):
             score_threshold=self.score_threshold,
             nms_threshold=self.nms_threshold,
             max_detections=max_detections,
+            pre_nms_topk=self.pre_nms_topk,
         )
 
     def _class_scores(self, hidden: Tensor, class_logits: Tensor) -> Tensor:
