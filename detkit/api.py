@@ -31,6 +31,7 @@ from detkit.data.proposals.cache import ProposalCache, hash_file, hash_pixels
 from detkit.data.proposals.selective_search import params_from_options
 from detkit.data.transforms import eval_transforms
 from detkit.engine.build import build_model
+from detkit.engine.build import input_size as build_input_size
 from detkit.engine.checkpoint import load_inference_weights, read_checkpoint
 from detkit.engine.config import ConfigError, load_config_with_overrides
 from detkit.engine.dist import select_device
@@ -82,7 +83,7 @@ class Predictor:
         self.class_names = list(class_names)
         self.device = device
         self.checkpoint = checkpoint
-        self.input_size = int(cfg.data.input_size)
+        self.input_size = build_input_size(cfg)
         self.transform = eval_transforms(self.input_size)
         self.amp_dtype = amp_dtype(cfg, device)
         self.proposal_cache = _proposal_cache(cfg) if needs_precomputed_proposals(model) else None

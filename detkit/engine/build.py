@@ -46,6 +46,15 @@ def is_auto(value) -> bool:
     return isinstance(value, str) and value.lower() == "auto"
 
 
+def input_size(cfg: DictConfig) -> int:
+    """``data.input_size`` as a number. A run's config (and its checkpoints) hold the number
+    training chose; a config composed by hand may still say ``auto``, which is then resolved from
+    the training split, as training would."""
+    if is_auto(cfg.data.input_size):
+        return resolve_input_size(cfg, instantiate_dataset(cfg, "train"))
+    return int(cfg.data.input_size)
+
+
 def resolve_input_size(cfg: DictConfig, train_set) -> int:
     """Replace ``data.input_size: auto`` in ``cfg`` by the size :func:`choose_input_size` picks
     for the training split within ``data.auto_input_size``; returns the size (logged)."""

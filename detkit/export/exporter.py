@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from detkit.api import load
 from detkit.engine.build import build_dataset
+from detkit.engine.build import input_size as config_input_size
 from detkit.export.check import (
     BOX_TOLERANCE,
     SCORE_TOLERANCE,
@@ -205,7 +206,7 @@ def export_checkpoint(
     if format not in WRITERS:
         raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     model, cfg, class_names = load_for_export(checkpoint, device, overrides)
-    size = int(input_size if input_size is not None else cfg.data.input_size)
+    size = int(input_size) if input_size is not None else config_input_size(cfg)
     path = Path(output) if output is not None else Path(checkpoint).with_suffix(DEFAULT_SUFFIXES[format])
     if path.resolve() == Path(checkpoint).resolve():
         raise ValueError(f"output {path} would overwrite the checkpoint")
