@@ -13,7 +13,7 @@ from detkit.registry import Registry
 # Defined before the imports below: each backbone module registers itself into it on import.
 BACKBONES = Registry("backbone")
 
-from detkit.backbones import mobilenet, resnet, vgg  # noqa: E402, F401  (registration)
+from detkit.backbones import alexnet, googlenet, lenet, mobilenet, resnet, torchvision_any, vgg  # noqa: E402, F401  (registration)
 from detkit.backbones.base import Backbone  # noqa: E402
 
 
