@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from detkit.data.collate import collate_detection
 from detkit.engine.dist import gather_object_to_main, get_rank, get_world_size, is_main_process, unwrap_model
 from detkit.evaluation import detections_to_coco_results, evaluate
+from detkit.evaluation.localization import localization_metrics_from_coco
 from detkit.structures import Detections, Target, boxes_to_original, detections_to_host
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ def evaluate_model(
 ) -> dict | tuple[dict, list[dict]]:
     """COCO and VOC metrics of ``model`` on ``dataset`` (a detkit dataset: ``coco_ground_truth()``,
     ``category_ids``). Returns the evaluator's dict plus ``images_per_second`` (model only) on
-    rank 0; other ranks return ``{}``. With ``return_results``, also the COCO results list the
+    rank 0; other ranks return ``{}``. A single-object localiser (``is_localizer``) also gets
+    ``"localization"``: classification error, box distances, mean IoU. With ``return_results``, also the COCO results list the
     metrics were computed from (for the evaluation report): ``(metrics, results)``."""
     world, rank = get_world_size(), get_rank()
     shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
@@ -93,9 +95,18 @@ def evaluate_model(
         per_image = [parts[index % world][0][index // world] for index in range(len(dataset))]
         seconds = max(part_seconds for _, part_seconds in parts)
     results = [result for image_results in per_image for result in image_results]
-    metrics = evaluate(dataset.coco_ground_truth(), results)
+    ground_truth = dataset.coco_ground_truth()
+    metrics = evaluate(ground_truth, results)
+    if is_localizer(model):
+        metrics["localization"] = localization_metrics_from_coco(ground_truth, results)
     metrics["images_per_second"] = len(dataset) / seconds if seconds > 0 else None
     return (metrics, results) if return_results else metrics
+
+
+def is_localizer(model: nn.Module) -> bool:
+    """Whether ``model`` predicts one object per image (a single-object localiser), whose evaluation
+    adds the classification + localisation metrics (``detkit.evaluation.localization``)."""
+    return any(getattr(module, "single_object", False) for module in unwrap_model(model).modules())
 
 
 def _category_ids(dataset: Dataset) -> list[int]:
