@@ -37,6 +37,7 @@ from detkit.detectors.two_stage import TwoStageDetector
 from detkit.ops.nms import PaddedDetections, postprocess_dense_padded
 from detkit.proposals.precomputed import PrecomputedProposals
 from detkit.proposals.rpn import RPN
+from detkit.proposals.sliding_windows import SlidingWindows
 
 IMAGE_INPUTS = ("images",)
 PROPOSAL_INPUTS = ("images", "proposals", "num_proposals")
@@ -135,6 +136,11 @@ def detection_graph(model: nn.Module, *, input_size: int, max_detections: int | 
         graph_type = RPNGraph
     elif isinstance(model, TwoStageDetector | RCNN | SPPNet) and isinstance(model.proposal_generator, PrecomputedProposals):
         graph_type = ProposalGraph
+    if isinstance(model, RCNN) and isinstance(model.proposal_generator, SlidingWindows):
+        raise ValueError(
+            "cannot export the sliding-window detector (R-CNN over detkit.proposals.sliding_windows): it is a "
+            "teaching baseline that scores every window of its grid with the backbone; run it in PyTorch"
+        )
     if graph_type is not None:
         limit = default_max_detections(model) if max_detections is None else max_detections
         return graph_type(model, input_size=input_size, max_detections=limit)

@@ -71,6 +71,12 @@ class LocalizationHead(nn.Module):
         self.box_pred = nn.Linear(hidden_dim, 4)
         self.box_weight = float(box_weight)
         self.box_loss_beta = float(box_loss_beta)
+        # What dense postprocessing (export) needs to reproduce ``predict``: the best of the C
+        # (box, class) pairs, no threshold, NMS a no-op, one detection.
+        self.score_threshold = 0.0
+        self.pre_nms_topk = 1
+        self.nms_threshold = 1.0
+        self.max_detections = 1
 
     def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """→ ``class_logits: Tensor[N, C+1]`` and ``boxes: Tensor[N, 4]`` normalised cxcywh in (0, 1)."""

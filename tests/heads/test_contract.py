@@ -16,6 +16,7 @@ import detkit.heads
 from detkit.engine.config import config_dir
 from detkit.heads.base import DenseHead, RoIHead
 from detkit.heads.fast_rcnn import FastRCNNHead
+from detkit.heads.localization import LocalizationHead
 from detkit.heads.rcnn import RCNNHead
 from detkit.heads.rfcn import RFCNHead
 from detkit.heads.spp import SPPHead
@@ -24,7 +25,10 @@ from detkit.heads.yolov1 import YOLOv1Head
 from detkit.heads.yolov2 import YOLOv2Head
 from detkit.heads.yolov3 import YOLOv3Head
 
-FAMILIES = {DenseHead: (SSDHead, YOLOv1Head, YOLOv2Head, YOLOv3Head), RoIHead: (FastRCNNHead, RCNNHead, RFCNHead, SPPHead)}
+FAMILIES = {
+    DenseHead: (SSDHead, YOLOv1Head, YOLOv2Head, YOLOv3Head, LocalizationHead),
+    RoIHead: (FastRCNNHead, RCNNHead, RFCNHead, SPPHead),
+}
 # Which family each detector calls, and under which config key its head is.
 DETECTOR_HEADS = {
     "detkit.detectors.single_stage.SingleStageDetector": ("head", DenseHead),
