@@ -27,4 +27,5 @@ COMMANDS: dict[str, Command] = {
     "benchmark": Command("benchmark", "training and inference throughput beside the torchvision peer"),
     "benchmark-rcnn": Command("benchmark_rcnn", "R-CNN vs Fast R-CNN test-time speed on the same proposals"),
     "compare-runs": Command("compare_runs", "validation curves of training runs on one picture, iterations to a threshold"),
+    "compare-windows": Command("compare_windows", "sliding windows vs selective search + R-CNN: boxes, recall, speed"),
 }
