@@ -54,7 +54,8 @@ class RCNNHead(nn.Module):
     ``classifier``: what scores the classes at test time: ``softmax`` (the fine-tuned network's
     own) or ``svm``, the paper's per-class linear SVMs on the same features (``self.svms``),
     fitted after training by ``tools/fit_rcnn_svms.py``, which writes a checkpoint with this set.
-    Box regression is the network's either way.
+    Box regression is the network's either way; ``box_refinement=False`` turns it off (no box
+    loss, the proposals are the boxes), as in the plain sliding-window baseline.
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class RCNNHead(nn.Module):
         max_detections: int = 100,
         pre_nms_topk: int = 1000,
         classifier: str = "softmax",
+        box_refinement: bool = True,
     ) -> None:
         super().__init__()
         if classifier not in CLASSIFIERS:
@@ -109,6 +111,8 @@ class RCNNHead(nn.Module):
         # Per image, the best (RoI, class) pairs that go to NMS: bounds its cost (it grows with
         # the square of the candidates) when many RoIs clear score_threshold.
         self.pre_nms_topk = pre_nms_topk
+        # False: the proposals are the boxes (the sliding-window baseline without its regressor).
+        self.box_refinement = bool(box_refinement)
 
     def add_svms(self) -> ClassSVMs:
         """Give a softmax-trained head (unfitted) SVMs, for the paper's second training stage."""
@@ -157,6 +161,8 @@ class RCNNHead(nn.Module):
         """``loss_cls`` (cross-entropy) and ``loss_box`` (smooth-L1 of the true class's deltas),
         both summed over the sampled RoIs and divided by their number."""
         rois, class_targets, box_targets, regress = self.sample(proposals, targets, image_sizes)
+        if not self.box_refinement:
+            regress = torch.zeros_like(regress)
         class_logits, box_deltas = self(features(rois))
         return roi_losses(class_logits, box_deltas, class_targets, box_targets, regress, box_loss_beta=self.box_loss_beta)
 
@@ -171,6 +177,8 @@ class RCNNHead(nn.Module):
         roi_boxes = rois[:, 1:]
         hidden = self.hidden(features(rois))
         class_logits, box_deltas = self.predictor(hidden)
+        if not self.box_refinement:
+            box_deltas = torch.zeros_like(box_deltas)
         return roi_detections(
             self._class_scores(hidden, class_logits),
             box_deltas,
@@ -198,6 +206,8 @@ class RCNNHead(nn.Module):
         ``features`` sees all N·P RoIs at once (padding included)."""
         hidden = self.hidden(features(padded_rois(proposals.float())))
         class_logits, box_deltas = self.predictor(hidden)
+        if not self.box_refinement:
+            box_deltas = torch.zeros_like(box_deltas)
         return padded_roi_detections(
             self._class_scores(hidden, class_logits),
             box_deltas,

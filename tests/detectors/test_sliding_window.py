@@ -69,3 +69,16 @@ def test_box_statistics_count_boxes_and_recall() -> None:
 def test_export_refuses_the_sliding_window_detector() -> None:
     with pytest.raises(ValueError, match="sliding-window detector"):
         detection_graph(_model(), input_size=64)
+
+
+def test_without_box_refinement_the_windows_are_the_boxes() -> None:
+    model = _model("sliding_window_lenet_shapes", "model.head.box_refinement=false", "model.head.score_threshold=0.0")
+    losses = model.train()(torch.rand(2, 3, 64, 64), _targets())
+    assert losses["loss_box"].item() == 0.0
+    with torch.no_grad():
+        detections = model.eval()([torch.rand(3, 64, 64)])
+    windows = model.proposal_generator.grid(64, 64)
+    # Every detected box is one of the grid's windows, unchanged.
+    assert len(detections[0]["boxes"]) > 0
+    gaps = (detections[0]["boxes"][:, None, :] - windows[None, :, :]).abs().amax(dim=2)
+    assert gaps.min(dim=1).values.max() < 1e-4
