@@ -10,7 +10,7 @@ from torch import nn
 
 from detkit.engine.build import build_model, load_config
 
-FAMILIES = ("ssd", "yolov1", "yolov2", "yolov3", "yolov4", "faster_rcnn", "fast_rcnn", "rcnn")
+FAMILIES = ("ssd", "yolov1", "yolov2", "yolov3", "yolov4", "retinanet", "faster_rcnn", "fast_rcnn", "rcnn")
 INPUT_SIZE = 128
 NUM_CLASSES = 5
 # R-CNN runs the backbone on every proposal: smaller crops keep the test in seconds. RoI pooling

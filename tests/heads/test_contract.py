@@ -18,6 +18,7 @@ from detkit.heads.base import DenseHead, RoIHead
 from detkit.heads.fast_rcnn import FastRCNNHead
 from detkit.heads.localization import LocalizationHead
 from detkit.heads.rcnn import RCNNHead
+from detkit.heads.retina import RetinaNetHead
 from detkit.heads.rfcn import RFCNHead
 from detkit.heads.spp import SPPHead
 from detkit.heads.ssd import SSDHead
@@ -26,7 +27,7 @@ from detkit.heads.yolov2 import YOLOv2Head
 from detkit.heads.yolov3 import YOLOv3Head
 
 FAMILIES = {
-    DenseHead: (SSDHead, YOLOv1Head, YOLOv2Head, YOLOv3Head, LocalizationHead),
+    DenseHead: (SSDHead, YOLOv1Head, YOLOv2Head, YOLOv3Head, LocalizationHead, RetinaNetHead),
     RoIHead: (FastRCNNHead, RCNNHead, RFCNHead, SPPHead),
 }
 # Which family each detector calls, and under which config key its head is.
