@@ -16,6 +16,7 @@ import detkit.heads
 from detkit.engine.config import config_dir
 from detkit.heads.base import DenseHead, RoIHead
 from detkit.heads.fast_rcnn import FastRCNNHead
+from detkit.heads.fpn_roi import FPNRoIHead
 from detkit.heads.localization import LocalizationHead
 from detkit.heads.rcnn import RCNNHead
 from detkit.heads.retina import RetinaNetHead
@@ -28,12 +29,13 @@ from detkit.heads.yolov3 import YOLOv3Head
 
 FAMILIES = {
     DenseHead: (SSDHead, YOLOv1Head, YOLOv2Head, YOLOv3Head, LocalizationHead, RetinaNetHead),
-    RoIHead: (FastRCNNHead, RCNNHead, RFCNHead, SPPHead),
+    RoIHead: (FastRCNNHead, RCNNHead, RFCNHead, SPPHead, FPNRoIHead),
 }
 # Which family each detector calls, and under which config key its head is.
 DETECTOR_HEADS = {
     "detkit.detectors.single_stage.SingleStageDetector": ("head", DenseHead),
     "detkit.detectors.two_stage.TwoStageDetector": ("roi_head", RoIHead),
+    "detkit.detectors.two_stage_fpn.FPNTwoStageDetector": ("roi_head", RoIHead),
     "detkit.detectors.rcnn.RCNN": ("head", RoIHead),
     "detkit.detectors.spp_net.SPPNet": ("head", RoIHead),
 }
