@@ -6,7 +6,9 @@ reporting what is wrong in its files to a ``ProblemLog`` (``detkit.data.problems
 ``DetectionDataset`` checks the image files, applies the ``on_bad_data`` policy and does the
 rest. ``dataset[i]`` returns ``(image, target)``:
 
-- ``image``: Tensor[3, H, W] float32 in [0, 1] (RGB), after the transform when one is given;
+- ``image``: Tensor[3, H, W] uint8 in 0..255 (RGB), after the transform when one is given (a
+  quarter of float32's bytes through the loader; the detector scales it to [0, 1] on its device,
+  ``detkit.ops.pixels.to_unit_float``);
 - ``target``: a ``detkit.structures.Target`` with ``boxes`` Tensor[N, 4] xyxy in the transformed
   image's pixels, ``labels`` Tensor[N] int64, ``image_id`` int, ``iscrowd`` / ``difficult``
   Tensor[N] bool where the format has them, ``orig_size`` Tensor[2] int64 (h, w) of the stored
@@ -262,10 +264,10 @@ class DetectionDataset:
 
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """RGB uint8 [H, W, 3] -> contiguous float32 Tensor[3, H, W] in [0, 1]."""
+    """RGB uint8 [H, W, 3] -> contiguous uint8 Tensor[3, H, W] (0..255; the model scales it)."""
     import torch  # deferred: see the module docstring
 
+    if image.dtype != np.uint8:
+        raise TypeError(f"image_to_tensor expects an RGB uint8 [H, W, 3] array, got {image.dtype}")
     # In numpy: single-threaded and predictable inside DataLoader workers, unlike torch's kernels.
-    chw = image.transpose(2, 0, 1).astype(np.float32, order="C")
-    chw *= np.float32(1.0 / 255.0)
-    return torch.from_numpy(chw)
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from detkit.data.wrapper import DatasetWrapper
+from detkit.ops.pixels import to_unit_float
 from detkit.structures import Target
 
 
@@ -50,4 +51,5 @@ def blend(image: torch.Tensor, target: Target, other_image: torch.Tensor, other_
             mixed[key] = torch.cat((target[key], other_target[key]))
         elif key in target or key in other_target:
             raise ValueError(f"mixup: one item has {key!r} and the other has not; both must come from one dataset")
-    return image * weight + other_image * (1.0 - weight), mixed
+    # In float, as the model reads them: a blend of two uint8 images is not a uint8 image.
+    return to_unit_float(image) * weight + to_unit_float(other_image) * (1.0 - weight), mixed

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.ops.pixels import common_dtype, to_unit_float
 from detkit.structures import Detections, Target
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -57,7 +58,8 @@ class Detector(nn.Module):
         raise NotImplementedError
 
     def preprocess(self, images: Tensor | list[Tensor]) -> tuple[Tensor, Tensor]:
-        """Stack (padding right/bottom to a multiple of ``size_divisor``) and normalise.
+        """Stack (padding right/bottom to a multiple of ``size_divisor``) and normalise. Images
+        are float in [0, 1] or uint8 in 0..255 (a list may mix them).
 
         Returns ``batch: Tensor[N, 3, H, W]`` and ``image_sizes: Tensor[N, 2]`` (height, width of
         each image before padding; a batched input tensor counts as unpadded).
@@ -74,18 +76,20 @@ class Detector(nn.Module):
             sizes = [tuple(image.shape[-2:]) for image in images]
             height = max(s[0] for s in sizes)
             width = max(s[1] for s in sizes)
-            batch = images[0].new_zeros((len(images), 3, height, width))
+            dtype = common_dtype(images) if any(image.dtype == torch.uint8 for image in images) else images[0].dtype
+            batch = images[0].new_zeros((len(images), 3, height, width), dtype=dtype)
             for i, image in enumerate(images):
-                batch[i, :, : image.shape[1], : image.shape[2]] = image
+                batch[i, :, : image.shape[1], : image.shape[2]] = image if dtype == torch.uint8 else to_unit_float(image)
         image_sizes = torch.tensor(sizes, device=batch.device, dtype=torch.long).view(-1, 2)
         return self.normalize(batch), image_sizes
 
     def normalize(self, batch: Tensor) -> Tensor:
-        """``batch: Tensor[N, 3, H, W]`` in [0, 1] → normalised, padded right/bottom to a multiple
-        of ``size_divisor`` (and channels-last when set): what the backbone reads."""
+        """``batch: Tensor[N, 3, H, W]`` float in [0, 1] or uint8 in 0..255 → normalised, padded
+        right/bottom to a multiple of ``size_divisor`` (and channels-last when set): what the
+        backbone reads. uint8 batches (the loader's) are scaled here, on the model's device."""
         pad_h = (-batch.shape[2]) % self.size_divisor
         pad_w = (-batch.shape[3]) % self.size_divisor
-        batch = (batch.float() - self.pixel_mean) / self.pixel_std
+        batch = (to_unit_float(batch).float() - self.pixel_mean) / self.pixel_std
         if pad_h or pad_w:
             batch = F.pad(batch, (0, pad_w, 0, pad_h))
         if self.channels_last:

@@ -36,6 +36,7 @@ from detkit.export.graphs import OUTPUTS, PROPOSAL_INPUTS, detection_graph
 from detkit.export.samples import SampleSource, prepare_samples, search_proposals
 from detkit.export.writers import DEFAULT_SUFFIXES, EXPORT_FORMATS, ONNX_OPSET, WRITERS
 from detkit.heads.rfcn import RFCNHead
+from detkit.ops.pixels import to_unit_float
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +252,8 @@ def validation_images(cfg: DictConfig, input_size: int, count: int) -> list[Tens
     except FileNotFoundError as error:
         logger.warning("validation data not found (%s); checking the export on synthetic images", error)
         return None
-    return [dataset[index][0] for index in range(min(count, len(dataset)))]
+    # Datasets yield uint8; the graphs take float images in [0, 1].
+    return [to_unit_float(dataset[index][0]) for index in range(min(count, len(dataset)))]
 
 
 def format_report(report: dict) -> str:

@@ -19,6 +19,7 @@ from detkit.data.proposals.selective_search import SelectiveSearchParams, select
 from detkit.data.shapes_render import ShapesParams, generate_sample
 from detkit.data.transforms import eval_transforms
 from detkit.ops.boxes import pad_boxes
+from detkit.ops.pixels import to_unit_float
 
 SampleSource = str | Path | np.ndarray | Tensor
 
@@ -27,19 +28,19 @@ def letterbox(image: np.ndarray, input_size: int) -> Tensor:
     """RGB uint8 ``[H, W, 3]`` → ``Tensor[3, S, S]`` in [0, 1], exactly as the eval transform."""
     empty = np.zeros((0, 4), np.float32)
     transformed, _, _, _ = eval_transforms(input_size)(image, empty, np.zeros(0, np.int64))
-    return image_to_tensor(transformed)
+    return to_unit_float(image_to_tensor(transformed))
 
 
 def sample_tensor(source: SampleSource, input_size: int) -> Tensor:
     """One sample as the graph's image input: an image file, an RGB uint8 ``[H, W, 3]`` array
-    (both letterboxed) or an already prepared ``Tensor[3, S, S]`` in [0, 1]."""
+    (both letterboxed) or an already prepared ``Tensor[3, S, S]`` in [0, 1] (or uint8, as datasets yield)."""
     if isinstance(source, Tensor):
         if source.dim() != 3 or tuple(source.shape) != (3, input_size, input_size):
             raise ValueError(
                 f"a sample image tensor must be Tensor[3, {input_size}, {input_size}] in [0, 1] (letterboxed); "
                 f"got {tuple(source.shape)}. Pass image files or uint8 arrays to have them letterboxed."
             )
-        return source.detach().float().cpu()
+        return to_unit_float(source.detach()).float().cpu()
     if isinstance(source, np.ndarray):
         if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
             raise ValueError(f"a sample image array must be RGB uint8 [H, W, 3], got {source.shape} {source.dtype}")

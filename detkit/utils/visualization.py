@@ -19,8 +19,10 @@ def _colour(label: int) -> tuple[int, int, int]:
 
 
 def to_bgr_uint8(image: Tensor | np.ndarray) -> np.ndarray:
-    """``Tensor[3, H, W]`` float in [0, 1] (RGB) or ``H×W×3`` uint8 RGB → ``H×W×3`` uint8 BGR."""
-    if isinstance(image, Tensor):
+    """``Tensor[3, H, W]`` float in [0, 1] or uint8 (RGB), or ``H×W×3`` uint8 RGB → ``H×W×3`` uint8 BGR."""
+    if isinstance(image, Tensor) and image.dtype == torch.uint8:
+        image = image.detach().permute(1, 2, 0).cpu().numpy()
+    elif isinstance(image, Tensor):
         image = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return np.ascontiguousarray(image[..., ::-1])
 

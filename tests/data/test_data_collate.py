@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from detkit.data.collate import collate_detection
+from detkit.ops.pixels import to_unit_float
 
 
 def test_images_are_padded_bottom_right_and_targets_kept_in_order() -> None:
@@ -24,6 +25,18 @@ def test_same_size_images_are_stacked_unchanged() -> None:
     batch = [(torch.rand(3, 8, 8), {"image_id": i}) for i in range(3)]
     images, _ = collate_detection(batch)
     assert torch.equal(images, torch.stack([image for image, _ in batch]))
+
+
+def test_uint8_images_stay_uint8_and_a_float_one_makes_the_batch_float() -> None:
+    pixels = torch.randint(0, 256, (3, 4, 5), dtype=torch.uint8)
+    images, _ = collate_detection([(pixels, {}), (pixels[:, :2], {})])
+    assert images.dtype == torch.uint8 and torch.equal(images[0], pixels) and (images[1, :, 2:] == 0).all()
+    # A mixup blend is float in [0, 1]: the uint8 image joins it scaled by 1/255.
+    blended = torch.rand(3, 4, 5)
+    images, _ = collate_detection([(pixels, {}), (blended, {})])
+    assert images.dtype == torch.float32
+    assert torch.equal(images[0], to_unit_float(pixels))
+    assert torch.equal(images[1], blended)
 
 
 def test_bad_batches_are_refused() -> None:
