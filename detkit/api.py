@@ -35,7 +35,7 @@ from detkit.engine.build import input_size as build_input_size
 from detkit.engine.checkpoint import load_inference_weights, read_checkpoint
 from detkit.engine.config import ConfigError, load_config_with_overrides
 from detkit.engine.dist import select_device
-from detkit.engine.runtime import amp_dtype
+from detkit.engine.runtime import amp_dtype, configure_backends
 from detkit.proposals.precomputed import needs_precomputed_proposals
 from detkit.structures import boxes_to_original, detections_to_host
 
@@ -63,6 +63,7 @@ def load(checkpoint: str | os.PathLike, *, device: str | None = None, overrides:
     model = build_model(cfg, num_classes=len(names))
     load_inference_weights(state, model, source=source)
     target_device = select_device(device or str(cfg.engine.get("device", "auto")))
+    configure_backends(cfg, target_device)  # cuDNN autotuning and TF32 on a GPU, as in training
     return Predictor(model.to(target_device), cfg, names, target_device, checkpoint=source)
 
 
@@ -112,7 +113,8 @@ class Predictor:
         return results[0] if single else results
 
     def prepare(self, image: ImageInput) -> tuple[torch.Tensor, dict]:
-        """One image as the model sees it: ``Tensor[3, S, S]`` and a target carrying ``scale`` and
+        """One image as the model sees it: ``Tensor[3, S, S]`` uint8 (the model scales it on its
+        device, as it does the loader's batches) and a target carrying ``scale`` and
         ``orig_size`` (for mapping boxes back) and, for proposal-scoring detectors, ``proposals``."""
         pixels, content_hash = _rgb_pixels(image)
         target: dict = {"orig_size": torch.tensor(pixels.shape[:2])}

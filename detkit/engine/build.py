@@ -26,6 +26,7 @@ from detkit.engine.config import (  # noqa: F401  (re-exported: the tools import
     load_config_with_overrides,
 )
 from detkit.engine.hooks.lr import build_lr_scheduler
+from detkit.engine.runtime import fused_optimizer_kwargs
 
 logger = logging.getLogger("detkit")
 
@@ -97,10 +98,13 @@ def build_model(cfg: DictConfig, num_classes: int) -> nn.Module:
     return instantiate(cfg.model, num_classes=num_classes)
 
 
-def build_optimizer(cfg: DictConfig, model: nn.Module, *, include_frozen: bool = False) -> torch.optim.Optimizer:
-    """The configured optimizer, without weight decay on norm layers and biases. Frozen
-    parameters are left out unless ``include_frozen`` (they are unfrozen later: they take no
-    step while they have no gradient)."""
+def build_optimizer(
+    cfg: DictConfig, model: nn.Module, device: torch.device | None = None, *, include_frozen: bool = False
+) -> torch.optim.Optimizer:
+    """The configured optimizer, without weight decay on norm layers and biases; fused kernels on
+    CUDA (``engine.fused_optimizer``) when ``device`` is a GPU. Frozen parameters are left out
+    unless ``include_frozen`` (they are unfrozen later: they take no step while they have no
+    gradient)."""
     decay, no_decay = [], []
     for module in model.modules():
         is_norm = isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
@@ -110,7 +114,8 @@ def build_optimizer(cfg: DictConfig, model: nn.Module, *, include_frozen: bool =
             (no_decay if is_norm or name == "bias" else decay).append(param)
     factory = instantiate(cfg.optimizer)
     weight_decay = cfg.optimizer.get("weight_decay", 0.0)
-    return factory([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}])
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return factory(groups, **fused_optimizer_kwargs(cfg, factory, torch.device(device or "cpu")))
 
 
 def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, max_iters: int):

@@ -45,7 +45,7 @@ from detkit.engine.hooks import (
 )
 from detkit.engine.inference import evaluate_model, move_targets
 from detkit.engine.prior_check import check_priors
-from detkit.engine.runtime import amp_dtype, set_cpu_threads
+from detkit.engine.runtime import amp_dtype, compile_model, configure_backends, set_cpu_threads
 from detkit.engine.trainer import Trainer
 from detkit.engine.workers import loader_workers
 from detkit.evaluation import format_metrics_table, save_metrics, write_evaluation_report
@@ -91,8 +91,11 @@ def train(cfg: DictConfig) -> dict:
     device = select_device(cfg.engine.device)
     run_dir = make_run_dir(cfg)
     setup_logging(run_dir, rank=rank)
+    switches = configure_backends(cfg, device)
     seed_everything(int(cfg.seed) + rank)
     logger.info("Experiment %s on %s (world size %d); run folder %s", cfg.experiment, device, world, run_dir)
+    dtype = amp_dtype(cfg, device)
+    logger.info("Autocast %s; %s", dtype or "off (float32)", ", ".join(f"{k} {'on' if v else 'off'}" for k, v in switches.items()))
 
     # The data's problems are found here, before the model exists: data.on_bad_data=error stops
     # with every one of them named, skip drops them; either way rank 0 lists them in the run folder.
@@ -120,7 +123,9 @@ def train(cfg: DictConfig) -> dict:
     if unfreeze_epochs is not None and is_distributed():
         raise build.ConfigError("engine.unfreeze_after_epochs is single-process only: DDP fixes the trained "
                                 "parameters when it wraps the model (freeze or not, for the whole run)")
-    optimizer = build.build_optimizer(cfg, model, include_frozen=unfreeze_epochs is not None)
+    optimizer = build.build_optimizer(cfg, model, device, include_frozen=unfreeze_epochs is not None)
+    if cfg.engine.get("compile", False):
+        logger.info("torch.compile: %s (the first steps of each input shape compile)", ", ".join(compile_model(model)))
     if is_distributed():  # torchrun, even with one process: the same code path at every scale
         model = wrap_model_ddp(model, device, sync_batchnorm=bool(cfg.engine.get("sync_bn", False)))
 
@@ -151,7 +156,6 @@ def train(cfg: DictConfig) -> dict:
         int(cfg.data.input_size), batch_size, workers, max_iters, max_iters / iters_per_epoch, len(train_set),
     )
     scheduler = build.build_scheduler(cfg, optimizer, max_iters)
-    dtype = amp_dtype(cfg, device)
     # Evaluation loader workers on GPUs, where decoding would otherwise leave the device idle; on
     # a CPU the model already has every core, and starting workers for each evaluation costs more.
     eval_workers = workers if device.type == "cuda" else 0
@@ -197,7 +201,7 @@ def train(cfg: DictConfig) -> dict:
         hooks=hooks,
         max_iters=max_iters,
         device=device,
-        amp=bool(eng.amp),
+        amp=dtype is not None,
         amp_dtype=dtype or torch.float16,
         grad_clip_norm=eng.grad_clip_norm,
         grad_accum_steps=accum,
