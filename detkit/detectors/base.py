@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.ops.image_sizes import image_sizes_tensor
 from detkit.ops.pixels import common_dtype, to_unit_float
 from detkit.structures import Detections, Target
 
@@ -80,8 +81,8 @@ class Detector(nn.Module):
             batch = images[0].new_zeros((len(images), 3, height, width), dtype=dtype)
             for i, image in enumerate(images):
                 batch[i, :, : image.shape[1], : image.shape[2]] = image if dtype == torch.uint8 else to_unit_float(image)
-        image_sizes = torch.tensor(sizes, device=batch.device, dtype=torch.long).view(-1, 2)
-        return self.normalize(batch), image_sizes
+        # Built on the host and copied without blocking; the heads read the host copy back.
+        return self.normalize(batch), image_sizes_tensor(sizes, batch.device)
 
     def normalize(self, batch: Tensor) -> Tensor:
         """``batch: Tensor[N, 3, H, W]`` float in [0, 1] or uint8 in 0..255 → normalised, padded
@@ -98,9 +99,13 @@ class Detector(nn.Module):
 
 
 def check_targets(targets: list[Target], image_sizes: Tensor) -> None:
-    """Fail early, naming the image, on targets that would turn into NaN losses later."""
+    """Fail early, naming the image, on targets that would turn into NaN losses later.
+
+    The value checks of all images are reduced on the device and read back once: one host sync
+    per batch, not two per image. Only a batch that fails is searched image by image."""
     if len(targets) != image_sizes.shape[0]:
         raise ValueError(f"got {image_sizes.shape[0]} images but {len(targets)} targets")
+    flags = []
     for target in targets:
         boxes = target["boxes"]
         image_id = target.get("image_id", "?")
@@ -108,9 +113,15 @@ def check_targets(targets: list[Target], image_sizes: Tensor) -> None:
             raise ValueError(f"image_id {image_id}: boxes must be Tensor[N, 4] xyxy, got {tuple(boxes.shape)}")
         if target["labels"].shape[0] != boxes.shape[0]:
             raise ValueError(f"image_id {image_id}: {boxes.shape[0]} boxes but {target['labels'].shape[0]} labels")
+        if boxes.numel():
+            flags += [_bad_boxes(boxes).any(), (target["labels"] < 1).any()]
+    if not flags or not bool(torch.stack(flags).any()):
+        return
+    for target in targets:
+        boxes, image_id = target["boxes"], target.get("image_id", "?")
         if boxes.numel() == 0:
             continue
-        bad = ~torch.isfinite(boxes).all(dim=1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        bad = _bad_boxes(boxes)
         if bool(bad.any()):
             raise ValueError(
                 f"image_id {image_id}: degenerate or non-finite boxes (x2 <= x1 or y2 <= y1): "
@@ -118,3 +129,8 @@ def check_targets(targets: list[Target], image_sizes: Tensor) -> None:
             )
         if bool((target["labels"] < 1).any()):
             raise ValueError(f"image_id {image_id}: object labels must be 1..C (0 is background)")
+
+
+def _bad_boxes(boxes: Tensor) -> Tensor:
+    """``boxes: Tensor[N, 4] xyxy`` → ``Tensor[N]`` bool: non-finite or empty (x2 <= x1 or y2 <= y1)."""
+    return ~torch.isfinite(boxes).all(dim=1) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])

@@ -142,6 +142,18 @@ def all_reduce_max(value: float, device: torch.device) -> float:
     return float(tensor.item())
 
 
+def all_reduce_max_(tensor: torch.Tensor) -> torch.Tensor:
+    """Elementwise maximum of ``tensor`` over all ranks, without a host sync on NCCL (the
+    reduction is queued on the device's stream). Returns the reduced tensor: ``tensor`` itself,
+    or a CPU copy under gloo, which reduces only CPU tensors. ``tensor`` as is in one process."""
+    if not is_distributed():
+        return tensor
+    if dist.get_backend() != "nccl" and tensor.device.type != "cpu":
+        tensor = tensor.cpu()
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain module inside DDP / DataParallel / ``torch.compile`` wrappers."""
     while True:

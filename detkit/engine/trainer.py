@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from detkit.engine.checkpoint import load_checkpoint
 from detkit.engine.data_stream import DataStream, move_batch
-from detkit.engine.dist import all_gather_object, all_reduce_max, get_rank, get_world_size, is_distributed
+from detkit.engine.dist import all_gather_object, all_reduce_max_, get_rank, get_world_size, is_distributed
 from detkit.engine.hooks.base import HookBase
 from detkit.engine.hooks.ema import ModelEMA
 from detkit.utils.seeding import capture_rng_state
@@ -167,10 +167,15 @@ class Trainer:
             self._call_hooks("after_train", guard=self.failed)
 
     def run_step(self) -> None:
-        """One optimizer step over ``grad_accum_steps`` batches."""
+        """One optimizer step over ``grad_accum_steps`` batches.
+
+        The host waits for the device once per step: the losses (and the gradient norm when
+        clipping) are read back together after the last ``backward()``, checked for NaN/Inf
+        there, and the step is refused before the optimizer touches the weights.
+        """
         step_start = time.perf_counter()
         data_time, num_images = 0.0, 0
-        loss_sums: dict[str, float] = {}
+        micro_steps: list[tuple[list[str], Tensor, Sequence[Mapping[str, Any]]]] = []
         for micro_step in range(self.grad_accum_steps):
             fetch_start = time.perf_counter()
             images, targets = move_batch(self._data.next(), self.device)
@@ -182,18 +187,20 @@ class Trainer:
             with sync:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_enabled):
                     loss_dict = self.model(images, targets)
-                total, values = self._total_loss(loss_dict, targets)
-                self.scaler.scale(total / self.grad_accum_steps).backward()
-            for name, value in values.items():
-                loss_sums[name] = loss_sums.get(name, 0.0) + value / self.grad_accum_steps
+                losses = _loss_terms(loss_dict)
+                self.scaler.scale(sum(losses.values()) / self.grad_accum_steps).backward()
+            # Detached device values: read back with the rest of the step, not one sync each.
+            detached = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+            micro_steps.append((list(losses), detached, targets))
 
+        grad_norm = None
         if self.grad_clip_norm is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
             params = [
                 p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None
             ]
             grad_norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip_norm)
-            loss_sums["grad_norm"] = float(grad_norm)
+        loss_sums = self._read_back(micro_steps, grad_norm)
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -208,38 +215,41 @@ class Trainer:
             "step_time": step_time,
         }
 
-    def _total_loss(
-        self, loss_dict: Any, targets: Sequence[Mapping[str, Any]]
-    ) -> tuple[Tensor, dict[str, float]]:
-        if not isinstance(loss_dict, Mapping):
-            raise TypeError(
-                f"in train mode the model must return a dict of losses, got {type(loss_dict).__name__} "
-                "(was the model left in eval mode?)"
-            )
-        losses = {k: v for k, v in loss_dict.items() if k.startswith("loss_")}
-        if not losses:
-            raise ValueError(f"the model returned no 'loss_*' entries (keys: {sorted(loss_dict)})")
-        for name, value in losses.items():
-            if not isinstance(value, Tensor) or value.numel() != 1:
-                raise TypeError(
-                    f"loss {name!r} must be a scalar tensor, got {getattr(value, 'shape', type(value))}"
-                )
-        # One device sync for all values (needed anyway for the finiteness check).
-        values = dict(
-            zip(
-                losses,
-                torch.stack([v.detach().float().reshape(()) for v in losses.values()]).tolist(),
-                strict=True,
-            )
-        )
-        bad = [name for name, value in values.items() if not math.isfinite(value)]
-        # Every rank must raise together, or the healthy ones would wait forever in all-reduce.
-        any_bad = all_reduce_max(1.0 if bad else 0.0, self.device) > 0 if is_distributed() else bool(bad)
-        if any_bad:
-            raise FloatingPointError(self._non_finite_message(values, bad, targets))
-        total = sum(losses.values())
-        values["total_loss"] = float(sum(values.values()))
-        return total, values
+    def _read_back(
+        self,
+        micro_steps: list[tuple[list[str], Tensor, Sequence[Mapping[str, Any]]]],
+        grad_norm: Tensor | None,
+    ) -> dict[str, float]:
+        """The step's loss values (averaged over micro-steps), ``total_loss`` and ``grad_norm``
+        as floats, in one device-to-host copy; raises ``FloatingPointError`` for a non-finite loss."""
+        stacked = torch.cat([values for _, values, _ in micro_steps])
+        non_finite = (~torch.isfinite(stacked)).any().reshape(1).to(stacked.dtype)
+        if is_distributed():
+            # Every rank must raise together, or the healthy ones would wait forever in the next
+            # all-reduce; the flag travels in the same collective round on every rank.
+            non_finite = all_reduce_max_(non_finite)
+        parts = [stacked, non_finite.to(stacked.device)]
+        if grad_norm is not None:
+            parts.append(grad_norm.detach().float().reshape(1).to(stacked.device))
+        host = torch.cat(parts).tolist()  # the step's one sync
+        per_step, offset = [], 0
+        for names, _, targets in micro_steps:
+            per_step.append((dict(zip(names, host[offset : offset + len(names)], strict=True)), targets))
+            offset += len(names)
+        if host[len(stacked)] > 0:  # a non-finite loss here or (distributed) on another rank
+            for step_values, targets in per_step:
+                bad = [name for name, value in step_values.items() if not math.isfinite(value)]
+                if bad:
+                    raise FloatingPointError(self._non_finite_message(step_values, bad, targets))
+            raise FloatingPointError(self._non_finite_message({}, [], ()))
+        sums: dict[str, float] = {}
+        for step_values, _ in per_step:
+            step_values["total_loss"] = float(sum(step_values.values()))
+            for name, value in step_values.items():
+                sums[name] = sums.get(name, 0.0) + value / self.grad_accum_steps
+        if grad_norm is not None:
+            sums["grad_norm"] = host[-1]
+        return sums
 
     def _non_finite_message(
         self, values: dict[str, float], bad: list[str], targets: Sequence[Mapping[str, Any]]
@@ -324,6 +334,24 @@ class Trainer:
                 name = f"{type(hook).__name__}#{n}"
             named[name] = hook
         return named
+
+
+def _loss_terms(loss_dict: Any) -> dict[str, Tensor]:
+    """The ``loss_*`` entries of a model's output, checked to be scalar tensors (no device sync)."""
+    if not isinstance(loss_dict, Mapping):
+        raise TypeError(
+            f"in train mode the model must return a dict of losses, got {type(loss_dict).__name__} "
+            "(was the model left in eval mode?)"
+        )
+    losses = {k: v for k, v in loss_dict.items() if k.startswith("loss_")}
+    if not losses:
+        raise ValueError(f"the model returned no 'loss_*' entries (keys: {sorted(loss_dict)})")
+    for name, value in losses.items():
+        if not isinstance(value, Tensor) or value.numel() != 1:
+            raise TypeError(
+                f"loss {name!r} must be a scalar tensor, got {getattr(value, 'shape', type(value))}"
+            )
+    return losses
 
 
 def _plain(value: Any) -> Any:

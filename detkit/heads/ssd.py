@@ -27,6 +27,7 @@ from detkit.coders.delta_xywh import DeltaXYWHCoder
 from detkit.layers.conv_bn_act import conv_bn_act
 from detkit.losses import smooth_l1, zero_loss
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
+from detkit.ops.image_sizes import host_image_sizes
 from detkit.ops.iou import batched_box_iou
 from detkit.ops.nms import postprocess_dense
 from detkit.priors.default_boxes import SSD300_ASPECT_RATIOS, DefaultBoxGenerator
@@ -143,7 +144,11 @@ class SSDHead(nn.Module):
     def priors(self, features: dict[str, Tensor], image_sizes: Tensor) -> Tensor:
         """Default boxes ``Tensor[A, 4] xyxy`` for this batch's map sizes; the image extent is the
         largest image (height, width) of the batch."""
-        extent = [int(v) for v in image_sizes.max(dim=0).values.tolist()]
+        host_sizes = host_image_sizes(image_sizes)  # no device sync: the sizes travel with the tensor
+        if host_sizes is not None:
+            extent = [max(size[0] for size in host_sizes), max(size[1] for size in host_sizes)]
+        else:
+            extent = [int(v) for v in image_sizes.max(dim=0).values.tolist()]
         sizes = [tuple(features[info.name].shape[-2:]) for info in self.feature_info]
         first, stride = sizes[0], self.feature_info[0].stride
         expected = (math.ceil(extent[0] / stride), math.ceil(extent[1] / stride))

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from detkit.ops.boxes import clip_boxes, clip_boxes_per_image
+from detkit.ops.image_sizes import host_image_sizes
 from detkit.structures import Target
 
 
@@ -58,7 +59,8 @@ class PrecomputedProposals(nn.Module):
             raise ValueError(f"got {image_sizes.shape[0]} images but {len(targets)} targets")
         limit = self.max_proposals[self.training]
         out = []
-        for target, (height, width) in zip(targets, image_sizes.tolist(), strict=True):
+        sizes = host_image_sizes(image_sizes) or image_sizes.tolist()  # the host copy: no device sync
+        for target, (height, width) in zip(targets, sizes, strict=True):
             if "proposals" not in target:
                 raise ValueError(
                     f"image_id {target.get('image_id', '?')}: target has no 'proposals'; wrap the dataset with "

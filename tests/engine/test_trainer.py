@@ -68,6 +68,20 @@ def test_non_finite_loss_names_key_iteration_and_image_ids():
     assert trainer.failed
 
 
+def test_a_non_finite_loss_is_caught_after_backward_and_before_the_optimizer_step():
+    # Accumulation over two batches: images 2, 3 (with the NaN box) are the second micro-batch.
+    # The loss values are read once, after both backward passes; the weights must stay untouched.
+    model = ToyDetector()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    loader = make_loader(ToyDataset(8, nan_box_index=3), batch_size=2, shuffle=False)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.01), loader, max_iters=2, device="cpu",
+                      grad_accum_steps=2)  # fmt: skip
+    with pytest.raises(FloatingPointError, match=r"loss_box.* at iteration 0 .*\[102, 103\]"):
+        trainer.train()
+    assert all(torch.equal(p, before[name]) for name, p in model.named_parameters())
+    assert any(p.grad is not None for p in model.parameters()), "backward ran before the check"
+
+
 def _linear_trainer(batch_size: int, accum: int, lr: float = 0.1, clip=None):
     torch.manual_seed(0)
     model = LinearDetector()
