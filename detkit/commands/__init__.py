@@ -25,6 +25,7 @@ COMMANDS: dict[str, Command] = {
     "fit-anchors": Command("fit_anchors", "fit anchors / default-box ratios to a dataset's boxes"),
     "fit-svms": Command("fit_svms", "fit R-CNN's per-class linear SVMs on a trained R-CNN"),
     "benchmark": Command("benchmark", "training and inference throughput beside the torchvision peer"),
+    "gpu-check": Command("gpu_check", "on a GPU: gpu tests, AMP box parity, syncs per step, benchmarks"),
     "benchmark-rcnn": Command("benchmark_rcnn", "R-CNN vs Fast R-CNN test-time speed on the same proposals"),
     "compare-runs": Command("compare_runs", "validation curves of training runs on one picture, iterations to a threshold"),
     "compare-windows": Command("compare_windows", "sliding windows vs selective search + R-CNN: boxes, recall, speed"),

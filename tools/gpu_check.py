@@ -1,0 +1,11 @@
+"""The GPU check (docs/GPU_CHECK.md): `python tools/gpu_check.py output=gpu_check/`.
+
+The same as `detkit gpu-check ...`; the code lives in detkit/commands/gpu_check.py.
+"""
+
+import sys
+
+from detkit.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["gpu-check", *sys.argv[1:]]))
