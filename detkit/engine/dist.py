@@ -130,18 +130,6 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
-def all_reduce_max(value: float, device: torch.device) -> float:
-    """Largest ``value`` over all ranks (``value`` itself in a single process)."""
-    if not is_distributed():
-        return value
-    # NCCL only reduces CUDA tensors; gloo only CPU ones.
-    if dist.get_backend() != "nccl":
-        device = torch.device("cpu")
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return float(tensor.item())
-
-
 def all_reduce_max_(tensor: torch.Tensor) -> torch.Tensor:
     """Elementwise maximum of ``tensor`` over all ranks, without a host sync on NCCL (the
     reduction is queued on the device's stream). Returns the reduced tensor: ``tensor`` itself,
