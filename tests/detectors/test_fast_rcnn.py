@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detkit.backbones import BACKBONES
+from detkit.backbones import CORE_BACKBONES
 from detkit.detectors.two_stage import TwoStageDetector
 from detkit.engine.build import build_model, load_config
 from detkit.heads.fast_rcnn import FastRCNNHead
@@ -44,7 +44,7 @@ def build(name: str) -> TwoStageDetector:
     return build_model(cfg, num_classes=5)
 
 
-@pytest.mark.parametrize("name", BACKBONES.list())
+@pytest.mark.parametrize("name", CORE_BACKBONES)
 def test_one_training_step_per_backbone(name: str) -> None:
     torch.manual_seed(0)
     model = build(name).train()

@@ -5,7 +5,7 @@ import functools
 import pytest
 import torch
 
-from detkit.backbones import BACKBONES, build_backbone
+from detkit.backbones import CORE_BACKBONES, build_backbone
 from detkit.detectors.two_stage import TwoStageDetector
 from detkit.heads.fast_rcnn import FastRCNNHead
 from detkit.losses import LOSS_KEYS
@@ -36,7 +36,7 @@ def empty_targets(n: int = 2):
     return [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "image_id": i} for i in range(n)]
 
 
-@pytest.mark.parametrize("backbone_name", BACKBONES.list())
+@pytest.mark.parametrize("backbone_name", CORE_BACKBONES)
 def test_one_training_step_per_backbone(backbone_name):
     model = make_detector(backbone_name)
     model.train()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detkit.backbones import BACKBONES
+from detkit.backbones import CORE_BACKBONES
 from detkit.detectors.two_stage import TwoStageDetector
 from detkit.engine.build import build_model, load_config
 from detkit.heads.rfcn import RFCNHead
@@ -29,7 +29,7 @@ def targets(empty: bool = False, num_images: int = 2):
     return [{"boxes": boxes, "labels": labels, "image_id": i} for i in range(num_images)]
 
 
-@pytest.mark.parametrize("name", BACKBONES.list())
+@pytest.mark.parametrize("name", CORE_BACKBONES)
 def test_one_training_step_per_backbone(name: str) -> None:
     model = build(name).train()
     assert isinstance(model.proposal_generator, RPN) and isinstance(model.roi_head, RFCNHead)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detkit.backbones import BACKBONES
+from detkit.backbones import CORE_BACKBONES
 from detkit.detectors.spp_net import SPPNet
 from detkit.engine.build import build_model, build_optimizer, load_config
 from detkit.heads.spp import SPPHead
@@ -22,7 +22,7 @@ def build(name: str, *overrides: str) -> SPPNet:
     return build_model(cfg, num_classes=5)
 
 
-@pytest.mark.parametrize("name", BACKBONES.list())
+@pytest.mark.parametrize("name", CORE_BACKBONES)
 def test_one_training_step_per_backbone(name: str) -> None:
     model = build(name).train()
     assert isinstance(model.head, SPPHead) and model.head.levels == (6, 3, 2, 1)
