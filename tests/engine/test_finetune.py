@@ -23,6 +23,12 @@ EXPECTED = {
     "ssd_mobilenet_v1_shapes": [f"head.classifiers.{i}.{t}" for i in range(6) for t in ("bias", "weight")],
     "yolov1_mobilenet_v1_shapes": ["head.predictor.bias", "head.predictor.weight"],  # boxes and classes share the conv
     "yolov3_mobilenet_v1_shapes": [f"head.predictors.{i}.{t}" for i in range(3) for t in ("bias", "weight")],
+    "yolov2_mobilenet_v1_shapes": ["head.predictors.0.bias", "head.predictors.0.weight"],  # one stride-32 grid
+    "yolov4_mobilenet_v1_shapes": [f"head.predictors.{i}.{t}" for i in range(3) for t in ("bias", "weight")],
+    "retinanet_mobilenet_v1_shapes": ["head.cls_predictor.bias", "head.cls_predictor.weight"],  # boxes: class-agnostic
+    "rfcn_mobilenet_v1_shapes": ["roi_head.class_maps.bias", "roi_head.class_maps.weight"],  # k*k*(C+1) score maps
+    "spp_net_mobilenet_v1_shapes": [f"head.predictor.{p}.{t}" for p in ("bbox_pred", "cls_score") for t in ("bias", "weight")],
+    "localizer_lenet_shapes_single": ["head.cls_score.bias", "head.cls_score.weight"],  # one box per image
 }
 PRETRAIN = ["circle", "square", "triangle", "plus", "ring"]
 OTHER = ["star", "cross", "arrow", "moon", "heart"]  # as many classes, other meanings
