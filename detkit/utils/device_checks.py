@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from detkit.engine.build import build_model, build_optimizer, load_config
+from detkit.engine.build import build_model, build_optimizer, is_auto, load_config
 from detkit.engine.runtime import amp_dtype, configure_backends
 from detkit.engine.trainer import Trainer
 from detkit.utils.amp_parity import amp_box_parity
@@ -38,7 +38,10 @@ def _family_setup(family: str, device: torch.device, batch_size: int | None = No
     model = build_model(cfg, num_classes=NUM_CLASSES).to(device)
     if cfg.engine.get("channels_last") and hasattr(model, "use_channels_last"):
         model = model.use_channels_last()
-    images, targets = shapes_batch(int(cfg.data.input_size), batch_size or int(cfg.data.batch_size),
+    # Synthetic batches need no data: an `auto` recipe runs the built-in 160 px shapes at its
+    # lower limit, so that is the size used here (resolving it would generate the dataset).
+    size = int(cfg.data.auto_input_size.min) if is_auto(cfg.data.input_size) else int(cfg.data.input_size)
+    images, targets = shapes_batch(size, batch_size or int(cfg.data.batch_size),
                                    proposals_per_image=proposals)  # fmt: skip
     return cfg, model, images, targets, proposals > 0
 
