@@ -1,5 +1,5 @@
-"""YOLOv1 and YOLOv3 as configured in configs/config/: one training step per backbone at tiny
-inputs, negative samples, and eval-mode output."""
+"""YOLOv1, v2, v3 and v4 as configured in configs/config/: one training step per backbone at tiny
+inputs (with multi-scale training for YOLOv2, at tiny sizes), negative samples, and eval-mode output."""
 
 import pytest
 import torch
@@ -7,6 +7,10 @@ import torch
 from detkit.engine.build import build_model, load_config
 
 BACKBONES = ["vgg16", "resnet18", "mobilenet_v1"]
+DETECTORS = ["yolov1", "yolov2", "yolov3", "yolov4"]
+# Tiny multi-scale sizes keep YOLOv2's step fast; its configs' own sizes are checked in
+# test_yolov2_yolov4_detectors.py.
+TINY = {"yolov2": ["model.multiscale.sizes=[64,96]", "model.multiscale.every=1"]}
 LOSS_KEYS = {"loss_box", "loss_obj", "loss_noobj", "loss_cls"}
 
 
@@ -26,9 +30,9 @@ def build(detector, backbone, *overrides):
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-@pytest.mark.parametrize("detector", ["yolov1", "yolov3"])
+@pytest.mark.parametrize("detector", DETECTORS)
 def test_one_training_step_and_prediction(detector, backbone):
-    model = build(detector, backbone)
+    model = build(detector, backbone, *TINY.get(detector, []))
     images, targets = images_and_targets()
     model.train()
     losses = model(images, targets)
@@ -52,7 +56,7 @@ def test_one_training_step_and_prediction(detector, backbone):
             assert int(detection["labels"].min()) >= 1 and int(detection["labels"].max()) <= 5
 
 
-@pytest.mark.parametrize("detector", ["yolov1", "yolov3"])
+@pytest.mark.parametrize("detector", DETECTORS)
 def test_negative_samples_zero_box_losses(detector):
     model = build(detector, "resnet18").train()
     images, _ = images_and_targets()
