@@ -23,6 +23,7 @@ from detkit.heads.roi_outputs import (
     roi_detections,
     roi_losses,
     sample_rois,
+    selection_settings,
     softmax_scores,
 )
 from detkit.ops.nms import PaddedDetections
@@ -114,11 +115,8 @@ class FastRCNNHead(nn.Module):
             roi_boxes,
             roi_image,
             image_sizes,
-            coder=self.coder,
-            score_threshold=self.score_threshold,
-            nms_threshold=self.nms_threshold,
             max_detections=self.max_detections,
-            pre_nms_topk=self.pre_nms_topk,
+            **selection_settings(self),
         )
 
     @torch.no_grad()
@@ -135,9 +133,6 @@ class FastRCNNHead(nn.Module):
             proposals,
             valid,
             image_sizes,
-            coder=self.coder,
-            score_threshold=self.score_threshold,
-            nms_threshold=self.nms_threshold,
             max_detections=max_detections,
-            pre_nms_topk=self.pre_nms_topk,
+            **selection_settings(self),
         )

@@ -29,6 +29,7 @@ from detkit.heads.roi_outputs import (
     roi_detections,
     roi_losses,
     sample_rois,
+    selection_settings,
     softmax_scores,
 )
 from detkit.ops.nms import PaddedDetections
@@ -185,11 +186,8 @@ class RCNNHead(nn.Module):
             roi_boxes,
             roi_image,
             image_sizes,
-            coder=self.coder,
-            score_threshold=self.score_threshold,
-            nms_threshold=self.nms_threshold,
             max_detections=self.max_detections,
-            pre_nms_topk=self.pre_nms_topk,
+            **selection_settings(self),
         )
 
     @torch.no_grad()
@@ -214,11 +212,8 @@ class RCNNHead(nn.Module):
             proposals,
             valid,
             image_sizes,
-            coder=self.coder,
-            score_threshold=self.score_threshold,
-            nms_threshold=self.nms_threshold,
             max_detections=max_detections,
-            pre_nms_topk=self.pre_nms_topk,
+            **selection_settings(self),
         )
 
     def _class_scores(self, features: Tensor, class_logits: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ from detkit.heads.roi_outputs import (
     roi_detections,
     roi_losses,
     sample_rois,
+    selection_settings,
     softmax_scores,
 )
 from detkit.ops.nms import PaddedDetections
@@ -186,11 +187,8 @@ class RFCNHead(nn.Module):
             rois[:, 1:],
             roi_image,
             image_sizes,
-            coder=self.coder,
-            score_threshold=self.score_threshold,
-            nms_threshold=self.nms_threshold,
             max_detections=self.max_detections,
-            pre_nms_topk=self.pre_nms_topk,
+            **selection_settings(self),
         )
 
     @torch.no_grad()
@@ -206,9 +204,6 @@ class RFCNHead(nn.Module):
             proposals,
             valid,
             image_sizes,
-            coder=self.coder,
-            score_threshold=self.score_threshold,
-            nms_threshold=self.nms_threshold,
             max_detections=max_detections,
-            pre_nms_topk=self.pre_nms_topk,
+            **selection_settings(self),
         )
