@@ -130,7 +130,7 @@ def train(cfg: DictConfig) -> dict:
         model = wrap_model_ddp(model, device, sync_batchnorm=bool(cfg.engine.get("sync_bn", False)))
 
     batch_size = int(cfg.data.batch_size)
-    workers = loader_workers(cfg.data.num_workers)
+    workers = loader_workers(cfg.data.num_workers, device.type)
     sampler = distributed_sampler(train_set, shuffle=True, seed=int(cfg.seed)) if is_distributed() else None
     # The generator seeds the loader's workers (and through them the augmentation): one stream per
     # rank, or every rank would flip, crop and pick mosaic partners alike. Rank 0 keeps `seed`.
@@ -283,7 +283,7 @@ def evaluate_checkpoint(
     device = predictor.device
     metrics, results = evaluate_model(
         predictor.model, val_set, device, batch_size=int(cfg.data.batch_size), amp_dtype=predictor.amp_dtype,
-        return_results=True, num_workers=loader_workers(cfg.data.num_workers) if device.type == "cuda" else 0,  # as in training
+        return_results=True, num_workers=loader_workers(cfg.data.num_workers, device.type) if device.type == "cuda" else 0,  # as in training
     )
     metrics.update(checkpoint=str(checkpoint), split="val", device=str(device))
     if report_dir is not None:
