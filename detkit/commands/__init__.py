@@ -29,4 +29,5 @@ COMMANDS: dict[str, Command] = {
     "benchmark-rcnn": Command("benchmark_rcnn", "R-CNN vs Fast R-CNN test-time speed on the same proposals"),
     "compare-runs": Command("compare_runs", "validation curves of training runs on one picture, iterations to a threshold"),
     "compare-windows": Command("compare_windows", "sliding windows vs selective search + R-CNN: boxes, recall, speed"),
+    "lineage": Command("lineage", "every trained detector side by side: accuracy, training time, images/s; table and picture"),
 }

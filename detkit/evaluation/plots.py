@@ -197,20 +197,24 @@ def plot_confusion_matrix(
     return values, shown_names
 
 
-def _plain_log_axis(ax, low: float, high: float) -> None:
-    """Log-scale y with plain tick labels (0.3, 2 rather than 3 x 10^-1); the 2, 3 and 5 between
-    powers of ten are labelled too while the data span at most two decades."""
+def _plain_log_axis(ax, low: float, high: float, *, axis: str = "y") -> None:
+    """Log-scale ``axis`` (``"x"`` or ``"y"``) with plain tick labels (0.3, 2 rather than 3 x 10^-1);
+    the 2, 3 and 5 between powers of ten are labelled too while the data span at most two decades."""
     from matplotlib.ticker import FuncFormatter
 
-    ax.set_yscale("log")
+    if axis == "x":
+        ax.set_xscale("log")
+    else:
+        ax.set_yscale("log")
+    scale_axis = ax.xaxis if axis == "x" else ax.yaxis
     few_decades = math.log10(high / low) <= 2
 
     def minor(value: float, _position) -> str:
         leading = round(value / 10 ** math.floor(math.log10(value)))
         return f"{value:g}" if few_decades and leading in (2, 3, 5) else ""
 
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+    scale_axis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}"))
+    scale_axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def plot_training_curves(log: TrainingLog, path: str | Path) -> dict[str, dict[str, np.ndarray]]:

@@ -1,0 +1,119 @@
+"""The lineage table and picture of :func:`detkit.evaluation.lineage.lineage`'s report: markdown,
+JSON and a PNG of accuracy against inference speed, one point per run, coloured by family."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from detkit.evaluation.lineage import BASELINE, ONE_STAGE, OTHER, TWO_STAGE
+from detkit.evaluation.plots import _figure, _plain_log_axis, _save
+
+FAMILY_COLOURS = {TWO_STAGE: "tab:blue", ONE_STAGE: "tab:orange", BASELINE: "tab:gray", OTHER: "tab:purple"}
+CACHED_MARK = "†"
+
+
+def duration(seconds: float) -> str:
+    """``4 min 39 s`` (as docs/BENCHMARKS.md writes wall times)."""
+    minutes, rest = divmod(round(float(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def rate_text(rate: dict) -> str:
+    """``median [lowest–highest]`` images/s, with about three significant digits."""
+    digits = 2 if rate["median"] < 10 else 1 if rate["median"] < 100 else 0
+    return f"{rate['median']:.{digits}f} [{rate['min']:.{digits}f}–{rate['max']:.{digits}f}]"
+
+
+def machine_text(machine: dict) -> str:
+    """``AMD EPYC 7B13 (2 cores)``, with the GPU first when the models ran on one."""
+    cpu = f"{machine['cpu']} ({machine['cores']} cores)"
+    return f"{machine['gpu']}, {cpu}" if machine["gpu"] else cpu
+
+
+def format_markdown(report: dict) -> str:
+    """The table with what it was measured on and how, and the notes its marks refer to."""
+    machine, settings, rows = report["machine"], report["settings"], report["rows"]
+    batches = [str(batch) for batch in settings["batch_sizes"]]
+    header = ["experiment", "detector", "family", "backbone", "mAP50 VOC12", "COCO AP", "training time", "iterations"]
+    header += [f"images/s batch {batch}" for batch in batches]
+    load = machine["load_average"]
+    lines = [
+        "# detkit lineage",
+        "",
+        f"Machine: {machine_text(machine)}; device {machine['device']}, torch {machine['torch']}, "
+        f"{machine['threads']} CPU threads" + (f"; load average {load:.1f} when measuring began." if load is not None else "."),
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for row in rows:
+        mark = f" {CACHED_MARK}" if row["cached_proposals"] else ""
+        cells = [
+            f"`{row['experiment']}`", row["detector"] + mark, row["family"], row["backbone"],
+            f"{row['voc12_mAP']:.3f}", f"{row['coco_AP']:.3f}", duration(row["train_seconds"]), str(row["iterations"]),
+        ]  # fmt: skip
+        cells += [rate_text(row["images_per_s"][batch]) for batch in batches]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Accuracy: each run's validation split, as its `metrics.json` holds it. Training time: its "
+        "`train_seconds`, on the machine and under the load of that training run.",
+        f"Speed: images/s of the model's forward pass with postprocessing (eval mode, no gradients) "
+        f"on the first {settings['images']} validation images of each run, whole batches only, after "
+        f"{settings['warmup_batches']} warm-up batch; median [lowest–highest] of {settings['repeats']} "
+        "passes. Image decoding, letterboxing and the copy to the device are not timed (as in evaluation).",
+    ]
+    if any(row["cached_proposals"] for row in rows):
+        lines.append(
+            f"{CACHED_MARK} scores precomputed selective-search proposals read from the on-disk cache: "
+            "their computation is excluded from images/s (evaluation runs them the same way)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_lineage(report: dict, path: str | Path) -> list[dict]:
+    """mAP50 (VOC12) against images/s at the smallest batch size (log scale), one labelled point
+    per run coloured by family, titled with the machine. Returns the points drawn."""
+    batch = str(min(report["settings"]["batch_sizes"]))
+    points = [
+        {"label": row["experiment"], "x": row["images_per_s"][batch]["median"], "y": row["voc12_mAP"], "family": row["family"]}
+        for row in report["rows"]
+    ]  # fmt: skip
+    figure = _figure(8.0, 5.5)
+    ax = figure.add_subplot(1, 1, 1)
+    for family, colour in FAMILY_COLOURS.items():
+        chosen = [point for point in points if point["family"] == family]
+        if chosen:
+            ax.scatter([p["x"] for p in chosen], [p["y"] for p in chosen], color=colour, label=family, zorder=3)
+    for point in points:
+        ax.annotate(point["label"], (point["x"], point["y"]), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    speeds = [point["x"] for point in points]
+    _plain_log_axis(ax, min(speeds), max(speeds), axis="x")
+    # Room on the right for the labels, which start at their points.
+    ax.set_xlim(min(speeds) / 1.5, max(speeds) * 3.0)
+    ax.set_xlabel(f"inference images/s at batch {batch} (log scale)")
+    ax.set_ylabel("validation mAP50 (VOC12)")
+    ax.set_ylim(-0.02, 1.05)
+    ax.grid(alpha=0.3, which="both")
+    figure.legend(loc="outside lower center", ncols=len(FAMILY_COLOURS), fontsize=8, frameon=False)
+    machine = report["machine"]
+    title = f"detkit lineage on {machine_text(machine)}, torch {machine['torch']}, {machine['threads']} CPU threads"
+    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=9)
+    _save(figure, path)
+    return points
+
+
+def write_report(report: dict, output_dir: str | Path) -> dict[str, Path]:
+    """``lineage.md``, ``lineage.json`` and ``lineage.png`` in ``output_dir``; their paths."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: output_dir / f"lineage.{name}" for name in ("md", "json", "png")}
+    paths["md"].write_text(format_markdown(report))
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    plot_lineage(report, paths["png"])
+    return paths
