@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from detkit.data.coco import CocoDataset
-from detkit.data.transforms import bbox_safe_crop, eval_transforms, train_transforms
+from detkit.data.transforms import bbox_safe_crop, eval_transforms, scale_and_filter_boxes, train_transforms
 from detkit.structures import boxes_to_original
 
 
@@ -152,3 +152,44 @@ def test_bbox_safe_crop_keeps_every_box_whole_even_sub_pixel_ones_at_the_border(
         assert 0 <= x0 <= 5 and x0 + width == 30 and y0 == 0 and 8 <= height <= 20  # ceil(29.5), ceil(7.75)
         origins.add((x0, height))
     assert len(origins) > 20  # it is random
+
+
+def test_scale_and_filter_boxes_by_hand() -> None:
+    boxes = np.array([[0, 0, 10, 10], [2, 2, 3, 3], [8, 0, 30, 4], [5, 5, 5, 9]], np.float32)
+    kept, labels = scale_and_filter_boxes(boxes, np.array([1, 2, 3, 4]), (2.0, 0.5), (10, 40), min_area=4.0, min_visibility=0.5)
+    # [0, 0, 20, 5] area 100; [4, 1, 6, 1.5] area 1 < 4: dropped; [16, 0, 60, 2] clipped to x2 = 40:
+    # 48 of 88 square pixels visible (0.55 >= 0.5); the zero-width box is dropped.
+    np.testing.assert_allclose(kept, [[0, 0, 20, 5], [16, 0, 40, 2]])
+    assert labels.tolist() == [1, 3]
+    _, labels = scale_and_filter_boxes(boxes, np.array([1, 2, 3, 4]), (2.0, 0.5), (10, 40), min_visibility=0.6)
+    assert labels.tolist() == [1, 2]   # the clipped box keeps 0.55 < 0.6 of its area
+
+
+@pytest.mark.parametrize("min_area", [0.0, 30.0])
+def test_letterbox_boxes_agree_with_albumentations_own_box_processing(min_area: float) -> None:
+    # The letterbox scales and filters boxes itself; albumentations with its box processor on the
+    # same resize and pad must give the same boxes and keep the same ones.
+    import albumentations as A
+    import cv2
+
+    rng = np.random.default_rng(3)
+    dropped = 0
+    for trial in range(40):
+        height, width = (int(v) for v in rng.integers(20, 300, size=2))
+        size = int(rng.integers(32, 200))
+        corner = rng.uniform(0, 1, size=(6, 2)) * [width - 2, height - 2]
+        extent = rng.uniform(1, 1, size=(6, 2)) + rng.uniform(0, 0.5, size=(6, 2)) * [width, height]
+        boxes = np.concatenate([corner, np.minimum(corner + extent, [width, height])], axis=1).astype(np.float32)
+        labels = np.arange(len(boxes))
+        reference = A.Compose(
+            [A.LongestMaxSize(max_size=size),
+             A.PadIfNeeded(min_height=size, min_width=size, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0)],
+            bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_area=min_area, clip=True),
+        )(image=_image(height, width, trial), bboxes=boxes, labels=labels)
+        transform = train_transforms(size, hflip=0.0, color_jitter=0.0, crop=0.0, min_area=min_area, min_visibility=0.0)
+        image, out_boxes, out_labels, _ = transform(_image(height, width, trial), boxes, labels)
+        np.testing.assert_array_equal(image, reference["image"])
+        assert out_labels.tolist() == list(reference["labels"]), f"trial {trial}"
+        np.testing.assert_allclose(out_boxes, np.asarray(reference["bboxes"], np.float32).reshape(-1, 4), atol=1e-3)
+        dropped += len(boxes) - len(out_labels)
+    assert (dropped > 0) == (min_area > 0)   # the filter was exercised, not only the scaling
