@@ -23,7 +23,7 @@ EXPECTED = {
     "ssd_mobilenet_v1_shapes": [f"head.classifiers.{i}.{t}" for i in range(6) for t in ("bias", "weight")],
     "yolov1_mobilenet_v1_shapes": ["head.predictor.bias", "head.predictor.weight"],  # boxes and classes share the conv
     "yolov3_mobilenet_v1_shapes": [f"head.predictors.{i}.{t}" for i in range(3) for t in ("bias", "weight")],
-    "yolov2_mobilenet_v1_shapes": ["head.predictors.0.bias", "head.predictors.0.weight"],  # one stride-32 grid
+    "yolov2_mobilenet_v1_shapes": ["head.predictors.0.bias", "head.predictors.0.weight"],  # one grid
     "yolov4_mobilenet_v1_shapes": [f"head.predictors.{i}.{t}" for i in range(3) for t in ("bias", "weight")],
     "retinanet_mobilenet_v1_shapes": ["head.cls_predictor.bias", "head.cls_predictor.weight"],  # boxes: class-agnostic
     "rfcn_mobilenet_v1_shapes": ["roi_head.class_maps.bias", "roi_head.class_maps.weight"],  # k*k*(C+1) score maps
