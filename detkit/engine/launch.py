@@ -283,7 +283,7 @@ def evaluate_checkpoint(
     device = predictor.device
     metrics, results = evaluate_model(
         predictor.model, val_set, device, batch_size=int(cfg.data.batch_size), amp_dtype=predictor.amp_dtype,
-        return_results=True, num_workers=loader_workers(cfg.data.num_workers, device.type) if device.type == "cuda" else 0,  # as in training
+        return_results=True, num_workers=loader_workers(cfg.data.num_workers) if device.type == "cuda" else 0,  # as in training
     )
     metrics.update(checkpoint=str(checkpoint), split="val", device=str(device))
     if report_dir is not None:
