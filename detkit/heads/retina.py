@@ -49,10 +49,31 @@ def paper_anchor_sizes(strides: Sequence[int]) -> list[list[float]]:
 
 
 def _subnet(channels: int, num_convs: int, norm: str) -> nn.Sequential:
+    """conv, norm, ReLU per layer; with ``"bn"`` the norm slots stay empty (Identity): the head
+    applies one BatchNorm per pyramid level there (``_level_norms``)."""
     layers: list[nn.Module] = []
     for _ in range(num_convs):
-        layers += [nn.Conv2d(channels, channels, 3, padding=1), norm_layer(norm, channels), nn.ReLU(inplace=True)]
+        slot = nn.Identity() if norm == "bn" else norm_layer(norm, channels)
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), slot, nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
+
+
+def _level_norms(channels: int, num_convs: int, num_levels: int) -> nn.ModuleList:
+    """``[level][layer]`` BatchNorms for subnets whose convolutions all levels share: each level keeps
+    its own statistics and affine (EfficientDet's per-level BN), as p3's activations differ from p5's
+    and one set of running statistics would fit neither at test time."""
+    return nn.ModuleList(
+        nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(num_convs)) for _ in range(num_levels)
+    )
+
+
+def _run_subnet(subnet: nn.Sequential, level_norms: nn.ModuleList | None, x: Tensor, level: int) -> Tensor:
+    if level_norms is None:
+        return subnet(x)
+    for index, layer in enumerate(subnet):
+        # Layers come in (conv, norm slot, ReLU) triples: the slot takes this level's BatchNorm.
+        x = level_norms[level][index // 3](x) if index % 3 == 1 else layer(x)
+    return x
 
 
 class RetinaNetHead(nn.Module):
@@ -62,8 +83,9 @@ class RetinaNetHead(nn.Module):
     ``feature_info``: the pyramid levels (all of the same width, as an FPN gives). ``anchor_sizes``:
     one list of sizes (√area, input pixels) per level, shallow to deep; None gives the paper's
     (``paper_anchor_sizes``). ``aspect_ratios`` (height / width) apply on every level.
-    ``num_convs``, ``norm``: depth and normalisation of both subnets (``"gn"`` helps from
-    scratch). ``box_loss``: smooth-L1 (``box_loss_beta``) on the deltas, or an IoU loss on the
+    ``num_convs``, ``norm``: depth and normalisation of both subnets: ``"none"`` (the paper),
+    ``"gn"`` (GroupNorm, shared by the levels like the convolutions), ``"bn"`` (BatchNorm, one
+    per level). ``box_loss``: smooth-L1 (``box_loss_beta``) on the deltas, or an IoU loss on the
     decoded boxes.
     """
 
@@ -120,6 +142,9 @@ class RetinaNetHead(nn.Module):
         channels = widths.pop()
         self.cls_subnet = _subnet(channels, num_convs, norm)
         self.box_subnet = _subnet(channels, num_convs, norm)
+        levels = len(self.feature_info)
+        self.cls_level_norms = _level_norms(channels, num_convs, levels) if norm == "bn" else None
+        self.box_level_norms = _level_norms(channels, num_convs, levels) if norm == "bn" else None
         self.cls_predictor = nn.Conv2d(channels, self.num_anchors * num_classes, 3, padding=1)
         self.box_predictor = nn.Conv2d(channels, self.num_anchors * 4, 3, padding=1)
         for module in self.modules():
@@ -141,12 +166,14 @@ class RetinaNetHead(nn.Module):
 
     def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         logits, deltas = [], []
-        for info in self.feature_info:
+        for level, info in enumerate(self.feature_info):
             x = features[info.name]
             n = x.shape[0]
+            cls_features = _run_subnet(self.cls_subnet, self.cls_level_norms, x, level)
+            box_features = _run_subnet(self.box_subnet, self.box_level_norms, x, level)
             # [N, A·k, H, W] → [N, H·W·A, k]: the anchors' (y, x, anchor) order.
-            logits.append(self.cls_predictor(self.cls_subnet(x)).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes))
-            deltas.append(self.box_predictor(self.box_subnet(x)).permute(0, 2, 3, 1).reshape(n, -1, 4))
+            logits.append(self.cls_predictor(cls_features).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes))
+            deltas.append(self.box_predictor(box_features).permute(0, 2, 3, 1).reshape(n, -1, 4))
         return torch.cat(logits, dim=1).float(), torch.cat(deltas, dim=1).float()
 
     def anchors(self, features: dict[str, Tensor]) -> Tensor:

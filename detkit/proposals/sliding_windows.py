@@ -106,7 +106,7 @@ class SlidingWindows(nn.Module):
     def __init__(
         self,
         *,
-        sizes: Sequence[float] = (24, 36, 54, 81, 122),
+        sizes: Sequence[float] = (16, 24, 36, 54, 81, 122),
         aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
         stride_fraction: float = 0.34,
         jitter_per_object: int = 8,

