@@ -51,7 +51,10 @@ class Matcher:
             best_for_gt = iou.max(dim=2, keepdim=True).values  # [N, G, 1]
             claims = (iou == best_for_gt) & (best_for_gt > 0)  # [N, G, A]
             claimed = claims.any(dim=1)
-            # The prior goes to the ground truth that claimed it (the first one, on a tie).
-            matched_index = torch.where(claimed, claims.float().argmax(dim=1), matched_index)
+            # The prior goes to the ground truth that claimed it (the first one, on a tie: max
+            # returns the first maximal index). max(dim).indices, not argmax(dim): on the CPU,
+            # argmax over this middle dimension took 10 ms for [8, 6, 3600], max 0.3 ms.
+            first_claim = claims.to(iou.dtype).max(dim=1).indices
+            matched_index = torch.where(claimed, first_claim, matched_index)
             labels[claimed] = 1
         return matched_index, labels
