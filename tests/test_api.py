@@ -38,7 +38,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny Faster R-CNN run (the default experiment) and its environment."""
+    """A tiny run of the default experiment (R-FCN) and its environment."""
     root = tmp_path_factory.mktemp("api")
     previous = os.environ.get("DETKIT_CACHE")
     os.environ["DETKIT_CACHE"] = str(root / "cache")

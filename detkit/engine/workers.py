@@ -6,7 +6,7 @@ SLURM restrict), shared by the processes torchrun starts on the same machine, on
 the process that runs the model, at most ``MAX_AUTO_WORKERS``. A fixed number is used as it is.
 
 A model that trains on the CPU is different: its threads already use every core, and a worker
-process takes its share of them. Measured on a 2-core AMD EPYC (default experiment, batch 8):
+process takes its share of them. Measured on a 2-core AMD EPYC (faster_rcnn_mobilenet_v1_shapes, batch 8):
 loading inline costs 22 ms a batch and the step runs at 35 images/s; one worker needs 56 ms a
 batch on the contended cores and slows the step to 26 images/s. So on a CPU a worker is started
 only for every four cores (none on 2- and 3-core machines).

@@ -7,7 +7,7 @@ it, compared the way that detector's assigner compares them:
   the box; checked at IoU 0.5, and also reported at the matcher's ``fg_iou_threshold`` (0.7). The
   RPN's matcher makes each box's best anchor positive whatever its IoU (low-quality matches), so
   0.7 only tells how many boxes get more than that one anchor: on the built-in shapes, where the
-  default experiment reaches mAP50 0.86, its anchors reach 0.7 for a quarter of the boxes (the
+  faster_rcnn_mobilenet_v1_shapes reaches mAP50 0.86, its anchors reach 0.7 for a quarter of the boxes (the
   anchors sit on a stride-8 grid, a few pixels off any box). 0.5 is where the RoI head takes a
   proposal for the object: an anchor below it has to regress far.
 - SSD default boxes: placed boxes at every cell of every source map; threshold ``iou_threshold`` (0.5).

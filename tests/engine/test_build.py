@@ -12,11 +12,14 @@ DATA_LOCATIONS = ("data.root", "data.yaml", "data.train.ann_file", "data.train.i
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "configs" / "config").glob("*.yaml"))
 
 
-def test_default_experiment_is_faster_rcnn_on_shapes():
+def test_default_experiment_is_the_quick_rfcn_on_shapes():
     cfg = load_config([])
-    assert cfg.experiment == "faster_rcnn_mobilenet_v1_shapes"
+    assert cfg.experiment == "rfcn_mobilenet_v1_shapes_quick"
     assert cfg.model._target_.endswith("TwoStageDetector")
+    assert cfg.model.roi_head._target_.endswith("RFCNHead")
     assert cfg.data.name == "shapes"
+    # The main job's schedule: 750 iterations of the built-in 1000 images at batch 8.
+    assert (cfg.engine.epochs, cfg.engine.min_iters, cfg.data.batch_size) == (6, 750, 8)
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
