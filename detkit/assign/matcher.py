@@ -53,7 +53,7 @@ class Matcher:
             claimed = claims.any(dim=1)
             # The prior goes to the ground truth that claimed it (the first one, on a tie: max
             # returns the first maximal index). max(dim).indices, not argmax(dim): on the CPU,
-            # argmax over this middle dimension took 10 ms for [8, 6, 3600], max 0.3 ms.
+            # argmax over this middle dimension was about 30x slower for [8, 6, 3600].
             first_claim = claims.to(iou.dtype).max(dim=1).indices
             matched_index = torch.where(claimed, first_claim, matched_index)
             labels[claimed] = 1

@@ -20,6 +20,11 @@ def test_default_experiment_is_the_quick_rfcn_on_shapes():
     assert cfg.data.name == "shapes"
     # The main job's schedule: 750 iterations of the built-in 1000 images at batch 8.
     assert (cfg.engine.epochs, cfg.engine.min_iters, cfg.data.batch_size) == (6, 750, 8)
+    # Its lighter head: the RPN's 3 x 3 conv and R-FCN's 1 x 1 reduction at 64 and 128 channels.
+    model = build_model(cfg, num_classes=5)
+    assert model.proposal_generator.conv[0].out_channels == 64
+    assert model.proposal_generator.objectness.in_channels == 64
+    assert model.roi_head.reduce[0].out_channels == 128
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
