@@ -77,6 +77,24 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _label_lifts(points: list[dict], *, near_decades: float = 0.3, near_map: float = 0.025) -> list[float]:
+    """Vertical label offsets (typographic points): a point whose label would land on the label of a
+    higher point close by (within ``near_decades`` of images/s on the log axis and ``near_map`` of
+    mAP) gets its label one line lower per such neighbour, so clustered labels stack, not overlap."""
+    order = sorted(range(len(points)), key=lambda i: -points[i]["y"])
+    lifts = [4.0] * len(points)
+    placed: list[int] = []
+    for i in order:
+        crowd = sum(
+            1 for j in placed
+            if abs(math.log10(points[i]["x"]) - math.log10(points[j]["x"])) < near_decades
+            and abs(points[i]["y"] - points[j]["y"]) < near_map
+        )  # fmt: skip
+        lifts[i] = 4.0 - 9.0 * crowd
+        placed.append(i)
+    return lifts
+
+
 def plot_lineage(report: dict, path: str | Path) -> list[dict]:
     """mAP50 (VOC12) against images/s at the smallest batch size (log scale), one labelled point
     per run coloured by family, titled with the machine. Returns the points drawn."""
@@ -94,8 +112,8 @@ def plot_lineage(report: dict, path: str | Path) -> list[dict]:
         chosen = [point for point in points if point["family"] == family]
         if chosen:
             ax.scatter([p["x"] for p in chosen], [p["y"] for p in chosen], color=colour, label=family, zorder=3)
-    for point in points:
-        ax.annotate(point["label"], (point["x"], point["y"]), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    for point, lift in zip(points, _label_lifts(points), strict=True):
+        ax.annotate(point["label"], (point["x"], point["y"]), xytext=(4, lift), textcoords="offset points", fontsize=7)
     speeds = [point["x"] for point in points]
     _plain_log_axis(ax, min(speeds), max(speeds), axis="x")
     # Room on the right for the labels, which start at their points.

@@ -14,7 +14,7 @@ from detkit.cli import main
 from detkit.engine.config import ConfigError, config_dir, load_config
 from detkit.engine.launch import train
 from detkit.evaluation.lineage import BASELINE, ONE_STAGE, OTHER, TWO_STAGE, detector_of, read_run
-from detkit.evaluation.lineage_report import duration, plot_lineage
+from detkit.evaluation.lineage_report import _label_lifts, duration, plot_lineage
 
 TINY = [
     "data.num_train=8",
@@ -122,3 +122,14 @@ def test_every_shapes_experiment_has_a_family() -> None:
     assert detector_of("localizer_lenet_shapes_single", torch.nn.Identity()) == ("single-object localiser", BASELINE)
     assert detector_of("my_own", torch.nn.Identity()) == ("Identity", OTHER)
     assert (duration(279.4), duration(42), duration(3725)) == ("4 min 39 s", "42 s", "1 h 2 min")
+
+
+def test_labels_of_clustered_points_stack_and_lone_labels_stay() -> None:
+    # Three points within 0.3 decades of speed and 0.025 mAP of each other, one far away.
+    points = [
+        {"x": 40.0, "y": 0.915},  # the highest of the cluster keeps its label above the point
+        {"x": 38.0, "y": 0.910},  # one neighbour above: one line (9 pt) lower
+        {"x": 32.0, "y": 0.905},  # two neighbours above: two lines lower
+        {"x": 500.0, "y": 0.910},  # 1.1 decades away: alone
+    ]
+    assert _label_lifts(points) == [4.0, -5.0, -14.0, 4.0]
