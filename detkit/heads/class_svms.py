@@ -20,6 +20,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_iou
 
+from detkit.heads.roi_outputs import softmax_scores
+
 logger = logging.getLogger(__name__)
 
 
@@ -51,6 +53,27 @@ class ClassSVMs(nn.Module):
         the ranking (and the AP) is the SVM's own; the squashing only gives the shared score
         threshold a fixed meaning (0.05 is a margin of about -2.9)."""
         return torch.sigmoid(self.margins(features))
+
+
+def head_class_scores(head: nn.Module, features: Tensor, class_logits: Tensor) -> Tensor:
+    """Object-class scores ``Tensor[R, C]`` of a head that may score with SVMs (R-CNN, SPP-net):
+    the softmax of ``class_logits`` unless ``head.classifier == "svm"`` and ``head.svms`` are
+    fitted, then the SVM scores of ``features``. ``classifier`` may be switched at run time on a
+    head that has SVMs, to compare the two on the same network."""
+    svms = getattr(head, "svms", None)
+    if head.classifier == "softmax" or svms is None:
+        return softmax_scores(class_logits)
+    if not svms.is_fitted:
+        # E.g. the evaluations while training a classifier=svm config: warn once, keep the run going.
+        if not getattr(head, "_warned_unfitted", False):
+            logger.warning(
+                "%s: classifier=svm but the SVMs are not fitted yet; scoring with the softmax "
+                "(fit them with `detkit fit-svms checkpoint=...`)",
+                type(head).__name__,
+            )
+            head._warned_unfitted = True
+        return softmax_scores(class_logits)
+    return svms.scores(features)
 
 
 def fit_linear_svm(

@@ -12,7 +12,6 @@ image (padded), R RoIs, D pooled feature size, C object classes (+1 background).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 import torch
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from detkit.assign.matcher import Matcher
 from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.heads.class_svms import ClassSVMs
+from detkit.heads.class_svms import ClassSVMs, head_class_scores
 from detkit.heads.roi_outputs import (
     BoxPredictor,
     empty_detections,
@@ -30,7 +29,6 @@ from detkit.heads.roi_outputs import (
     roi_losses,
     sample_rois,
     selection_settings,
-    softmax_scores,
 )
 from detkit.ops.nms import PaddedDetections
 from detkit.ops.roi import padded_rois, rois_from_boxes
@@ -38,7 +36,6 @@ from detkit.structures import Detections, Target
 
 FeatureExtractor = Callable[[Tensor], Tensor]
 CLASSIFIERS = ("softmax", "svm")
-logger = logging.getLogger(__name__)
 
 
 class RCNNHead(nn.Module):
@@ -181,7 +178,7 @@ class RCNNHead(nn.Module):
         if not self.box_refinement:
             box_deltas = torch.zeros_like(box_deltas)
         return roi_detections(
-            self._class_scores(hidden, class_logits),
+            head_class_scores(self, hidden, class_logits),
             box_deltas,
             roi_boxes,
             roi_image,
@@ -207,7 +204,7 @@ class RCNNHead(nn.Module):
         if not self.box_refinement:
             box_deltas = torch.zeros_like(box_deltas)
         return padded_roi_detections(
-            self._class_scores(hidden, class_logits),
+            head_class_scores(self, hidden, class_logits),
             box_deltas,
             proposals,
             valid,
@@ -215,18 +212,3 @@ class RCNNHead(nn.Module):
             max_detections=max_detections,
             **selection_settings(self),
         )
-
-    def _class_scores(self, features: Tensor, class_logits: Tensor) -> Tensor:
-        # ``classifier`` may be switched at run time on a head that has SVMs (to compare the two).
-        if self.classifier == "softmax" or self.svms is None:
-            return softmax_scores(class_logits)
-        if not self.svms.is_fitted:
-            # E.g. the evaluations while training a classifier=svm config: warn, do not stop the run.
-            if not getattr(self, "_warned_unfitted", False):
-                logger.warning(
-                    "R-CNN head: classifier=svm but the SVMs are not fitted yet; scoring with the softmax "
-                    "(fit them with tools/fit_rcnn_svms.py checkpoint=...)"
-                )
-                self._warned_unfitted = True
-            return softmax_scores(class_logits)
-        return self.svms.scores(features)

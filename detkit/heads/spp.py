@@ -12,7 +12,6 @@ layers' width, C object classes (+1 background).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import torch
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from detkit.assign.matcher import Matcher
 from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.heads.class_svms import ClassSVMs
+from detkit.heads.class_svms import ClassSVMs, head_class_scores
 from detkit.heads.fast_rcnn import TwoFCHead
 from detkit.heads.rcnn import CLASSIFIERS
 from detkit.heads.roi_outputs import (
@@ -31,14 +30,11 @@ from detkit.heads.roi_outputs import (
     roi_losses,
     sample_rois,
     selection_settings,
-    softmax_scores,
 )
 from detkit.ops.nms import PaddedDetections
 from detkit.ops.roi import padded_rois, rois_from_boxes
 from detkit.ops.spatial_pyramid import SPP_NET_LEVELS, pyramid_length, spatial_pyramid_pool
 from detkit.structures import Detections, Target
-
-logger = logging.getLogger(__name__)
 
 
 class SPPHead(nn.Module):
@@ -129,7 +125,7 @@ class SPPHead(nn.Module):
         hidden = self.fc_features(features, rois)
         class_logits, box_deltas = self.predictor(hidden)
         return roi_detections(
-            self._class_scores(hidden, class_logits),
+            head_class_scores(self, hidden, class_logits),
             box_deltas,
             rois[:, 1:],
             roi_image,
@@ -147,7 +143,7 @@ class SPPHead(nn.Module):
         hidden = self.fc_features(features, padded_rois(proposals.float()))
         class_logits, box_deltas = self.predictor(hidden)
         return padded_roi_detections(
-            self._class_scores(hidden, class_logits),
+            head_class_scores(self, hidden, class_logits),
             box_deltas,
             proposals,
             valid,
@@ -155,14 +151,3 @@ class SPPHead(nn.Module):
             max_detections=max_detections,
             **selection_settings(self),
         )
-
-    def _class_scores(self, hidden: Tensor, class_logits: Tensor) -> Tensor:
-        if self.classifier == "softmax" or self.svms is None:
-            return softmax_scores(class_logits)
-        if not self.svms.is_fitted:
-            # E.g. the evaluations while training a classifier=svm config: warn once, keep going.
-            if not getattr(self, "_warned_unfitted", False):
-                logger.warning("SPP-net head: classifier=svm but the SVMs are not fitted yet; scoring with the softmax")
-                self._warned_unfitted = True
-            return softmax_scores(class_logits)
-        return self.svms.scores(hidden)

@@ -93,14 +93,18 @@ def test_mining_keeps_only_hard_negatives_and_scores_the_classes(caplog) -> None
     assert (scores[:, 1] < 1e-3).all() and "no ground-truth box" in caplog.text
 
 
-def test_the_head_scores_with_fitted_svms_and_falls_back_to_the_softmax_before() -> None:
+def test_the_head_scores_with_fitted_svms_and_falls_back_to_the_softmax_before(caplog) -> None:
     torch.manual_seed(0)
     cfg = load_config(["config=rcnn_resnet18_shapes", "model.crop_size=32", "model.context_padding=4",
                        "model.head.classifier=svm"])
     model = build_model(cfg, num_classes=5).eval()
     images, targets = make_batch()
-    with torch.no_grad():
+    with torch.no_grad(), caplog.at_level(logging.WARNING, logger="detkit.heads.class_svms"):
         softmax_detections = model(images, targets)
+        model(images, targets)
+        # Unfitted SVMs: one warning that names the head, however many batches it scores.
+        warnings = [r.getMessage() for r in caplog.records if "not fitted yet" in r.getMessage()]
+        assert len(warnings) == 1 and warnings[0].startswith("RCNNHead:")
         model.head.classifier = "softmax"
         assert [d["scores"].tolist() for d in model(images, targets)] == [d["scores"].tolist() for d in softmax_detections]
         model.head.classifier = "svm"
