@@ -77,34 +77,58 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _label_lifts(points: list[dict], *, near_decades: float = 0.3, near_map: float = 0.025) -> list[float]:
-    """Vertical label offsets (typographic points): a point whose label would land on the label of a
-    higher point close by (within ``near_decades`` of images/s on the log axis and ``near_map`` of
-    mAP) gets its label one line lower per such neighbour, so clustered labels stack, not overlap."""
-    order = sorted(range(len(points)), key=lambda i: -points[i]["y"])
-    lifts = [4.0] * len(points)
-    placed: list[int] = []
-    for i in order:
-        crowd = sum(
-            1 for j in placed
-            if abs(math.log10(points[i]["x"]) - math.log10(points[j]["x"])) < near_decades
-            and abs(points[i]["y"] - points[j]["y"]) < near_map
-        )  # fmt: skip
-        lifts[i] = 4.0 - 9.0 * crowd
-        placed.append(i)
-    return lifts
+LABEL_GAP = 4.0  # points between a marker and the start of its label
+MARKER_HALF = 3.5  # points: half the side of the box a scatter marker covers
+LABEL_OFFSETS = (4.0, -5.0, -14.0, 13.0, -23.0, 22.0, -32.0, 31.0)  # baselines tried, nearest first
+
+
+def _label_box(x: float, y: float, label: str, offset: float, fontsize: float) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) in points of ``label`` drawn from (x + gap, y + offset): about
+    0.6 em a character, a quarter em of descender below the baseline and three quarters above."""
+    left = x + LABEL_GAP
+    return left, y + offset - 0.25 * fontsize, left + 0.6 * fontsize * len(label), y + offset + 0.75 * fontsize
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    return width * height if width > 0 and height > 0 else 0.0
+
+
+def _label_offsets(positions: list[tuple[float, float]], labels: list[str], fontsize: float = 7.0) -> list[float]:
+    """Vertical offsets (points) of each label's baseline from its marker at ``positions`` (points
+    on the page). Labels are placed from the highest marker down; each takes the first offset of
+    ``LABEL_OFFSETS`` whose box covers no label placed before and no other marker, or, where every
+    offset collides, the one that covers the least area, so clustered labels stack instead of
+    printing over each other."""
+    markers = [(x - MARKER_HALF, y - MARKER_HALF, x + MARKER_HALF, y + MARKER_HALF) for x, y in positions]
+    offsets = [LABEL_OFFSETS[0]] * len(positions)
+    placed: list[tuple[float, float, float, float]] = []
+    for i in sorted(range(len(positions)), key=lambda k: -positions[k][1]):
+        x, y = positions[i]
+        obstacles = placed + [box for j, box in enumerate(markers) if j != i]
+        costs = []
+        for offset in LABEL_OFFSETS:
+            box = _label_box(x, y, labels[i], offset, fontsize)
+            costs.append(sum(_overlap(box, other) for other in obstacles))
+            if costs[-1] == 0.0:
+                break
+        offsets[i] = LABEL_OFFSETS[costs.index(min(costs))]
+        placed.append(_label_box(x, y, labels[i], offsets[i], fontsize))
+    return offsets
 
 
 def plot_lineage(report: dict, path: str | Path) -> list[dict]:
     """mAP50 (VOC12) against images/s at the smallest batch size (log scale), one labelled point
     per run coloured by family, titled with the machine. Returns the points drawn."""
     batch = str(min(report["settings"]["batch_sizes"]))
+    # The detector and its backbone: shorter than the experiment's name (the table names the
+    # experiments); two runs of the same pair are told apart by their iterations.
+    names = [f"{row['detector']} ({row['backbone']})" for row in report["rows"]]
     points = [
-        # The detector and its backbone: shorter than the experiment's name, so that clustered points'
-        # labels overlap less (the table names the experiments).
-        {"label": f"{row['detector']} ({row['backbone']})", "x": row["images_per_s"][batch]["median"],
-         "y": row["voc12_mAP"], "family": row["family"]}
-        for row in report["rows"]
+        {"label": name if names.count(name) == 1 else f"{name[:-1]}, {row['iterations']} it)",
+         "x": row["images_per_s"][batch]["median"], "y": row["voc12_mAP"], "family": row["family"]}
+        for name, row in zip(names, report["rows"], strict=True)
     ]  # fmt: skip
     figure = _figure(8.0, 5.5)
     ax = figure.add_subplot(1, 1, 1)
@@ -112,8 +136,6 @@ def plot_lineage(report: dict, path: str | Path) -> list[dict]:
         chosen = [point for point in points if point["family"] == family]
         if chosen:
             ax.scatter([p["x"] for p in chosen], [p["y"] for p in chosen], color=colour, label=family, zorder=3)
-    for point, lift in zip(points, _label_lifts(points), strict=True):
-        ax.annotate(point["label"], (point["x"], point["y"]), xytext=(4, lift), textcoords="offset points", fontsize=7)
     speeds = [point["x"] for point in points]
     _plain_log_axis(ax, min(speeds), max(speeds), axis="x")
     # Room on the right for the labels, which start at their points.
@@ -129,6 +151,17 @@ def plot_lineage(report: dict, path: str | Path) -> list[dict]:
     machine = report["machine"]
     title = f"detkit lineage on {machine_text(machine)}, torch {machine['torch']}, {machine['threads']} CPU threads"
     ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=9)
+    # Lay the figure out first, so that the markers' places on the page (in points) are final when
+    # the labels are fitted around them.
+    figure.draw_without_rendering()
+    pixels_per_point = figure.dpi / 72.0
+    positions = [tuple(ax.transData.transform((p["x"], p["y"])) / pixels_per_point) for p in points]
+    offsets = _label_offsets(positions, [p["label"] for p in points])
+    for point, offset in zip(points, offsets, strict=True):
+        # A label pushed more than a line away from its marker gets a thin leader line back to it.
+        leader = None if offset in LABEL_OFFSETS[:2] else {"arrowstyle": "-", "lw": 0.5, "color": "0.55", "shrinkB": 3}
+        ax.annotate(point["label"], (point["x"], point["y"]), xytext=(LABEL_GAP, offset), textcoords="offset points",
+                    fontsize=7, arrowprops=leader)  # fmt: skip
     _save(figure, path)
     return points
 

@@ -14,7 +14,14 @@ from detkit.cli import main
 from detkit.engine.config import ConfigError, config_dir, load_config
 from detkit.engine.launch import train
 from detkit.evaluation.lineage import BASELINE, ONE_STAGE, OTHER, TWO_STAGE, detector_of, read_run
-from detkit.evaluation.lineage_report import _label_lifts, duration, plot_lineage
+from detkit.evaluation.lineage_report import (
+    MARKER_HALF,
+    _label_box,
+    _label_offsets,
+    _overlap,
+    duration,
+    plot_lineage,
+)
 
 TINY = [
     "data.num_train=8",
@@ -125,11 +132,19 @@ def test_every_shapes_experiment_has_a_family() -> None:
 
 
 def test_labels_of_clustered_points_stack_and_lone_labels_stay() -> None:
-    # Three points within 0.3 decades of speed and 0.025 mAP of each other, one far away.
-    points = [
-        {"x": 40.0, "y": 0.915},  # the highest of the cluster keeps its label above the point
-        {"x": 38.0, "y": 0.910},  # one neighbour above: one line (9 pt) lower
-        {"x": 32.0, "y": 0.905},  # two neighbours above: two lines lower
-        {"x": 500.0, "y": 0.910},  # 1.1 decades away: alone
-    ]
-    assert _label_lifts(points) == [4.0, -5.0, -14.0, 4.0]
+    # Markers on the page in points: three close together (as SPP-net, Fast and Faster R-CNN sit),
+    # one far away. With 7 pt text a 10-character label is 42 pt wide and 7 pt tall.
+    positions = [(100.0, 200.0), (96.0, 198.0), (104.0, 196.0), (400.0, 198.0)]
+    labels = ["A" * 10] * 4
+    offsets = _label_offsets(positions, labels)
+    # The highest keeps its label just above its marker, the lone one too. One line down (-5) the
+    # second's label would cover the markers of the first and third, so it goes two lines down; the
+    # third's fits one line down, between the second's label and the first's marker.
+    assert offsets == [4.0, -14.0, -5.0, 4.0]
+    boxes = [_label_box(x, y, label, offset, 7.0) for (x, y), label, offset in zip(positions, labels, offsets, strict=True)]
+    markers = [(x - MARKER_HALF, y - MARKER_HALF, x + MARKER_HALF, y + MARKER_HALF) for x, y in positions]
+    for i, box in enumerate(boxes):
+        assert all(_overlap(box, other) == 0.0 for j, other in enumerate(boxes) if j != i)
+        assert all(_overlap(box, marker) == 0.0 for j, marker in enumerate(markers) if j != i)
+    # A label whose first place would cover another run's marker moves: a marker just right of A.
+    assert _label_offsets([(100.0, 200.0), (120.0, 206.0)], ["A" * 10, "B"])[0] != 4.0
