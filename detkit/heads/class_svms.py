@@ -55,6 +55,15 @@ class ClassSVMs(nn.Module):
         return torch.sigmoid(self.margins(features))
 
 
+def attach_svms(head: nn.Module) -> ClassSVMs:
+    """Give a softmax-trained head (R-CNN, SPP-net) unfitted SVMs on its ``feature_dim``-wide
+    features, on the device of its weights, for the paper's second training stage; a head that
+    has them keeps its own."""
+    if head.svms is None:
+        head.svms = ClassSVMs(head.feature_dim, head.num_classes).to(head.predictor.cls_score.weight.device)
+    return head.svms
+
+
 def head_class_scores(head: nn.Module, features: Tensor, class_logits: Tensor) -> Tensor:
     """Object-class scores ``Tensor[R, C]`` of a head that may score with SVMs (R-CNN, SPP-net):
     the softmax of ``class_logits`` unless ``head.classifier == "svm"`` and ``head.svms`` are

@@ -10,25 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detkit.assign.matcher import Matcher
-from detkit.assign.sampler import BalancedSampler
-from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.heads.roi_outputs import (
-    BoxPredictor,
-    padded_roi_detections,
-    roi_detections,
-    roi_losses,
-    sample_rois,
-    selection_settings,
-    softmax_scores,
-)
-from detkit.ops.nms import PaddedDetections
-from detkit.ops.roi import RoiKind, padded_rois, pool_rois, rois_from_boxes
-from detkit.structures import Detections, Target
+from detkit.heads.proposal_head import ProposalHead
+from detkit.heads.roi_outputs import BoxPredictor, roi_losses, softmax_scores
+from detkit.ops.roi import RoiKind, pool_rois
+from detkit.structures import Target
 
 
 class TwoFCHead(nn.Module):
@@ -43,7 +31,12 @@ class TwoFCHead(nn.Module):
         return F.relu(self.fc7(F.relu(self.fc6(pooled.flatten(1)))))
 
 
-class FastRCNNHead(nn.Module):
+class FastRCNNHead(ProposalHead):
+    """RoI pooling (``pooler``: ``roi_pool`` or ``roi_align``, ``pool_size`` bins per side) on the
+    map of stride ``stride``, fc6 and fc7 of width ``representation_size``, then the classifier and
+    box regressor. Training samples ``batch_size_per_image`` RoIs per image; the other arguments
+    are ``detkit.heads.proposal_head.ProposalHead``'s."""
+
     def __init__(
         self,
         *,
@@ -65,28 +58,26 @@ class FastRCNNHead(nn.Module):
         max_detections: int = 100,
         pre_nms_topk: int = 1000,
     ) -> None:
-        super().__init__()
-        self.num_classes = num_classes
+        super().__init__(
+            num_classes=num_classes, fg_iou_threshold=fg_iou_threshold, bg_iou_range=bg_iou_range,
+            sample_size=batch_size_per_image, positive_fraction=positive_fraction,
+            add_gt_as_proposals=add_gt_as_proposals, box_weights=box_weights, box_loss_beta=box_loss_beta,
+            score_threshold=score_threshold, nms_threshold=nms_threshold, max_detections=max_detections,
+            pre_nms_topk=pre_nms_topk,
+        )  # fmt: skip
         self.pool_size = pool_size
         self.pooler = pooler
         self.spatial_scale = 1.0 / stride
         self.box_head = TwoFCHead(in_channels * pool_size * pool_size, representation_size)
         self.predictor = BoxPredictor(representation_size, num_classes)
-        self.matcher = Matcher(fg_iou_threshold, tuple(bg_iou_range), allow_low_quality=False)
-        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
-        self.coder = DeltaXYWHCoder(box_weights)
-        self.add_gt_as_proposals = add_gt_as_proposals
-        self.box_loss_beta = box_loss_beta
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.max_detections = max_detections
-        # Per image, the best (RoI, class) pairs that go to NMS: bounds its cost (it grows with
-        # the square of the candidates) when many RoIs clear score_threshold.
-        self.pre_nms_topk = pre_nms_topk
 
     def _head(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
         pooled = pool_rois(features, rois, output_size=self.pool_size, spatial_scale=self.spatial_scale, kind=self.pooler)
         return self.predictor(self.box_head(pooled))
+
+    def scores_and_deltas(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
+        class_logits, box_deltas = self._head(features, rois)
+        return softmax_scores(class_logits), box_deltas
 
     def loss(
         self, features: Tensor, proposals: list[Tensor], image_sizes: Tensor, targets: list[Target]
@@ -95,44 +86,6 @@ class FastRCNNHead(nn.Module):
         ``features: Tensor[N, C, H', W']`` the map RoIs are pooled from; ``image_sizes`` is part of
         the RoI-head contract (``detkit.heads.base.RoIHead``) and not needed here."""
         del image_sizes
-        rois, class_targets, box_targets, is_positive, _ = sample_rois(
-            proposals, targets, matcher=self.matcher, sampler=self.sampler, coder=self.coder,
-            add_gt_as_proposals=self.add_gt_as_proposals,
-        )
+        rois, class_targets, box_targets, is_positive, _ = self.training_rois(proposals, targets)
         class_logits, box_deltas = self._head(features, rois)
         return roi_losses(class_logits, box_deltas, class_targets, box_targets, is_positive, box_loss_beta=self.box_loss_beta)
-
-    @torch.no_grad()
-    def predict(self, features: Tensor, proposals: list[Tensor], image_sizes: Tensor) -> list[Detections]:
-        """Score and refine every proposal, then run the batched postprocessing."""
-        # Proposals stay float32 under autocast: bf16 would round them to 2 px steps from 256 px.
-        rois, roi_image = rois_from_boxes([p.float() for p in proposals])
-        roi_boxes = rois[:, 1:]
-        class_logits, box_deltas = self._head(features, rois)
-        return roi_detections(
-            softmax_scores(class_logits),
-            box_deltas,
-            roi_boxes,
-            roi_image,
-            image_sizes,
-            max_detections=self.max_detections,
-            **selection_settings(self),
-        )
-
-    @torch.no_grad()
-    def predict_padded(
-        self, features: Tensor, proposals: Tensor, valid: Tensor, image_sizes: Tensor, max_detections: int
-    ) -> PaddedDetections:
-        """``predict`` on ``proposals: Tensor[N, P, 4] xyxy`` padded per image (``valid: Tensor[N,
-        P]`` marks the real ones), with a fixed-shape result of ``max_detections`` per image."""
-        # float32 RoIs, as predict's: bf16 under autocast would round them to 2 px steps.
-        class_logits, box_deltas = self._head(features, padded_rois(proposals.float()))
-        return padded_roi_detections(
-            softmax_scores(class_logits),
-            box_deltas,
-            proposals,
-            valid,
-            image_sizes,
-            max_detections=max_detections,
-            **selection_settings(self),
-        )

@@ -17,28 +17,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from detkit.assign.matcher import Matcher
-from detkit.assign.sampler import BalancedSampler
-from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.heads.class_svms import ClassSVMs, head_class_scores
-from detkit.heads.roi_outputs import (
-    BoxPredictor,
-    empty_detections,
-    padded_roi_detections,
-    roi_detections,
-    roi_losses,
-    sample_rois,
-    selection_settings,
-)
-from detkit.ops.nms import PaddedDetections
-from detkit.ops.roi import padded_rois, rois_from_boxes
-from detkit.structures import Detections, Target
+from detkit.heads.class_svms import ClassSVMs, attach_svms, head_class_scores
+from detkit.heads.proposal_head import ProposalHead
+from detkit.heads.roi_outputs import BoxPredictor, roi_losses
+from detkit.structures import Target
 
 FeatureExtractor = Callable[[Tensor], Tensor]
 CLASSIFIERS = ("softmax", "svm")
 
 
-class RCNNHead(nn.Module):
+class RCNNHead(ProposalHead):
     """(C+1)-way softmax classifier and class-specific box regressor on pooled crop features.
 
     Training samples ``rois_per_batch`` RoIs over the whole image batch, at most
@@ -78,14 +66,19 @@ class RCNNHead(nn.Module):
         classifier: str = "softmax",
         box_refinement: bool = True,
     ) -> None:
-        super().__init__()
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if box_iou_threshold < fg_iou_threshold:
             raise ValueError(
                 f"box_iou_threshold {box_iou_threshold} must be >= fg_iou_threshold {fg_iou_threshold}"
             )
-        self.num_classes = num_classes
+        super().__init__(
+            num_classes=num_classes, fg_iou_threshold=fg_iou_threshold, bg_iou_range=bg_iou_range,
+            sample_size=rois_per_batch, positive_fraction=positive_fraction,
+            add_gt_as_proposals=add_gt_as_proposals, box_weights=box_weights, box_loss_beta=box_loss_beta,
+            score_threshold=score_threshold, nms_threshold=nms_threshold, max_detections=max_detections,
+            pre_nms_topk=pre_nms_topk,
+        )  # fmt: skip
         layers: list[nn.Module] = []
         if hidden_dim > 0:
             layers += [nn.Linear(in_channels, hidden_dim), nn.ReLU(inplace=True), nn.Dropout(dropout)]
@@ -97,26 +90,13 @@ class RCNNHead(nn.Module):
         self.feature_dim = in_channels
         self.classifier = classifier
         self.svms = ClassSVMs(in_channels, num_classes) if classifier == "svm" else None
-        self.matcher = Matcher(fg_iou_threshold, tuple(bg_iou_range), allow_low_quality=False)
-        self.sampler = BalancedSampler(rois_per_batch, positive_fraction)
-        self.coder = DeltaXYWHCoder(box_weights)
-        self.add_gt_as_proposals = add_gt_as_proposals
         self.box_iou_threshold = box_iou_threshold
-        self.box_loss_beta = box_loss_beta
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.max_detections = max_detections
-        # Per image, the best (RoI, class) pairs that go to NMS: bounds its cost (it grows with
-        # the square of the candidates) when many RoIs clear score_threshold.
-        self.pre_nms_topk = pre_nms_topk
         # False: the proposals are the boxes (the sliding-window baseline without its regressor).
         self.box_refinement = bool(box_refinement)
 
     def add_svms(self) -> ClassSVMs:
         """Give a softmax-trained head (unfitted) SVMs, for the paper's second training stage."""
-        if self.svms is None:
-            self.svms = ClassSVMs(self.feature_dim, self.num_classes).to(self.predictor.cls_score.weight.device)
-        return self.svms
+        return attach_svms(self)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """``features: Tensor[R, D]`` → ``class_logits: Tensor[R, C+1]``, ``box_deltas: Tensor[R, C, 4]``."""
@@ -134,9 +114,8 @@ class RCNNHead(nn.Module):
         a gradient.
         """
         # The paper samples a mini-batch uniformly over all images' RoIs, not a quota per image.
-        rois, class_targets, box_targets, is_positive, overlap = sample_rois(
-            proposals, targets, matcher=self.matcher, sampler=self.sampler, coder=self.coder,
-            add_gt_as_proposals=self.add_gt_as_proposals, per_image=False,
+        rois, class_targets, box_targets, is_positive, overlap = self.training_rois(
+            proposals, targets, per_image=False
         )
         if rois.shape[0] == 0:
             return self._whole_image_rois(image_sizes)
@@ -164,51 +143,10 @@ class RCNNHead(nn.Module):
         class_logits, box_deltas = self(features(rois))
         return roi_losses(class_logits, box_deltas, class_targets, box_targets, regress, box_loss_beta=self.box_loss_beta)
 
-    @torch.no_grad()
-    def predict(
-        self, features: FeatureExtractor, proposals: list[Tensor], image_sizes: Tensor
-    ) -> list[Detections]:
-        """Score and refine every proposal (``features`` sees them all; it may work in chunks)."""
-        if sum(p.shape[0] for p in proposals) == 0:
-            return empty_detections(len(proposals), image_sizes.device)
-        rois, roi_image = rois_from_boxes([p.float() for p in proposals])
-        roi_boxes = rois[:, 1:]
+    def scores_and_deltas(self, features: FeatureExtractor, rois: Tensor) -> tuple[Tensor, Tensor]:
+        """Every RoI through ``features`` (it may work in chunks), the hidden layer and the outputs."""
         hidden = self.hidden(features(rois))
         class_logits, box_deltas = self.predictor(hidden)
         if not self.box_refinement:
             box_deltas = torch.zeros_like(box_deltas)
-        return roi_detections(
-            head_class_scores(self, hidden, class_logits),
-            box_deltas,
-            roi_boxes,
-            roi_image,
-            image_sizes,
-            max_detections=self.max_detections,
-            **selection_settings(self),
-        )
-
-    @torch.no_grad()
-    def predict_padded(
-        self,
-        features: FeatureExtractor,
-        proposals: Tensor,
-        valid: Tensor,
-        image_sizes: Tensor,
-        max_detections: int,
-    ) -> PaddedDetections:
-        """``predict`` on ``proposals: Tensor[N, P, 4] xyxy`` padded per image (``valid: Tensor[N,
-        P]`` marks the real ones), with a fixed-shape result of ``max_detections`` per image.
-        ``features`` sees all N·P RoIs at once (padding included)."""
-        hidden = self.hidden(features(padded_rois(proposals.float())))
-        class_logits, box_deltas = self.predictor(hidden)
-        if not self.box_refinement:
-            box_deltas = torch.zeros_like(box_deltas)
-        return padded_roi_detections(
-            head_class_scores(self, hidden, class_logits),
-            box_deltas,
-            proposals,
-            valid,
-            image_sizes,
-            max_detections=max_detections,
-            **selection_settings(self),
-        )
+        return head_class_scores(self, hidden, class_logits), box_deltas

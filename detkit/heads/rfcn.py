@@ -19,21 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detkit.assign.matcher import Matcher
-from detkit.assign.sampler import BalancedSampler
-from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.heads.roi_outputs import (
-    padded_roi_detections,
-    roi_detections,
-    roi_losses,
-    sample_rois,
-    selection_settings,
-    softmax_scores,
-)
-from detkit.ops.nms import PaddedDetections
+from detkit.heads.proposal_head import ProposalHead
+from detkit.heads.roi_outputs import roi_losses, softmax_scores
 from detkit.ops.ps_roi import PSRoiKind, ps_pool_rois, vote
-from detkit.ops.roi import padded_rois, rois_from_boxes
-from detkit.structures import Detections, Target
+from detkit.structures import Target
 
 
 class AllMatched:
@@ -65,7 +54,7 @@ def hardest_per_image(loss: Tensor, image_index: Tensor, per_image: int) -> Tens
     return order[rank < per_image]
 
 
-class RFCNHead(nn.Module):
+class RFCNHead(ProposalHead):
     """``grid_size`` k (the paper: 7); ``reduced_channels``: output channels of the 1 × 1
     dimension-reduction convolution (None: none, the maps read the backbone directly);
     ``pooler``: ``ps_roi_align`` or ``ps_roi_pool``. Without ``ohem``, ``batch_size_per_image``
@@ -97,12 +86,17 @@ class RFCNHead(nn.Module):
         max_detections: int = 100,
         pre_nms_topk: int = 1000,
     ) -> None:
-        super().__init__()
         if pooler not in ("ps_roi_align", "ps_roi_pool"):
             raise ValueError(f"unknown position-sensitive pooling {pooler!r}; use 'ps_roi_align' or 'ps_roi_pool'")
         if grid_size < 1 or ohem_batch_size < 1:
             raise ValueError(f"grid_size and ohem_batch_size must be positive, got {grid_size}, {ohem_batch_size}")
-        self.num_classes = num_classes
+        super().__init__(
+            num_classes=num_classes, fg_iou_threshold=fg_iou_threshold, bg_iou_range=bg_iou_range,
+            sample_size=batch_size_per_image, positive_fraction=positive_fraction,
+            add_gt_as_proposals=add_gt_as_proposals, box_weights=box_weights, box_loss_beta=box_loss_beta,
+            score_threshold=score_threshold, nms_threshold=nms_threshold, max_detections=max_detections,
+            pre_nms_topk=pre_nms_topk,
+        )  # fmt: skip
         self.grid_size = grid_size
         self.pooler = pooler
         self.sampling_ratio = sampling_ratio
@@ -119,19 +113,8 @@ class RFCNHead(nn.Module):
         for layer, std in ((self.class_maps, 0.01), (self.box_maps, 0.001)):
             nn.init.normal_(layer.weight, std=std)
             nn.init.zeros_(layer.bias)
-        self.matcher = Matcher(fg_iou_threshold, tuple(bg_iou_range), allow_low_quality=False)
-        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
         self.ohem = ohem
         self.ohem_batch_size = ohem_batch_size
-        self.coder = DeltaXYWHCoder(box_weights)
-        self.add_gt_as_proposals = add_gt_as_proposals
-        self.box_loss_beta = box_loss_beta
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.max_detections = max_detections
-        # Per image, the best (RoI, class) pairs that go to NMS: bounds its cost (it grows with
-        # the square of the candidates) when many RoIs clear score_threshold.
-        self.pre_nms_topk = pre_nms_topk
 
     def maps(self, features: Tensor) -> tuple[Tensor, Tensor]:
         """``features: Tensor[N, C_in, H, W]`` → score maps ``Tensor[N, k²·(C+1), H, W]`` and box
@@ -146,6 +129,10 @@ class RFCNHead(nn.Module):
                 "sampling_ratio": self.sampling_ratio}  # fmt: skip
         return vote(ps_pool_rois(class_maps, rois, **pool)), vote(ps_pool_rois(box_maps, rois, **pool))
 
+    def scores_and_deltas(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
+        class_logits, box_deltas = self._outputs(features, rois)
+        return softmax_scores(class_logits), self._per_class(box_deltas)
+
     def _per_class(self, box_deltas: Tensor) -> Tensor:
         # The shared decoding and loss take class-specific deltas: every class gets the same box.
         return box_deltas[:, None, :].expand(-1, self.num_classes, -1)
@@ -157,9 +144,8 @@ class RFCNHead(nn.Module):
         summed over the RoIs learned from and divided by their number. ``image_sizes`` is part of
         the RoI-head contract (``detkit.heads.base.RoIHead``) and not needed here."""
         del image_sizes
-        rois, class_targets, box_targets, is_positive, _ = sample_rois(
-            proposals, targets, matcher=self.matcher, sampler=AllMatched() if self.ohem else self.sampler,
-            coder=self.coder, add_gt_as_proposals=self.add_gt_as_proposals,
+        rois, class_targets, box_targets, is_positive, _ = self.training_rois(
+            proposals, targets, sampler=AllMatched() if self.ohem else None
         )
         class_logits, box_deltas = self._outputs(features, rois)
         if self.ohem:
@@ -174,36 +160,4 @@ class RFCNHead(nn.Module):
         return roi_losses(
             class_logits, self._per_class(box_deltas), class_targets, box_targets, is_positive,
             box_loss_beta=self.box_loss_beta,
-        )
-
-    @torch.no_grad()
-    def predict(self, features: Tensor, proposals: list[Tensor], image_sizes: Tensor) -> list[Detections]:
-        """Score and refine every proposal, then run the batched postprocessing."""
-        rois, roi_image = rois_from_boxes([p.float() for p in proposals])
-        class_logits, box_deltas = self._outputs(features, rois)
-        return roi_detections(
-            softmax_scores(class_logits),
-            self._per_class(box_deltas),
-            rois[:, 1:],
-            roi_image,
-            image_sizes,
-            max_detections=self.max_detections,
-            **selection_settings(self),
-        )
-
-    @torch.no_grad()
-    def predict_padded(
-        self, features: Tensor, proposals: Tensor, valid: Tensor, image_sizes: Tensor, max_detections: int
-    ) -> PaddedDetections:
-        """``predict`` on ``proposals: Tensor[N, P, 4] xyxy`` padded per image (``valid: Tensor[N,
-        P]`` marks the real ones), with a fixed-shape result of ``max_detections`` per image."""
-        class_logits, box_deltas = self._outputs(features, padded_rois(proposals.float()))
-        return padded_roi_detections(
-            softmax_scores(class_logits),
-            self._per_class(box_deltas),
-            proposals,
-            valid,
-            image_sizes,
-            max_detections=max_detections,
-            **selection_settings(self),
         )

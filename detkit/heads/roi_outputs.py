@@ -244,15 +244,3 @@ def empty_detections(num_images: int, device: torch.device) -> list[Detections]:
         {"boxes": empty, "scores": empty[:, 0], "labels": torch.zeros(0, dtype=torch.long, device=device)}
         for _ in range(num_images)
     ]
-
-
-def selection_settings(head) -> dict:
-    """The postprocessing settings every RoI head keeps as attributes (``coder``,
-    ``score_threshold``, ``nms_threshold``, ``pre_nms_topk``), as the keyword arguments of
-    :func:`roi_detections` and :func:`padded_roi_detections`."""
-    return {
-        "coder": head.coder,
-        "score_threshold": head.score_threshold,
-        "nms_threshold": head.nms_threshold,
-        "pre_nms_topk": head.pre_nms_topk,
-    }

@@ -14,30 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from detkit.assign.matcher import Matcher
-from detkit.assign.sampler import BalancedSampler
-from detkit.coders.delta_xywh import DeltaXYWHCoder
-from detkit.heads.class_svms import ClassSVMs, head_class_scores
+from detkit.heads.class_svms import ClassSVMs, attach_svms, head_class_scores
 from detkit.heads.fast_rcnn import TwoFCHead
+from detkit.heads.proposal_head import ProposalHead
 from detkit.heads.rcnn import CLASSIFIERS
-from detkit.heads.roi_outputs import (
-    BoxPredictor,
-    padded_roi_detections,
-    roi_detections,
-    roi_losses,
-    sample_rois,
-    selection_settings,
-)
-from detkit.ops.nms import PaddedDetections
-from detkit.ops.roi import padded_rois, rois_from_boxes
+from detkit.heads.roi_outputs import BoxPredictor, roi_losses
 from detkit.ops.spatial_pyramid import SPP_NET_LEVELS, pyramid_length, spatial_pyramid_pool
-from detkit.structures import Detections, Target
+from detkit.structures import Target
 
 
-class SPPHead(nn.Module):
+class SPPHead(ProposalHead):
     """``levels``: bins per side of each pyramid level; ``representation_size``: width F of fc6
     and fc7. Training samples ``batch_size_per_image`` RoIs per image, at most
     ``positive_fraction`` foreground (IoU ≥ ``fg_iou_threshold``), the rest background (best IoU
@@ -69,10 +57,15 @@ class SPPHead(nn.Module):
         pre_nms_topk: int = 1000,
         classifier: str = "softmax",
     ) -> None:
-        super().__init__()
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
-        self.num_classes = num_classes
+        super().__init__(
+            num_classes=num_classes, fg_iou_threshold=fg_iou_threshold, bg_iou_range=bg_iou_range,
+            sample_size=batch_size_per_image, positive_fraction=positive_fraction,
+            add_gt_as_proposals=add_gt_as_proposals, box_weights=box_weights, box_loss_beta=box_loss_beta,
+            score_threshold=score_threshold, nms_threshold=nms_threshold, max_detections=max_detections,
+            pre_nms_topk=pre_nms_topk,
+        )  # fmt: skip
         self.levels = tuple(levels)
         self.spatial_scale = 1.0 / stride
         self.hidden = TwoFCHead(pyramid_length(in_channels, self.levels), representation_size)
@@ -80,29 +73,21 @@ class SPPHead(nn.Module):
         self.feature_dim = representation_size
         self.classifier = classifier
         self.svms = ClassSVMs(representation_size, num_classes) if classifier == "svm" else None
-        self.matcher = Matcher(fg_iou_threshold, tuple(bg_iou_range), allow_low_quality=False)
-        self.sampler = BalancedSampler(batch_size_per_image, positive_fraction)
-        self.coder = DeltaXYWHCoder(box_weights)
-        self.add_gt_as_proposals = add_gt_as_proposals
-        self.box_loss_beta = box_loss_beta
-        self.score_threshold = score_threshold
-        self.nms_threshold = nms_threshold
-        self.max_detections = max_detections
-        # Per image, the best (RoI, class) pairs that go to NMS: bounds its cost (it grows with
-        # the square of the candidates) when many RoIs clear score_threshold.
-        self.pre_nms_topk = pre_nms_topk
 
     def add_svms(self) -> ClassSVMs:
         """Give a softmax-trained head (unfitted) SVMs, for the paper's SVM stage."""
-        if self.svms is None:
-            self.svms = ClassSVMs(self.feature_dim, self.num_classes).to(self.predictor.cls_score.weight.device)
-        return self.svms
+        return attach_svms(self)
 
     def fc_features(self, features: Tensor, rois: Tensor) -> Tensor:
         """``features: Tensor[N, C, H', W']``, ``rois: Tensor[R, 5]`` → fc7 ``Tensor[R, F]``: the
         features the classifier (softmax or SVMs) and the box regressor read."""
         pooled = spatial_pyramid_pool(features, rois, levels=self.levels, spatial_scale=self.spatial_scale)
         return self.hidden(pooled)
+
+    def scores_and_deltas(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
+        hidden = self.fc_features(features, rois)
+        class_logits, box_deltas = self.predictor(hidden)
+        return head_class_scores(self, hidden, class_logits), box_deltas
 
     def loss(
         self, features: Tensor, proposals: list[Tensor], image_sizes: Tensor, targets: list[Target]
@@ -111,43 +96,6 @@ class SPPHead(nn.Module):
         summed over the sampled RoIs and divided by their number. ``image_sizes`` is part of the
         RoI-head contract (``detkit.heads.base.RoIHead``) and not needed here."""
         del image_sizes
-        rois, class_targets, box_targets, is_positive, _ = sample_rois(
-            proposals, targets, matcher=self.matcher, sampler=self.sampler, coder=self.coder,
-            add_gt_as_proposals=self.add_gt_as_proposals,
-        )
+        rois, class_targets, box_targets, is_positive, _ = self.training_rois(proposals, targets)
         class_logits, box_deltas = self.predictor(self.fc_features(features, rois))
         return roi_losses(class_logits, box_deltas, class_targets, box_targets, is_positive, box_loss_beta=self.box_loss_beta)
-
-    @torch.no_grad()
-    def predict(self, features: Tensor, proposals: list[Tensor], image_sizes: Tensor) -> list[Detections]:
-        """Score and refine every proposal, then run the batched postprocessing."""
-        rois, roi_image = rois_from_boxes([p.float() for p in proposals])
-        hidden = self.fc_features(features, rois)
-        class_logits, box_deltas = self.predictor(hidden)
-        return roi_detections(
-            head_class_scores(self, hidden, class_logits),
-            box_deltas,
-            rois[:, 1:],
-            roi_image,
-            image_sizes,
-            max_detections=self.max_detections,
-            **selection_settings(self),
-        )
-
-    @torch.no_grad()
-    def predict_padded(
-        self, features: Tensor, proposals: Tensor, valid: Tensor, image_sizes: Tensor, max_detections: int
-    ) -> PaddedDetections:
-        """``predict`` on ``proposals: Tensor[N, P, 4] xyxy`` padded per image (``valid: Tensor[N,
-        P]`` marks the real ones), with a fixed-shape result of ``max_detections`` per image."""
-        hidden = self.fc_features(features, padded_rois(proposals.float()))
-        class_logits, box_deltas = self.predictor(hidden)
-        return padded_roi_detections(
-            head_class_scores(self, hidden, class_logits),
-            box_deltas,
-            proposals,
-            valid,
-            image_sizes,
-            max_detections=max_detections,
-            **selection_settings(self),
-        )
