@@ -48,3 +48,30 @@ def test_bad_sizes_are_named():
         MultiScaleTraining(sizes=[100])
     with pytest.raises(ValueError, match="every"):
         MultiScaleTraining(sizes=[128], every=0)
+
+
+def test_scales_follow_the_batch_size():
+    # 0.8-1.4 of a 160 px batch are the built-in recipes' former fixed sizes, drawn identically.
+    relative = MultiScaleTraining(scales=[0.8, 1.0, 1.2, 1.4], every=2).train()
+    fixed = MultiScaleTraining(sizes=[128, 160, 192, 224], every=2).train()
+    assert relative.candidate_sizes(160) == fixed.sizes
+    # A dataset whose recipe chose 320 px draws around 320, not the built-in data's 160.
+    assert relative.candidate_sizes(320) == (256, 320, 384, 448)
+    # Rounded to the divisor, repeats merged, never below it.
+    assert MultiScaleTraining(scales=[0.1, 0.9, 1.0, 1.05]).candidate_sizes(100) == (32, 96)
+    batch, sizes, targets = torch.rand(1, 3, 160, 160), torch.tensor([[160, 120]]), [
+        {"boxes": torch.tensor([[10.0, 20, 50, 60]]), "labels": torch.tensor([1]), "image_id": 0}
+    ]
+    seen = []
+    for module in (relative, fixed):
+        torch.manual_seed(3)
+        seen.append([module(batch, sizes, targets)[0].shape[-1] for _ in range(20)])
+    assert seen[0] == seen[1] and len(set(seen[0])) > 1
+
+
+def test_given_sizes_win_over_scales_and_bad_scales_are_named():
+    assert MultiScaleTraining(sizes=[64, 96], scales=[0.5, 1.0]).candidate_sizes(320) == (64, 96)
+    with pytest.raises(ValueError, match="sizes .* or scales"):
+        MultiScaleTraining()
+    with pytest.raises(ValueError, match="scales must be positive"):
+        MultiScaleTraining(scales=[1.0, 0.0])

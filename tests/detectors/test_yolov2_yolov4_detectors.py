@@ -17,7 +17,7 @@ def test_configs_hold_the_papers_parts():
     v2 = build("yolov2", "mobilenet_v1")
     assert isinstance(v2.neck, PassthroughNeck) and isinstance(v2.head, YOLOv2Head)
     assert v2.head.anchor_grid.anchors.shape == (1, 5, 2) and v2.head.class_activation == "softmax"
-    assert isinstance(v2.multiscale, MultiScaleTraining) and 160 in v2.multiscale.sizes
+    assert isinstance(v2.multiscale, MultiScaleTraining) and v2.multiscale.candidate_sizes(160) == (128, 160, 192, 224)
     v4 = build("yolov4", "mobilenet_v1")
     assert isinstance(v4.neck, PANNeck) and v4.head.box_loss == "ciou" and v4.head.scale_xy > 1
     assert v4.head.extra_positive_threshold is not None and v4.multiscale is None
