@@ -163,13 +163,17 @@ def prior_coverage(gt_boxes: Tensor, priors: Priors) -> dict:
     return report
 
 
+# What each kind of priors is called in messages: "yolov3" is the grid anchors every YOLOv2-v4 head shares.
+PRIOR_NAMES = {"rpn": "RPN anchors", "ssd": "SSD default boxes", "yolov3": "YOLO anchors"}
+
+
 def coverage_line(report: dict) -> str:
     """One human-readable line of a ``prior_coverage`` report."""
     def percent(value: float | None) -> str:
         return "n/a" if value is None else f"{100 * value:.1f}%"
 
     scales = ", ".join(f"{name} {percent(v['recall'])} of {v['boxes']}" for name, v in report["per_scale"].items())
-    line = (f"{report['kind']} priors cover {percent(report['recall'])} of {report['boxes']} training boxes at IoU >= "
+    line = (f"{PRIOR_NAMES.get(report['kind'], report['kind'] + ' priors')} cover {percent(report['recall'])} of {report['boxes']} training boxes at IoU >= "
             f"{report['iou_threshold']:g} ({report['rule']}; {scales}; mean best IoU {report['mean_best_iou']}")  # fmt: skip
     if "recall_at_matcher_threshold" in report:
         line += f"; {percent(report['recall_at_matcher_threshold'])} at the matcher's {report['matcher_threshold']:g}"

@@ -107,7 +107,7 @@ def test_check_command_reports_the_experiments_coverage(tmp_path: Path, capsys) 
     coverage = report["prior_coverage"]["coverage"]
     assert coverage["kind"] == "yolov3"
     assert coverage["boxes"] == len(json.loads(ann_file.read_text())["annotations"]) > 0
-    assert "prior coverage: yolov3 priors cover" in out.err
+    assert "prior coverage: YOLO anchors cover" in out.err
     # Without an experiment named, no model is built and nothing is said about priors.
     assert main(["check", *data, "split=train"]) == 0
     assert "prior_coverage" not in json.loads(capsys.readouterr().out)
