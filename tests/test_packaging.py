@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
 import sys
 import tomllib
@@ -27,17 +28,36 @@ def _run(command: list[str], *, cwd: Path, env: dict[str, str]) -> str:
     return result.stdout
 
 
+def _site_dirs_of_running_environment() -> list[str]:
+    """The folders this interpreter imports installed packages from, whatever it is: a virtual
+    environment, a conda environment, the system Python or a user site."""
+    folders = [*site.getsitepackages()]
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        folders.append(site.getusersitepackages())
+    return [folder for folder in folders if os.path.isdir(folder)]
+
+
+def _reach_running_environment(python: str) -> None:
+    """Lets the new environment import the running one's packages (torch is gigabytes) behind its
+    own site-packages, where the wheel goes. The folders are listed as plain paths in a .pth file,
+    so the running environment's own .pth hooks (an editable install of this checkout among them)
+    are not run there: the checkout stays out of reach."""
+    query = [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]
+    own_site = subprocess.run(query, capture_output=True, text=True, check=True).stdout.strip()
+    folders = [folder for folder in _site_dirs_of_running_environment() if Path(folder) != Path(own_site)]
+    (Path(own_site) / "running_environment.pth").write_text("".join(f"{folder}\n" for folder in folders))
+
+
 def test_installed_wheel_trains_loads_and_predicts_from_an_empty_folder(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     # No build isolation: setuptools is here already, and a build must not need the network.
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)],
          cwd=tmp_path, env=dict(os.environ))  # fmt: skip
     wheel = next(dist.glob("detkit-*.whl"))
-    # The environment sees this interpreter's packages (torch is gigabytes) but not the checkout:
-    # its own site-packages, where the wheel goes, comes first on its path.
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    venv.create(env_dir, with_pip=True)
     python = str(env_dir / "bin" / "python")
+    _reach_running_environment(python)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DETKIT_CONFIG_DIR")}
     env.update(DETKIT_CACHE=str(tmp_path / "cache"), PATH=f"{env_dir / 'bin'}{os.pathsep}{env['PATH']}")
     _run([python, "-m", "pip", "install", "-q", "--no-deps", str(wheel)], cwd=tmp_path, env=env)

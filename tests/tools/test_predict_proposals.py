@@ -61,9 +61,28 @@ def test_predict_searches_proposals_and_matches_the_dataset_path(tmp_path: Path)
     detections = json.loads((out / "detections.json").read_text())[source.name]
 
     assert len(detections) == len(expected_boxes) > 0
-    got = torch.tensor([d["box"] for d in detections])
-    assert torch.allclose(got, expected_boxes, atol=0.02)
-    assert [d["score"] for d in detections] == pytest.approx(expected["scores"].tolist(), abs=1e-4)
+    got_scores = [d["score"] for d in detections]
+    assert got_scores == pytest.approx(expected["scores"].tolist(), abs=1e-4)
+    assert got_scores == sorted(got_scores, reverse=True)
+    # A barely trained model scores near-identical proposals within 1e-6 of each other, so the
+    # last bits of a CPU's arithmetic can swap two neighbours: every detection must have its own
+    # counterpart (same label, score within 1e-4, box within 0.02 px), in whichever order.
+    names = state["class_names"]
+    unmatched = list(range(len(expected_boxes)))
+    for detection in detections:
+        box = torch.tensor(detection["box"])
+        counterpart = next(
+            (
+                j
+                for j in unmatched
+                if names[int(expected["labels"][j]) - 1] == detection["label"]
+                and abs(float(expected["scores"][j]) - detection["score"]) <= 1e-4
+                and torch.allclose(box, expected_boxes[j], atol=0.02)
+            ),
+            None,
+        )
+        assert counterpart is not None, (detection, expected_boxes, expected["scores"])
+        unmatched.remove(counterpart)
 
     evaluated = tmp_path / "eval.json"
     run_tool("eval.py", f"checkpoint={run_dir / 'last.pt'}", f"output={evaluated}", env=env)
