@@ -18,7 +18,16 @@ CORE_BACKBONES = ("vgg16", "resnet18", "mobilenet_v1")
 # Defined before the imports below: each backbone module registers itself into it on import.
 BACKBONES = Registry("backbone")
 
-from detkit.backbones import alexnet, googlenet, lenet, mobilenet, resnet, torchvision_any, vgg  # noqa: E402, F401  (registration)
+from detkit.backbones import (  # noqa: E402, F401  (registration)
+    alexnet,
+    efficientnet_lite,
+    googlenet,
+    lenet,
+    mobilenet,
+    resnet,
+    torchvision_any,
+    vgg,
+)
 from detkit.backbones.base import Backbone  # noqa: E402
 
 

@@ -31,6 +31,11 @@ FEATURE_STAGES: dict[str, int] = {"c3": 2, "c4": 3, "c5": 4}
 FEATURE_STRIDES: dict[str, int] = {"c3": 8, "c4": 16, "c5": 32}
 NUM_STAGES = 4
 
+# The input normalisation of torchvision's ImageNet weights, on 0..1 pixels; the default of every
+# backbone, and what a detector applies unless its backbone declares another (``pixel_mean``).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 # What a factory's ``pretrained`` accepts: False/None (random init), True (ImageNet weights) or a file.
 Pretrained = bool | str | os.PathLike | None
 
@@ -98,6 +103,10 @@ class Backbone(nn.Module):
     """
 
     feature_info: list[FeatureInfo]
+    # The input normalisation the weights expect, ``(pixel - mean) / std`` on 0..1 pixels; detectors
+    # take it from their backbone.
+    pixel_mean: tuple[float, float, float] = IMAGENET_MEAN
+    pixel_std: tuple[float, float, float] = IMAGENET_STD
 
     def __init__(self, *, out_features: str | Sequence[str], channels: dict[str, int]) -> None:
         super().__init__()
@@ -126,23 +135,29 @@ class Backbone(nn.Module):
         imagenet_weights: Callable[[], tuple[dict[str, Tensor], str]],
         frozen_stages: int,
         freeze_bn: bool,
+        rename: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
     ) -> Backbone:
         """Load weights, then freeze; returns ``self`` so factories can end with it.
 
         ``imagenet_weights`` is called only for ``pretrained=True`` and returns the state dict and
-        where it came from (for error messages). Freezing comes after loading so
+        where it came from (for error messages). ``rename`` maps a weights file given as a path
+        from its publisher's names to this module's. Freezing comes after loading so
         frozen BatchNorm layers keep the loaded statistics.
         """
         if not isinstance(frozen_stages, int) or not 0 <= frozen_stages <= NUM_STAGES:
             raise ValueError(f"frozen_stages must be an int in 0..{NUM_STAGES}, got {frozen_stages!r}")
-        self.load_pretrained(pretrained, imagenet_weights=imagenet_weights)
+        self.load_pretrained(pretrained, imagenet_weights=imagenet_weights, rename=rename)
         self.freeze_stages(frozen_stages)
         if freeze_bn:
             freeze_batchnorm(self)
         return self
 
     def load_pretrained(
-        self, pretrained: Pretrained, *, imagenet_weights: Callable[[], tuple[dict[str, Tensor], str]]
+        self,
+        pretrained: Pretrained,
+        *,
+        imagenet_weights: Callable[[], tuple[dict[str, Tensor], str]],
+        rename: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None,
     ) -> None:
         if pretrained is None or pretrained is False:
             return
@@ -151,6 +166,8 @@ class Backbone(nn.Module):
         elif isinstance(pretrained, str | os.PathLike):
             path = Path(pretrained).expanduser()
             state, origin = read_state_dict(path), str(path)
+            if rename is not None:
+                state = rename(state)
         else:
             raise TypeError(f"pretrained must be a bool or a file path, got {type(pretrained).__name__}")
         load_matching(self, state, origin=origin, is_unbuilt_key=self.is_unbuilt_key)

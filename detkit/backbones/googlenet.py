@@ -25,14 +25,10 @@ import torchvision
 from torch import Tensor, nn
 
 from detkit.backbones import BACKBONES
-from detkit.backbones.base import Backbone, Pretrained
+from detkit.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone, Pretrained
 from detkit.backbones.pretrained import torchvision_imagenet_weights
 
 logger = logging.getLogger(__name__)
-
-# The normalisation every detkit detector applies (detkit.detectors.base), undone by transform_input.
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Modules of the stem and of stages 1..4, in order.
 _STAGES: tuple[tuple[str, ...], ...] = (
@@ -71,7 +67,7 @@ class GoogLeNetBackbone(Backbone):
         self._outputs = {end: name for name, end in _FEATURE_STAGE_ENDS.items() if name in self.out_features}
         self.transform_input = bool(transform_input)
         # From ImageNet-normalised input to (x - 0.5) / 0.5, per channel: x * scale + shift.
-        mean, std = torch.tensor(_IMAGENET_MEAN), torch.tensor(_IMAGENET_STD)
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
         self.register_buffer("_input_scale", (std / 0.5).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_input_shift", ((mean - 0.5) / 0.5).view(1, 3, 1, 1), persistent=False)
 

@@ -13,12 +13,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.backbones.base import IMAGENET_MEAN, IMAGENET_STD
 from detkit.ops.image_sizes import image_sizes_tensor
 from detkit.ops.pixels import common_dtype, to_unit_float
 from detkit.structures import Detections, Target
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
+def with_backbone_normalization(backbone: nn.Module, detector_kwargs: dict) -> dict:
+    """``detector_kwargs`` with the input normalisation the backbone's weights expect
+    (``backbone.pixel_mean`` / ``pixel_std``) filled in where the config does not set one."""
+    return {
+        "pixel_mean": getattr(backbone, "pixel_mean", IMAGENET_MEAN),
+        "pixel_std": getattr(backbone, "pixel_std", IMAGENET_STD),
+        **detector_kwargs,
+    }
 
 
 class Detector(nn.Module):

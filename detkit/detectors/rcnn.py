@@ -18,7 +18,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from detkit.detectors.base import Detector
+from detkit.detectors.base import Detector, with_backbone_normalization
 from detkit.heads.base import RoIHead
 from detkit.ops.roi import rois_from_boxes, warp_crops
 from detkit.proposals.precomputed import PrecomputedProposals
@@ -52,7 +52,7 @@ class RCNN(Detector):
         size_divisor: int = 1,
         **detector_kwargs,
     ) -> None:
-        super().__init__(size_divisor=size_divisor, **detector_kwargs)
+        super().__init__(size_divisor=size_divisor, **with_backbone_normalization(backbone, detector_kwargs))
         infos = {info.name: info for info in backbone.feature_info}
         if feature_name not in infos:
             raise ValueError(

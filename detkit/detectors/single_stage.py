@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from detkit.detectors.base import Detector
+from detkit.detectors.base import Detector, with_backbone_normalization
 from detkit.heads.base import DenseHead
 from detkit.structures import Detections, FeatureInfo, Target
 
@@ -32,7 +32,7 @@ class SingleStageDetector(Detector):
         multiscale: nn.Module | None = None,
         **detector_kwargs,
     ) -> None:
-        super().__init__(**detector_kwargs)
+        super().__init__(**with_backbone_normalization(backbone, detector_kwargs))
         self.backbone = backbone
         feature_info: list[FeatureInfo] = list(backbone.feature_info)
         self.neck = neck(feature_info=feature_info) if neck is not None else None

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from detkit.backbones.base import freeze_batchnorm
-from detkit.detectors.base import Detector
+from detkit.detectors.base import Detector, with_backbone_normalization
 from detkit.heads.base import RoIHead
 from detkit.ops.roi import rois_from_boxes
 from detkit.proposals.precomputed import PrecomputedProposals
@@ -44,7 +44,7 @@ class SPPNet(Detector):
         finetune_fc_only: bool = False,
         **detector_kwargs,
     ) -> None:
-        super().__init__(**detector_kwargs)
+        super().__init__(**with_backbone_normalization(backbone, detector_kwargs))
         infos = {info.name: info for info in backbone.feature_info}
         if feature_name not in infos:
             raise ValueError(f"backbone has no output {feature_name!r}; it has {sorted(infos)} (set model.backbone.out_features)")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from detkit.detectors.base import Detector
+from detkit.detectors.base import Detector, with_backbone_normalization
 from detkit.heads.base import RoIHead
 from detkit.structures import Detections, Target
 
@@ -30,7 +30,7 @@ class TwoStageDetector(Detector):
         feature_name: str = "c4",
         **detector_kwargs,
     ) -> None:
-        super().__init__(**detector_kwargs)
+        super().__init__(**with_backbone_normalization(backbone, detector_kwargs))
         infos = {info.name: info for info in backbone.feature_info}
         if feature_name not in infos:
             raise ValueError(f"backbone has no output {feature_name!r}; it has {sorted(infos)} (set model.backbone.out_features)")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from detkit.detectors.base import Detector
+from detkit.detectors.base import Detector, with_backbone_normalization
 from detkit.heads.base import RoIHead
 from detkit.structures import Detections, FeatureInfo, Target
 
@@ -32,7 +32,7 @@ class FPNTwoStageDetector(Detector):
         num_classes: int,
         **detector_kwargs,
     ) -> None:
-        super().__init__(**detector_kwargs)
+        super().__init__(**with_backbone_normalization(backbone, detector_kwargs))
         self.backbone = backbone
         self.neck = neck(feature_info=list(backbone.feature_info))
         feature_info: list[FeatureInfo] = list(self.neck.feature_info)
