@@ -8,8 +8,10 @@ columns); they become continuous ``xyxy`` with ``x1 = xmin - 1, x2 = xmax``. Obj
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import xml.etree.ElementTree as ElementTree
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +21,8 @@ from detkit.data.base import DetectionDataset, DetectionTransformFn, ImageRecord
 from detkit.data.box_checks import BoxChecker
 from detkit.data.image_files import check_image_file
 from detkit.data.problems import ProblemLog
+
+logger = logging.getLogger(__name__)
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -84,14 +88,53 @@ def _resolve_image(image_dir: Path, stem: str, xml_filename: str | None) -> Path
     return next((path for path in candidates if path.is_file()), candidates[0])
 
 
-def _scan_class_names(annotation_dir: Path) -> list[str]:
-    names = set()
+def count_class_names(annotation_dir: Path) -> Counter[str]:
+    """How many objects of each ``<name>`` the XML files of ``annotation_dir`` hold (files that do
+    not parse are left to the split's reading, which reports them)."""
+    names: Counter[str] = Counter()
     for xml_path in sorted(annotation_dir.glob("*.xml")):
-        with contextlib.suppress(ValueError):  # a file that does not parse is reported when the split is read
+        with contextlib.suppress(ValueError, FileNotFoundError):
             names.update(obj[0] for obj in parse_voc_xml(xml_path)[3])
+    return names
+
+
+def _scan_class_names(annotation_dir: Path) -> list[str]:
+    names = count_class_names(annotation_dir)
     if not names:
         raise ValueError(f"class_names='auto' found no <object><name> in {annotation_dir}/*.xml")
     return sorted(names)
+
+
+def default_class_names(annotation_dir: Path) -> list[str]:
+    """The class list when none is given: PASCAL VOC's 20 classes (in their usual label order)
+    when every name in the files is one of them, else the names the files use, sorted."""
+    found = count_class_names(annotation_dir)
+    if not found or set(found) <= set(VOC_CLASSES):
+        return list(VOC_CLASSES)
+    names = sorted(found)
+    where = annotation_dir.parent
+    logger.info("VOC data in %s is not PASCAL VOC: %d class names read from its XML files: %s", where, len(names), names)
+    return names
+
+
+def check_names_fit(annotation_dir: Path, class_names: Sequence[str], log: ProblemLog) -> None:
+    """One clear line where most objects of the files fall outside a given class list: the list
+    was meant for other data (PASCAL's 20 classes for a folder of one's own, say)."""
+    found = count_class_names(annotation_dir)
+    total = sum(found.values())
+    outside = sum(count for name, count in found.items() if name not in set(class_names))
+    if total == 0 or outside * 2 <= total:
+        return
+    message = (
+        f"{annotation_dir}: {outside} of {total} objects have a class name outside data.class_names "
+        f"({len(class_names)} names: {', '.join(list(class_names)[:5])}{', ...' if len(class_names) > 5 else ''}); "
+        f"the files use {sorted(found)}. Set data.class_names=[{','.join(sorted(found))}] "
+        "(or data.class_names=auto, or leave it unset to read them from the files)"
+    )
+    if log.policy == "skip":
+        logger.warning("%s; their boxes are skipped (data.on_bad_data=skip)", message)
+        return
+    raise log.fatal("unknown_class", annotation_dir, message.removeprefix(f"{annotation_dir}: "))
 
 
 class VocDataset(DetectionDataset):
@@ -126,11 +169,13 @@ class VocDataset(DetectionDataset):
                 "is data.root the folder holding Annotations/, JPEGImages/ and ImageSets/?",
             )
         if class_names is None:
-            class_names = list(VOC_CLASSES)
+            class_names = default_class_names(annotation_dir)
         elif isinstance(class_names, str):
             if class_names != "auto":
                 raise ValueError(f"class_names must be a list of names, None or 'auto', got {class_names!r}")
             class_names = _scan_class_names(annotation_dir)
+        else:
+            check_names_fit(annotation_dir, [str(name) for name in class_names], log)
         class_names = [str(name) for name in class_names]
         label_of_name = {name: i + 1 for i, name in enumerate(class_names)}
 

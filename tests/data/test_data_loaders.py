@@ -235,12 +235,38 @@ def test_voc_one_based_inclusive_boxes_and_difficult(tmp_path: Path) -> None:
 
 
 def test_voc_unknown_class_and_missing_split(tmp_path: Path) -> None:
-    root = _voc_root(tmp_path, _voc_object("unicorn", (1, 1, 10, 10)))
-    with pytest.raises(DataError, match=r"x1\.xml, object 1 \(image x1\.jpg\): class name 'unicorn' is not one"):
-        VocDataset(root)
-    assert len(VocDataset(root, on_bad_data="skip")[0][1]["boxes"]) == 0
+    objects = _voc_object("dog", (1, 1, 10, 10)) + _voc_object("cat", (2, 2, 9, 9)) + _voc_object("unicorn", (1, 1, 10, 10))
+    root = _voc_root(tmp_path, objects)
+    with pytest.raises(DataError, match=r"x1\.xml, object 3 \(image x1\.jpg\): class name 'unicorn' is not one"):
+        VocDataset(root, class_names=["cat", "dog"])
+    assert len(VocDataset(root, class_names=["cat", "dog"], on_bad_data="skip")[0][1]["boxes"]) == 2
     with pytest.raises(DataError, match=r"test\.txt: VOC split file not found \(splits there: trainval\)"):
         VocDataset(root, "test")
+
+
+def test_voc_folder_of_ones_own_classes_reads_them_from_the_files(tmp_path: Path) -> None:
+    objects = _voc_object("star", (1, 1, 10, 10)) + _voc_object("arrow", (2, 2, 20, 20))
+    root = _voc_root(tmp_path, objects, split_names=("x1", "x2"))
+    # An annotation outside the split: its names count all the same (train and val agree on the list).
+    heart = _voc_object("heart", (1, 1, 5, 5))
+    (root / "Annotations" / "x3.xml").write_text(f"<annotation><size><width>40</width><height>30</height></size>{heart}</annotation>")
+    dataset = VocDataset(root)
+    assert dataset.class_names == ["arrow", "heart", "star"]
+    assert dataset[0][1]["labels"].tolist() == [3, 1]
+    # A folder whose names are all PASCAL's keeps PASCAL's 20 classes in their usual order.
+    pascal = _voc_root(tmp_path / "pascal", _voc_object("dog", (1, 1, 10, 10)))
+    assert VocDataset(pascal).class_names[11] == "dog" and len(VocDataset(pascal).class_names) == 20
+
+
+def test_voc_class_list_for_other_data_is_named_in_one_line(tmp_path: Path) -> None:
+    objects = _voc_object("star", (1, 1, 10, 10)) + _voc_object("arrow", (2, 2, 20, 20)) + _voc_object("dog", (2, 2, 9, 9))
+    root = _voc_root(tmp_path, objects)
+    pascal = ["aeroplane", "bicycle", "bird", "boat", "bottle", "dog"]
+    with pytest.raises(DataError, match=r"2 of 3 objects have a class name outside data\.class_names.*"
+                       r"the files use \['arrow', 'dog', 'star'\]\. Set data\.class_names=\[arrow,dog,star\]") as error:
+        VocDataset(root, class_names=pascal)
+    assert len(error.value.problems) == 1  # one line, not one problem per box
+    assert len(VocDataset(root, class_names=pascal, on_bad_data="skip")[0][1]["boxes"]) == 1
 
 
 def test_yolo_names_dict_polygons_missing_labels_and_bad_lines(tmp_path: Path) -> None:
