@@ -43,6 +43,7 @@ from detkit.engine.hooks import (
     TensorBoardHook,
     UnfreezeHook,
 )
+from detkit.engine.imagenet_start import from_scratch_hint
 from detkit.engine.inference import evaluate_model, move_targets
 from detkit.engine.prior_check import check_priors
 from detkit.engine.runtime import amp_dtype, compile_model, configure_backends, set_cpu_threads
@@ -94,6 +95,9 @@ def train(cfg: DictConfig) -> dict:
     switches = configure_backends(cfg, device)
     seed_everything(int(cfg.seed) + rank)
     logger.info("Experiment %s on %s (world size %d); run folder %s", cfg.experiment, device, world, run_dir)
+    hint = from_scratch_hint(cfg)
+    if hint is not None:
+        logger.info(hint)
     dtype = amp_dtype(cfg, device)
     logger.info("Autocast %s; %s", dtype or "off (float32)", ", ".join(f"{k} {'on' if v else 'off'}" for k, v in switches.items()))
 
