@@ -7,8 +7,9 @@ With a checkpoint, the config stored in it is used (overrides on top) and the mo
 the validation split; the checkpoint must match its model exactly. With a COCO ground-truth file
 and a COCO results file (such as `detkit predict ... ground_truth=GT.json` writes) no model is needed.
 
-Both write an evaluation report (PR curves, confusion matrix, per-class table; with a checkpoint
-also its run's training curves) into report=DIR, else eval_<checkpoint name>/ beside the
+Both add the error breakdown (TIDE: the cause of each false positive and missed object, the AP
+fixing each cause adds) to the metrics, and write an evaluation report (PR curves, confusion matrix,
+per-class table, error breakdown; with a checkpoint also its run's training curves) into report=DIR, else eval_<checkpoint name>/ beside the
 checkpoint (the run folder's own report from training stays as it was), else <output name>_report/
 beside output=; without either, or with report=none, no report.
 """
@@ -40,7 +41,7 @@ def run(argv: list[str]) -> int:
         raise ConfigError(USAGE)
     print(format_metrics_table(metrics))
     if metrics.get("report_dir"):
-        print(f"Report (pictures, per-class table) written to {metrics['report_dir']}")
+        print(f"Report (pictures, per-class table, error breakdown) written to {metrics['report_dir']}")
     if "output" in args:
         print(f"Metrics written to {save_metrics(metrics, args['output'])}")
     return 0

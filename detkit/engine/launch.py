@@ -49,6 +49,7 @@ from detkit.engine.runtime import amp_dtype, compile_model, configure_backends, 
 from detkit.engine.trainer import Trainer
 from detkit.engine.workers import loader_workers
 from detkit.evaluation import format_metrics_table, save_metrics, write_evaluation_report
+from detkit.evaluation.errors import error_breakdown
 from detkit.utils.logging import setup_logging
 from detkit.utils.seeding import seed_everything, worker_init_fn
 from detkit.utils.visualization import draw_boxes, save_image, tile
@@ -230,6 +231,7 @@ def train(cfg: DictConfig) -> dict:
         device=str(device),
         world_size=world,
     )
+    metrics["errors"] = error_breakdown(val_set.coco_ground_truth(), last_eval["results"])
     save_metrics(metrics, run_dir / "metrics.json")
     draw_predictions(unwrap_model(model), val_set, device, class_names, run_dir / "predictions.png", count=int(eng.vis_images))
     try:
@@ -269,7 +271,7 @@ def evaluate_checkpoint(
     """Evaluate a training checkpoint on the validation split of its stored config (with
     ``overrides`` on top, e.g. another ``data=``). The model comes from :func:`detkit.load`, so a
     checkpoint that does not fully match its model is refused with every mismatch named. With
-    ``report_dir``, the evaluation report (pictures, per-class table; training curves from the
+    ``report_dir``, the evaluation report (pictures, per-class table, error breakdown; training curves from the
     ``log.jsonl`` beside the checkpoint) is written there too."""
     predictor = load(checkpoint, overrides=overrides)
     cfg = predictor.cfg
@@ -286,6 +288,7 @@ def evaluate_checkpoint(
         return_results=True, num_workers=loader_workers(cfg.data.num_workers) if device.type == "cuda" else 0,  # as in training
     )
     metrics.update(checkpoint=str(checkpoint), split="val", device=str(device))
+    metrics["errors"] = error_breakdown(val_set.coco_ground_truth(), results)
     if report_dir is not None:
         log = Path(checkpoint).parent / "log.jsonl"
         write_evaluation_report(val_set.coco_ground_truth(), results, metrics, report_dir, log_jsonl=log if log.is_file() else None)

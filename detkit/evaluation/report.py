@@ -20,6 +20,8 @@ import numpy as np
 from detkit.evaluation.class_table import format_class_table_markdown, per_class_table
 from detkit.evaluation.coco import COCO_METRIC_KEYS
 from detkit.evaluation.confusion import confusion_matrix, format_confusion_matrix
+from detkit.evaluation.error_report import format_errors_markdown, plot_error_breakdown
+from detkit.evaluation.errors import CAUSES, error_breakdown
 from detkit.evaluation.evaluator import evaluate
 from detkit.evaluation.inputs import DetectionSet, GroundTruth, load_detections, load_ground_truth
 from detkit.evaluation.plots import plot_confusion_matrix, plot_pr_curves, plot_training_curves
@@ -90,6 +92,13 @@ def format_metrics_table(metrics: dict) -> str:
         lines.extend(
             name.ljust(width) + "".join(_cell(table.get(name), 9) for _, table in columns) for name in names
         )
+    errors = metrics.get("errors")
+    if errors:
+        lines.append("")
+        lines.append(
+            "Errors (TIDE), AP points gained when fixed: "
+            + ", ".join(f"{cause} {100 * errors['dAP'][cause]:.2f}" for cause in CAUSES)
+        )
     return "\n".join(lines)
 
 
@@ -152,6 +161,8 @@ def write_evaluation_report(
       class with a background row (detections of nothing) and column (missed objects), counts
       and row-normalised; ``confusion_matrix.json`` holds the counts and names;
     - ``per_class.md`` and ``per_class.json``: AP, AP50, VOC07, VOC12, object and detection counts;
+    - ``errors.md``, ``errors.json`` and ``errors.png``: the error breakdown (TIDE: the cause of
+      each false positive and missed object, the AP fixing each cause adds, counts by size);
     - ``training_curves.png``: losses, learning rate and validation metrics over iterations, when
       ``log_jsonl`` (a run folder's ``log.jsonl``) is given.
 
@@ -163,7 +174,8 @@ def write_evaluation_report(
     Returns:
         The written files by name: ``pr_curves``, ``confusion_matrix``,
         ``confusion_matrix_normalized``, ``confusion_matrix_json``, ``per_class_md``,
-        ``per_class_json`` and, with a log, ``training_curves``.
+        ``per_class_json``, ``errors_md``, ``errors_json``, ``errors_png`` and, with a log,
+        ``training_curves``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -209,6 +221,12 @@ def write_evaluation_report(
         out_dir / "per_class.md", heading + format_class_table_markdown(table)
     )
 
+    errors = metrics.get("errors") or error_breakdown(ground_truth, detections)
+    written["errors_json"] = save_metrics(errors, out_dir / "errors.json")
+    written["errors_md"] = _write_text(out_dir / "errors.md", format_errors_markdown(errors))
+    written["errors_png"] = out_dir / "errors.png"
+    plot_error_breakdown(errors, written["errors_png"])
+
     if log_jsonl is not None:
         log = read_training_log(log_jsonl)
         if log:
@@ -222,11 +240,13 @@ def evaluate_with_report(
     detections: list[dict] | str | Path | DetectionSet,
     report_dir: str | Path | None = None,
 ) -> dict:
-    """``evaluate()`` (inputs loaded and checked once), then, with ``report_dir``,
-    ``write_evaluation_report()`` there; the metrics then carry ``report_dir``."""
+    """``evaluate()`` and the error breakdown (``metrics["errors"]``; inputs loaded and checked
+    once), then, with ``report_dir``, ``write_evaluation_report()`` there; the metrics then carry
+    ``report_dir``."""
     ground_truth = load_ground_truth(ground_truth)
     detections = load_detections(detections, ground_truth)
     metrics = evaluate(ground_truth, detections)
+    metrics["errors"] = error_breakdown(ground_truth, detections)
     if report_dir is not None:
         write_evaluation_report(ground_truth, detections, metrics, report_dir)
         metrics["report_dir"] = str(report_dir)

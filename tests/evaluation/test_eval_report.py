@@ -154,6 +154,9 @@ def test_report_folder_content(tmp_path, make_gt, make_dets):
         "confusion_matrix_json",
         "per_class_md",
         "per_class_json",
+        "errors_md",
+        "errors_json",
+        "errors_png",
         "training_curves",
     }
     for path in written.values():
