@@ -65,6 +65,8 @@ def test_training_metrics_and_report_carry_the_error_breakdown(trained) -> None:
     assert set(errors["per_class"]) == {"circle", "square", "triangle", "plus", "ring"}
     for name in ("errors.md", "errors.json", "errors.png"):
         assert (root / "run" / name).is_file(), name
+    # a barely trained model misses objects: the missed-objects gallery shows the validation images
+    assert (root / "run" / "errors_missed.jpg").is_file()
 
 
 def test_predictor_equals_the_evaluation_path(trained) -> None:

@@ -235,13 +235,19 @@ def train(cfg: DictConfig) -> dict:
     save_metrics(metrics, run_dir / "metrics.json")
     draw_predictions(unwrap_model(model), val_set, device, class_names, run_dir / "predictions.png", count=int(eng.vis_images))
     try:
-        write_evaluation_report(val_set.coco_ground_truth(), last_eval["results"], metrics, run_dir, log_jsonl=run_dir / "log.jsonl")
+        write_evaluation_report(val_set.coco_ground_truth(), last_eval["results"], metrics, run_dir, log_jsonl=run_dir / "log.jsonl",
+                                image_paths=image_paths(val_set))
     except (OSError, ValueError) as error:  # the run's results are saved already; a picture must not fail it
         logger.warning("Could not write the evaluation report into %s: %s", run_dir, error)
     print(format_metrics_table(metrics))
     print(f"\nTrained {trainer.iters_done} iterations in {train_seconds:.0f} s; validation mAP50 (VOC12) "
           f"{metrics['voc12']['mAP']:.3f}, COCO AP {metrics['coco']['AP']:.3f}.\nRun folder: {run_dir}")
     return metrics
+
+
+def image_paths(dataset) -> dict[int, Path]:
+    """Image id -> file of a dataset's records, for the report's error galleries."""
+    return {record.image_id: record.path for record in dataset.records}
 
 
 @torch.no_grad()
@@ -291,6 +297,7 @@ def evaluate_checkpoint(
     metrics["errors"] = error_breakdown(val_set.coco_ground_truth(), results)
     if report_dir is not None:
         log = Path(checkpoint).parent / "log.jsonl"
-        write_evaluation_report(val_set.coco_ground_truth(), results, metrics, report_dir, log_jsonl=log if log.is_file() else None)
+        write_evaluation_report(val_set.coco_ground_truth(), results, metrics, report_dir, log_jsonl=log if log.is_file() else None,
+                                image_paths=image_paths(val_set))
         metrics["report_dir"] = str(report_dir)
     return metrics
