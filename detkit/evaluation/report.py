@@ -25,6 +25,7 @@ from detkit.evaluation.error_report import format_errors_markdown, plot_error_br
 from detkit.evaluation.errors import CAUSES, error_breakdown
 from detkit.evaluation.evaluator import evaluate
 from detkit.evaluation.galleries import write_error_galleries
+from detkit.evaluation.html_report import write_html_report
 from detkit.evaluation.inputs import DetectionSet, GroundTruth, load_detections, load_ground_truth
 from detkit.evaluation.plots import plot_confusion_matrix, plot_pr_curves, plot_training_curves
 from detkit.evaluation.training_log import read_training_log
@@ -170,7 +171,9 @@ def write_evaluation_report(
     - ``errors_<cause>.jpg``: for each error cause, the ``gallery_images`` images where it costs
       most, drawn colour-coded by cause, when ``image_paths`` (image id -> file) is given;
     - ``training_curves.png``: losses, learning rate and validation metrics over iterations, when
-      ``log_jsonl`` (a run folder's ``log.jsonl``) is given.
+      ``log_jsonl`` (a run folder's ``log.jsonl``) is given;
+    - ``metrics.json`` (``metrics``, so the folder describes itself) and ``report.html``: one
+      offline page with all of the above (``html_report.write_html_report``).
 
     Args:
         ground_truth, detections: as for ``evaluate()`` (COCO format, ``bbox`` ``[x, y, w, h]``).
@@ -181,7 +184,8 @@ def write_evaluation_report(
         The written files by name: ``pr_curves``, ``confusion_matrix``,
         ``confusion_matrix_normalized``, ``confusion_matrix_json``, ``per_class_md``,
         ``per_class_json``, ``errors_md``, ``errors_json``, ``errors_png``, with images
-        ``errors_<cause>`` for each cause that occurs, and, with a log, ``training_curves``.
+        ``errors_<cause>`` for each cause that occurs, with a log ``training_curves``, and
+        ``metrics_json`` and ``report_html``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -243,6 +247,9 @@ def write_evaluation_report(
         if log:
             written["training_curves"] = out_dir / "training_curves.png"
             plot_training_curves(log, written["training_curves"])
+    shown = {**metrics, "errors": errors}
+    written["metrics_json"] = save_metrics(shown, out_dir / "metrics.json")
+    written["report_html"] = write_html_report(out_dir, shown)
     return written
 
 
