@@ -161,7 +161,6 @@ def test_predict_writes_a_coco_results_file_that_eval_scores_like_the_checkpoint
     import json
 
     from detkit.cli import main
-    from detkit.engine.launch import evaluate_checkpoint
 
     root, cfg = trained
     checkpoint = root / "run" / "last.pt"
@@ -189,7 +188,11 @@ def test_predict_writes_a_coco_results_file_that_eval_scores_like_the_checkpoint
     from_file = json.loads(metrics_file.read_text())
     # Image by image, as predict runs: with one CPU thread a barely trained model's tied scores
     # order differently in batches of four (measured: AP 0.000885 vs 0.000889).
-    from_model = evaluate_checkpoint(checkpoint, ["data.batch_size=1"])
+    model_metrics_file = tmp_path / "model_metrics.json"
+    assert main(["eval", f"checkpoint={checkpoint}", "data.batch_size=1", f"output={model_metrics_file}"]) == 0
+    from_model = json.loads(model_metrics_file.read_text())
+    for name in ("report.html", "errors.png", "errors_missed.jpg"):  # the checkpoint's report, beside it
+        assert (checkpoint.parent / "eval_last" / name).is_file(), name
     assert from_file["counts"]["detections"] == from_model["counts"]["detections"]
     for key in ("AP", "AP50", "AR100"):
         assert from_file["coco"][key] == pytest.approx(from_model["coco"][key], abs=1e-6)
