@@ -2,10 +2,11 @@
 detections colour-coded by cause (one JPEG per cause, ``errors_<cause>.jpg``: photographs, which
 PNG would store several times larger).
 
-An image's cost for a cause is its number of errors of that cause; among equal counts, the
-image whose false positives score higher comes first (a confident error costs more AP than a
-timid one). Each image is scaled to the same size before drawing, so boxes and labels keep one
-readable size however large or small the image; labels sit on a filled background.
+An image's cost for a cause is the summed score of its errors of that cause (a confident false
+positive costs more AP than a timid one; a missed object counts 1), then their number. A panel
+draws at most ``MAX_DRAWN`` errors, the highest-scoring ones, so that a pile of low-score boxes
+does not hide the objects. Each image is scaled to the same size before drawing, so boxes and
+labels keep one readable size however large or small the image; labels sit on a filled background.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from detkit.evaluation.errors import CAUSES, COVERED, MISS, TRUE_POSITIVE, Error
 from detkit.evaluation.inputs import DetectionSet, GroundTruth, load_detections, load_ground_truth
 
 PANEL_SIZE = 480  # long side of every drawn image, pixels
+MAX_DRAWN = 6  # errors drawn per panel
 HEADER = 26
 FOUND_COLOUR = (80, 200, 80)  # BGR: a true positive and the object it found
 OBJECT_COLOUR = (255, 255, 255)
@@ -44,7 +46,7 @@ def worst_images(
     index = CAUSES.index(cause)
     if index == MISS:
         image_ids = ground_truth.ann_image_ids[assignment.gt_cause == MISS]
-        weights = np.zeros(len(image_ids))
+        weights = np.ones(len(image_ids))
     else:
         selected = assignment.det_cause == index
         image_ids, weights = detections.image_ids[selected], detections.scores[selected]
@@ -53,7 +55,7 @@ def worst_images(
         entry = totals.setdefault(image_id, [0, 0.0])
         entry[0] += 1
         entry[1] += weight
-    ranked = sorted(totals.items(), key=lambda item: (-item[1][0], -item[1][1], item[0]))
+    ranked = sorted(totals.items(), key=lambda item: (-item[1][1], -item[1][0], item[0]))
     return [(image_id, int(n)) for image_id, (n, _) in ranked[:count]]
 
 
@@ -67,7 +69,7 @@ def _read(path: Path) -> np.ndarray:
 
 def _label(canvas: np.ndarray, text: str, corner: tuple[int, int], colour: tuple[int, int, int]) -> None:
     """``text`` on a filled box of ``colour`` just above ``corner`` (inside the image)."""
-    font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1
+    font, scale, thickness = cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1
     (width, height), base = cv2.getTextSize(text, font, scale, thickness)
     x = int(np.clip(corner[0], 0, max(canvas.shape[1] - width - 2, 0)))
     y = int(np.clip(corner[1], height + base + 2, canvas.shape[0]))
@@ -110,12 +112,13 @@ def draw_image_errors(
             box(ground_truth.boxes[g], _bgr(CAUSE_COLOURS["missed"]), 3, f"missed {name}")
         else:
             box(ground_truth.boxes[g], OBJECT_COLOUR, 2 if status == COVERED else 1, f"object {name}")
-    for d in np.flatnonzero(detections.image_ids == image_id):
+    in_image = np.flatnonzero(detections.image_ids == image_id)
+    for d in in_image[assignment.det_cause[in_image] == TRUE_POSITIVE]:
+        box(detections.boxes[d], FOUND_COLOUR, 2, None)
+    errors = in_image[assignment.det_cause[in_image] == index]
+    for d in errors[np.argsort(-detections.scores[errors], kind="stable")][:MAX_DRAWN]:
         name = ground_truth.name_of(int(detections.category_ids[d]))
-        if assignment.det_cause[d] == index:
-            box(detections.boxes[d], _bgr(CAUSE_COLOURS[cause]), 2, f"{name} {detections.scores[d]:.2f}")
-        elif assignment.det_cause[d] == TRUE_POSITIVE:
-            box(detections.boxes[d], FOUND_COLOUR, 2, None)
+        box(detections.boxes[d], _bgr(CAUSE_COLOURS[cause]), 2, f"{name} {detections.scores[d]:.2f}")
     for text, corner, colour in labels:  # after every box, so that no box line crosses a label
         _label(canvas, text, corner, colour)
     header = np.full((HEADER, canvas.shape[1], 3), 32, dtype=np.uint8)
@@ -123,7 +126,7 @@ def draw_image_errors(
     return np.concatenate([header, canvas], axis=0)
 
 
-def _tile(panels: list[np.ndarray], columns: int = 4) -> np.ndarray:
+def _tile(panels: list[np.ndarray], columns: int = 3) -> np.ndarray:
     height = max(p.shape[0] for p in panels)
     width = max(p.shape[1] for p in panels)
     rows = -(-len(panels) // columns)
@@ -168,7 +171,8 @@ def write_error_galleries(
                 assignment,
                 image_id,
                 cause,
-                title=f"{Path(names[image_id]).name}: {n} {cause}",
+                title=f"{Path(names[image_id]).name}: {n} {cause}"
+                + (f" ({MAX_DRAWN} strongest drawn)" if n > MAX_DRAWN and cause != "missed" else ""),
             )
             for image_id, n in worst
         ]

@@ -182,12 +182,13 @@ def _galleries(folder: Path) -> str:
     for cause in CAUSES:
         name = f"errors_{cause}.jpg"
         if (folder / name).is_file():
-            parts.append(f"<h3>{escape(cause)}</h3>{picture(name, f'worst images: {cause}')}")
+            link = f'<a href="{escape(name)}">{picture(name, f"worst images: {cause}")}</a>'
+            parts.append(f"<h3>{escape(cause)}</h3>{link}")
     if not parts:
         return note("No galleries: no image files were given to the evaluation, or it found no errors.")
     legend = (
         "Green: true positives and the objects they found; white: objects not found; "
-        "coloured: detections with this error (class and score), or missed objects."
+        "coloured: detections with this error (class and score), or missed objects. Click a picture for full size."
     )
     return note(legend) + "".join(parts)
 

@@ -20,7 +20,7 @@ FAR = [400, 300, 440, 340]
 
 @pytest.fixture
 def case(make_gt, make_dets, tmp_path):
-    """Image 1: two background errors (0.5, 0.4); image 2: one at 0.9; image 3: one at 0.2 and a
+    """Image 1: two background errors (0.5, 0.4); image 2: one at 0.95; image 3: one at 0.2 and a
     missed object; image 4: clean. Images are grey 640 x 480 files named <id>.jpg."""
     gt = make_gt([(1, 1, A), (2, 1, A), (3, 1, A), (3, 1, B), (4, 1, A)])
     dets = make_dets(
@@ -29,7 +29,7 @@ def case(make_gt, make_dets, tmp_path):
             (1, 1, FAR, 0.5),
             (1, 1, [500, 100, 540, 140], 0.4),
             (2, 1, A, 0.95),
-            (2, 1, FAR, 0.9),
+            (2, 1, FAR, 0.95),
             (3, 1, A, 0.95),
             (3, 1, FAR, 0.2),
             (4, 1, A, 0.95),
@@ -40,13 +40,14 @@ def case(make_gt, make_dets, tmp_path):
     return gt, dets
 
 
-def test_worst_images_rank_by_count_then_by_score(case):
+def test_worst_images_rank_by_summed_score(case):
     gt, dets = case
     ground_truth = load_ground_truth(gt)
     detections = load_detections(dets, ground_truth)
     assignment = assign_errors(ground_truth, detections)
-    assert worst_images(ground_truth, detections, assignment, "background") == [(1, 2), (2, 1), (3, 1)]
-    assert worst_images(ground_truth, detections, assignment, "background", 2) == [(1, 2), (2, 1)]
+    # one confident error (0.95) costs more than two timid ones (0.5 + 0.4)
+    assert worst_images(ground_truth, detections, assignment, "background") == [(2, 1), (1, 2), (3, 1)]
+    assert worst_images(ground_truth, detections, assignment, "background", 2) == [(2, 1), (1, 2)]
     assert worst_images(ground_truth, detections, assignment, "missed") == [(3, 1)]
     assert worst_images(ground_truth, detections, assignment, "duplicate") == []
 
@@ -56,11 +57,11 @@ def test_galleries_are_drawn_in_the_cause_colours(case, tmp_path):
     paths = {image_id: tmp_path / f"{image_id}.jpg" for image_id in (1, 2, 3, 4)}
     written = write_error_galleries(gt, dets, paths, tmp_path / "report", count=2)
     assert set(written) == {"background", "missed"}
-    assert [entry["image_id"] for entry in written["background"]["images"]] == [1, 2]
+    assert [entry["image_id"] for entry in written["background"]["images"]] == [2, 1]
     sheet = cv2.imread(str(tmp_path / "report" / written["background"]["file"]))
     scale = PANEL_SIZE / 640
     assert sheet.shape[1] > 2 * PANEL_SIZE  # two panels side by side
-    # the right edge of the far box in the first panel (below its 26-pixel title strip), away from its label
+    # the right edge of the far box in the first panel (image 2; below its 26-pixel title strip)
     y, x = 26 + round(330 * scale), round(440 * scale)
     blue, green, red = (int(v) for v in sheet[y, x])
     expected = CAUSE_COLOURS["background"].lstrip("#")
