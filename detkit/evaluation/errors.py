@@ -153,6 +153,8 @@ def _cause(iou: np.ndarray, same: np.ndarray, found: np.ndarray, fg: float, bg: 
 
 
 def _indices_by(keys: np.ndarray) -> dict[int, np.ndarray]:
+    if not len(keys):
+        return {}
     order = np.argsort(keys, kind="stable")
     values, starts = np.unique(keys[order], return_index=True)
     return {int(v): part for v, part in zip(values, np.split(order, starts[1:]), strict=True)}
@@ -255,8 +257,11 @@ def error_breakdown(
     perfect_recall = aps(kept, det_class, hit, boxes=num_gt - unfound)
 
     def gain(after: np.ndarray) -> float:
-        # An oracle cannot lower AP; a negative difference would be interpolation noise.
-        return max(float(np.nanmean(after) - np.nanmean(base)), 0.0) if np.isfinite(base).any() else 0.0
+        # An oracle cannot lower AP; a negative difference would be interpolation noise. An
+        # oracle that leaves no class to score (it removed every box) gains nothing measurable.
+        if not (np.isfinite(base).any() and np.isfinite(after).any()):
+            return 0.0
+        return max(float(np.nanmean(after) - np.nanmean(base)), 0.0)
 
     det_size = _size_of((detections.boxes[:, 2:] - detections.boxes[:, :2]).prod(-1))
     gt_area = np.array([a["area"] for a in ground_truth.dataset["annotations"]], dtype=np.float64)

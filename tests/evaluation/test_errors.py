@@ -3,6 +3,8 @@ by hand (101-point AP: the share of the recall points 0, 0.01, ..., 1 reached, t
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from detkit.evaluation.errors import CAUSES, average_precision_101, error_breakdown
@@ -153,3 +155,14 @@ def test_bad_detections_file_is_named(tmp_path, make_gt):
     bad.write_text('{"not": "a list"}')
     with pytest.raises(ValueError, match="dets.json"):
         error_breakdown(make_gt([(1, 1, A)]), bad)
+
+
+def test_no_detections_and_no_objects_are_answered_quietly(make_gt, make_dets):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        missed = error_breakdown(make_gt([(1, 1, A), (1, 1, B)]), [])
+        assert missed["counts"]["missed"] == 2 and missed["ap"] == 0.0
+        assert missed["dAP"]["missed"] == 0.0  # nothing left to score once every object is removed
+        empty = error_breakdown(make_gt([], image_ids=[1]), make_dets([(1, 1, A, 0.9)]))
+        assert empty["counts"]["background"] == 1 and empty["ap"] == 0.0
+        assert empty["per_class"]["cat"]["dAP"]["background"] is None
