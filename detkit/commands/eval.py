@@ -32,6 +32,8 @@ def run(argv: list[str]) -> int:
     args, rest = split_arguments(argv, ("checkpoint", "ground_truth", "detections", "output", "report", "images"))
     report_dir = default_report_dir(report=args.get("report"), checkpoint=args.get("checkpoint"), output=args.get("output"))
     if "checkpoint" in args:
+        if "images" in args:
+            raise ConfigError("images= is for a results file; with a checkpoint the validation images are known")
         from detkit.engine.launch import evaluate_checkpoint
 
         metrics = evaluate_checkpoint(args["checkpoint"], rest, report_dir=report_dir)
@@ -43,7 +45,8 @@ def run(argv: list[str]) -> int:
         raise ConfigError(USAGE)
     print(format_metrics_table(metrics))
     if metrics.get("report_dir"):
-        print(f"Report (pictures, per-class table, error breakdown) written to {metrics['report_dir']}")
+        report = metrics["report_dir"]
+        print(f"Report (pictures, per-class table, error breakdown) written to {report}; open {report}/report.html")
     if "output" in args:
         print(f"Metrics written to {save_metrics(metrics, args['output'])}")
     return 0
