@@ -65,22 +65,15 @@ class ErrorAssignment:
     gt_cause: np.ndarray
 
 
-def _iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of ``boxes: [K, 4] xyxy`` with ``others: [N, 4] xyxy`` -> ``[K, N]``."""
+def _overlap(boxes: np.ndarray, others: np.ndarray, *, crowd: bool = False) -> np.ndarray:
+    """IoU of ``boxes: [K, 4] xyxy`` with ``others: [N, 4] xyxy`` -> ``[K, N]``; with ``crowd``,
+    the share of each box inside each other box instead (COCO's IoU with a crowd region)."""
     top_left = np.maximum(boxes[:, None, :2], others[None, :, :2])
     bottom_right = np.minimum(boxes[:, None, 2:], others[None, :, 2:])
     inter = np.clip(bottom_right - top_left, 0, None).prod(-1)
-    union = (boxes[:, 2:] - boxes[:, :2]).prod(-1)[:, None] + (others[:, 2:] - others[:, :2]).prod(-1) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def _covered_fraction(boxes: np.ndarray, regions: np.ndarray) -> np.ndarray:
-    """Share of each box ``[K, 4]`` inside each region ``[R, 4]`` -> ``[K, R]`` (COCO's crowd IoU)."""
-    top_left = np.maximum(boxes[:, None, :2], regions[None, :, :2])
-    bottom_right = np.minimum(boxes[:, None, 2:], regions[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(-1)
     area = (boxes[:, 2:] - boxes[:, :2]).prod(-1)[:, None]
-    return np.divide(inter, area, out=np.zeros_like(inter), where=area > 0)
+    union = area if crowd else area + (others[:, 2:] - others[:, :2]).prod(-1) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def assign_errors(
@@ -103,7 +96,7 @@ def assign_errors(
         all_gt = gts_by_image.get(image_id, np.zeros(0, dtype=np.int64))
         gt_index, crowd_index = all_gt[~ground_truth.ignore[all_gt]], all_gt[ground_truth.ignore[all_gt]]
         boxes, classes = detections.boxes[det_index], detections.category_ids[det_index]
-        iou = _iou(boxes, ground_truth.boxes[gt_index])
+        iou = _overlap(boxes, ground_truth.boxes[gt_index])
         same = classes[:, None] == ground_truth.ann_category_ids[gt_index][None, :]
         found = np.zeros(len(gt_index), dtype=bool)
         matched = np.zeros(len(det_index), dtype=bool)
@@ -116,7 +109,7 @@ def assign_errors(
         in_crowd = np.zeros(len(det_index), dtype=bool)
         if len(crowd_index):
             same_crowd = classes[:, None] == ground_truth.ann_category_ids[crowd_index][None, :]
-            inside = _covered_fraction(boxes, ground_truth.boxes[crowd_index]) >= foreground_iou
+            inside = _overlap(boxes, ground_truth.boxes[crowd_index], crowd=True) >= foreground_iou
             in_crowd = (inside & same_crowd).any(axis=1) & ~matched
         gt_cause[gt_index[found]] = TRUE_POSITIVE
         best_score: dict[int, float] = {}
@@ -216,13 +209,12 @@ def error_breakdown(
     """
     ground_truth = load_ground_truth(ground_truth)
     detections = load_detections(detections, ground_truth)
-    assignment = assign_errors(
-        ground_truth,
-        detections,
-        foreground_iou=foreground_iou,
-        background_iou=background_iou,
-        max_detections=max_detections,
-    )
+    settings = {
+        "foreground_iou": foreground_iou,
+        "background_iou": background_iou,
+        "max_detections": max_detections,
+    }
+    assignment = assign_errors(ground_truth, detections, **settings)
     cause, target = assignment.det_cause, assignment.det_target
     lookup = {category_id: index for index, category_id in enumerate(ground_truth.category_ids)}
     det_class = np.array([lookup[c] for c in detections.category_ids.tolist()], dtype=np.int64)
@@ -264,8 +256,7 @@ def error_breakdown(
         return max(float(np.nanmean(after) - np.nanmean(base)), 0.0)
 
     det_size = _size_of((detections.boxes[:, 2:] - detections.boxes[:, :2]).prod(-1))
-    gt_area = np.array([a["area"] for a in ground_truth.dataset["annotations"]], dtype=np.float64)
-    gt_size = _size_of(gt_area)
+    gt_size = _size_of(np.array([a["area"] for a in ground_truth.dataset["annotations"]], dtype=np.float64))
     false_positive = kept & ~hit
     false_negative = (assignment.gt_cause == MISS) | (assignment.gt_cause == COVERED)
 
@@ -273,14 +264,10 @@ def error_breakdown(
         counts = np.bincount(sizes[selected], minlength=3)
         return {size: int(n) for size, n in zip(SIZES, counts, strict=True)}
 
-    sizes = {
-        "false_positives": by_size(det_size, false_positive),
-        "false_negatives": by_size(gt_size, false_negative),
-    }
-    sizes.update(
-        {name: by_size(det_size, cause == index) for index, name in enumerate(CAUSES) if index != MISS}
-    )
+    sizes = {name: by_size(det_size, cause == index) for index, name in enumerate(CAUSES) if index != MISS}
     sizes["missed"] = by_size(gt_size, assignment.gt_cause == MISS)
+    sizes["false_positives"] = by_size(det_size, false_positive)
+    sizes["false_negatives"] = by_size(gt_size, false_negative)
 
     def cause_counts(det_selected: np.ndarray, gt_selected: np.ndarray) -> dict[str, int]:
         counts = {name: int((det_selected & (cause == index)).sum()) for index, name in enumerate(CAUSES)}
@@ -297,8 +284,7 @@ def error_breakdown(
             },
             "counts": cause_counts(det_class == c, gt_class == c),
         }
-    everything = np.ones(len(detections), dtype=bool)
-    counts = cause_counts(everything, np.ones(len(gt_class), dtype=bool))
+    counts = cause_counts(np.ones(len(detections), dtype=bool), np.ones(len(gt_class), dtype=bool))
     counts.update(
         true_positives=int(hit.sum()),
         false_positives=int(false_positive.sum()),
@@ -306,11 +292,7 @@ def error_breakdown(
         ignored=int((~kept).sum()),
     )
     return {
-        "settings": {
-            "foreground_iou": float(foreground_iou),
-            "background_iou": float(background_iou),
-            "max_detections": int(max_detections),
-        },
+        "settings": settings,
         "ap": float(np.nanmean(base)) if np.isfinite(base).any() else 0.0,
         "dAP": {name: gain(after) for name, after in fixed.items()},
         "dAP_false_positives": gain(perfect_precision),
