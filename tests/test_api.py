@@ -57,7 +57,8 @@ def test_training_metrics_and_report_carry_the_error_breakdown(trained) -> None:
     import json
 
     root, _ = trained
-    errors = json.loads((root / "run" / "metrics.json").read_text())["errors"]
+    metrics = json.loads((root / "run" / "metrics.json").read_text())
+    errors = metrics["errors"]
     counts = errors["counts"]
     assert counts["true_positives"] + counts["false_negatives"] == sum(
         row["objects"] for row in json.loads((root / "run" / "per_class.json").read_text())["classes"]
@@ -67,6 +68,8 @@ def test_training_metrics_and_report_carry_the_error_breakdown(trained) -> None:
         assert (root / "run" / name).is_file(), name
     # a barely trained model misses objects: the missed-objects gallery shows the validation images
     assert (root / "run" / "errors_missed.jpg").is_file()
+    page = (root / "run" / "report.html").read_text()
+    assert metrics["machine"] and metrics["machine"] in page and 'src="errors_missed.jpg"' in page
 
 
 def test_predictor_equals_the_evaluation_path(trained) -> None:

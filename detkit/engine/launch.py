@@ -51,6 +51,7 @@ from detkit.engine.workers import loader_workers
 from detkit.evaluation import format_metrics_table, save_metrics, write_evaluation_report
 from detkit.evaluation.errors import error_breakdown
 from detkit.utils.logging import setup_logging
+from detkit.utils.rcnn_speed import machine_description
 from detkit.utils.seeding import seed_everything, worker_init_fn
 from detkit.utils.visualization import draw_boxes, save_image, tile
 
@@ -229,6 +230,7 @@ def train(cfg: DictConfig) -> dict:
         train_images=len(train_set),
         val_images=len(val_set),
         device=str(device),
+        machine=machine_description(device),
         world_size=world,
     )
     metrics["errors"] = error_breakdown(val_set.coco_ground_truth(), last_eval["results"])
@@ -293,7 +295,7 @@ def evaluate_checkpoint(
         predictor.model, val_set, device, batch_size=int(cfg.data.batch_size), amp_dtype=predictor.amp_dtype,
         return_results=True, num_workers=loader_workers(cfg.data.num_workers) if device.type == "cuda" else 0,  # as in training
     )
-    metrics.update(checkpoint=str(checkpoint), split="val", device=str(device))
+    metrics.update(checkpoint=str(checkpoint), split="val", device=str(device), machine=machine_description(device))
     metrics["errors"] = error_breakdown(val_set.coco_ground_truth(), results)
     if report_dir is not None:
         log = Path(checkpoint).parent / "log.jsonl"

@@ -27,6 +27,7 @@ SUMMARY_KEYS = (
     ("train_images", "training images"),
     ("val_images", "validation images"),
     ("device", "device"),
+    ("machine", "machine"),
     ("world_size", "processes"),
     ("eval_seconds", "evaluation time (s)"),
 )
