@@ -96,6 +96,8 @@ def _summary(folder: Path, metrics: dict) -> str:
         )
         text = ", ".join(f"{kind}: {n}" for kind, n in kinds.most_common()) or "no problems found"
         parts.append(f"<p>Data check: {escape(text)} (details in data_problems.jsonl)</p>")
+    elif (folder / "config.yaml").is_file():  # a training run writes that file only when data has problems
+        parts.append("<p>Data check: no problems found when the data was read.</p>")
     return "".join(parts)
 
 
