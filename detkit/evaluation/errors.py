@@ -204,8 +204,10 @@ def error_breakdown(
         "by_size": {"false_positives" | "false_negatives" | cause: {"small", "medium", "large"}},
         "per_class": {name: {"ap": float | None, "dAP": {cause: float | None}, "counts": {cause: n}}}}``.
         Fractions in [0, 1]; a false positive's size is its box's area, a false negative's its
-        annotation's ``area`` (COCO's rule); per-class values are None where the class has
-        neither ground truth nor detections, before or after the fix.
+        annotation's ``area`` (COCO's rule). Per class, a false positive counts under the class
+        it was detected as, a missed object under its own; a classification fix adds its AP to
+        the object's class; values are None where the class has neither ground truth nor
+        detections, before or after the fix.
     """
     ground_truth = load_ground_truth(ground_truth)
     detections = load_detections(detections, ground_truth)
