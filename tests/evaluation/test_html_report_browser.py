@@ -165,3 +165,20 @@ def test_report_renders_in_chromium(browser, report_dir):
     shot = browser.screenshot()
     assert shot.shape[0] > 500 and shot.shape[1] > 500
     assert shot.std() > 20 and len(np.unique(shot.reshape(-1, 3), axis=0)) > 50  # not one flat colour
+
+
+def test_comparison_renders_in_chromium(browser, report_dir, tmp_path):
+    from detkit.evaluation.html_compare import write_comparison_html
+
+    page = write_comparison_html(report_dir, report_dir, tmp_path / "compare.html")
+    browser.open(page)
+    images = browser.run(
+        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth])"
+    )
+    assert [source for source, _ in images] == ["report/errors.png", "report/errors.png"]
+    assert all(width > 0 for _, width in images), images
+    assert browser.console_errors() == []
+    deltas = browser.run(
+        "return Array.from(document.querySelectorAll('#errors tbody tr')).map(r => r.cells[3].textContent)"
+    )
+    assert deltas == ["+0.00"] * 6  # a run compared with itself
