@@ -53,6 +53,25 @@ def trained(tmp_path_factory):
             os.environ["DETKIT_CACHE"] = previous
 
 
+def test_training_metrics_and_report_carry_the_error_breakdown(trained) -> None:
+    import json
+
+    root, _ = trained
+    metrics = json.loads((root / "run" / "metrics.json").read_text())
+    errors = metrics["errors"]
+    counts = errors["counts"]
+    assert counts["true_positives"] + counts["false_negatives"] == sum(
+        row["objects"] for row in json.loads((root / "run" / "per_class.json").read_text())["classes"]
+    )
+    assert set(errors["per_class"]) == {"circle", "square", "triangle", "plus", "ring"}
+    for name in ("errors.md", "errors.json", "errors.png"):
+        assert (root / "run" / name).is_file(), name
+    # a barely trained model misses objects: the missed-objects gallery shows the validation images
+    assert (root / "run" / "errors_missed.jpg").is_file()
+    page = (root / "run" / "report.html").read_text()
+    assert metrics["machine"] and metrics["machine"] in page and 'src="errors_missed.jpg"' in page
+
+
 def test_predictor_equals_the_evaluation_path(trained) -> None:
     root, cfg = trained
     predictor = detkit.load(root / "run" / "last.pt", device="cpu")
@@ -145,7 +164,6 @@ def test_predict_writes_a_coco_results_file_that_eval_scores_like_the_checkpoint
     import json
 
     from detkit.cli import main
-    from detkit.engine.launch import evaluate_checkpoint
 
     root, cfg = trained
     checkpoint = root / "run" / "last.pt"
@@ -157,19 +175,37 @@ def test_predict_writes_a_coco_results_file_that_eval_scores_like_the_checkpoint
     for record in val_set.records:
         (images / record.path.name).write_bytes(record.path.read_bytes())
     out = tmp_path / "pred"
-    assert main(["predict", f"checkpoint={checkpoint}", f"input={images}", f"output={out}", "score=0",
+    # Default settings: the display threshold (0.3) draws, the results file keeps everything.
+    assert main(["predict", f"checkpoint={checkpoint}", f"input={images}", f"output={out}",
                  f"ground_truth={ground_truth}"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "score >= 0.3" in printed and "model.roi_head.score_threshold = 0.001" in printed
     assert len(list(out.glob("*.png"))) == len(val_set.records)
+    results = json.loads((out / "coco_results.json").read_text())
+    drawn = json.loads((out / "detections.json").read_text())
+    assert all(d["score"] >= 0.3 for dets in drawn.values() for d in dets)
+    assert min(r["score"] for r in results) < 0.3  # a barely trained model scores low
     metrics_file = tmp_path / "metrics.json"
     assert main(["eval", f"ground_truth={ground_truth}", f"detections={out / 'coco_results.json'}",
                  f"output={metrics_file}"]) == 0  # fmt: skip
     from_file = json.loads(metrics_file.read_text())
     # Image by image, as predict runs: with one CPU thread a barely trained model's tied scores
     # order differently in batches of four (measured: AP 0.000885 vs 0.000889).
-    from_model = evaluate_checkpoint(checkpoint, ["data.batch_size=1"])
+    model_metrics_file = tmp_path / "model_metrics.json"
+    assert main(["eval", f"checkpoint={checkpoint}", "data.batch_size=1", f"output={model_metrics_file}"]) == 0
+    from_model = json.loads(model_metrics_file.read_text())
+    for name in ("report.html", "errors.png", "errors_missed.jpg"):  # the checkpoint's report, beside it
+        assert (checkpoint.parent / "eval_last" / name).is_file(), name
+    assert from_file["counts"]["detections"] == from_model["counts"]["detections"]
     for key in ("AP", "AP50", "AR100"):
         assert from_file["coco"][key] == pytest.approx(from_model["coco"][key], abs=1e-6)
-    assert from_file["voc07"]["mAP"] == pytest.approx(from_model["voc07"]["mAP"], abs=1e-6)
+    for key in ("voc07", "voc12"):
+        assert from_file[key]["mAP"] == pytest.approx(from_model[key]["mAP"], abs=1e-6)
+    # Both evaluation modes carry the error breakdown, and it agrees too.
+    assert from_file["errors"]["counts"] == from_model["errors"]["counts"]
+    for cause, gained in from_model["errors"]["dAP"].items():
+        assert from_file["errors"]["dAP"][cause] == pytest.approx(gained, abs=1e-6)
+    assert (tmp_path / "metrics_report" / "errors.png").is_file()
     # Without ground truth, ids come from the file order and the class order.
     plain = tmp_path / "plain"
     assert main(["predict", f"checkpoint={checkpoint}", f"input={images}", f"output={plain}", "score=0"]) == 0

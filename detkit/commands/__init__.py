@@ -29,5 +29,6 @@ COMMANDS: dict[str, Command] = {
     "benchmark-rcnn": Command("benchmark_rcnn", "R-CNN vs Fast R-CNN test-time speed on the same proposals"),
     "compare-runs": Command("compare_runs", "validation curves of training runs on one picture, iterations to a threshold"),
     "compare-windows": Command("compare_windows", "sliding windows vs selective search + R-CNN: boxes, recall, speed"),
+    "report": Command("report", "a run's offline HTML report (run=DIR), or two runs compared (run=A,B)"),
     "lineage": Command("lineage", "every trained detector side by side: accuracy, training time, images/s; table and picture"),
 }

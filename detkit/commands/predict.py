@@ -11,7 +11,10 @@ Writes into DIR:
   otherwise an image's id is its file name's number (`000123.jpg` → 123) or its 1-based position
   in the sorted input, and a class's id is its label (1..C, the checkpoint's class order).
 
-`score` (default 0.3) filters what is drawn and written. Detectors that score selective-search
+`score` (default 0.3) is the display threshold: only detections scoring at least that are drawn
+and listed in `detections.json`. `coco_results.json` keeps every detection the model returns (the
+model's own score threshold, as in `detkit eval checkpoint=`), so that scoring it gives the model's
+numbers rather than those of a thresholded subset. Detectors that score selective-search
 proposals (Fast R-CNN, R-CNN) search them here with the checkpoint's settings, through the
 on-disk cache that training uses. Other key=value arguments override the checkpoint's config.
 """
@@ -36,8 +39,35 @@ def run(argv: list[str]) -> int:
 
     predictor = load(own["checkpoint"], overrides=rest)
     ids = coco_ids(images, predictor.class_names, own.get("ground_truth"))
-    predict_files(predictor, images, Path(own["output"]), score_threshold=float(own.get("score", 0.3)), coco_ids=ids)
+    display = float(own.get("score", 0.3))
+    predict_files(predictor, images, Path(own["output"]), score_threshold=display, coco_ids=ids)
+    own_threshold = model_score_threshold(predictor.cfg)
+    print(
+        f"Drawn and in detections.json: detections with score >= {display:g} (score=). "
+        f"In coco_results.json: every detection the model returned ({own_threshold or 'no score threshold'})."
+    )
     return 0
+
+
+def model_score_threshold(cfg) -> str | None:
+    """The model's own score threshold as ``key = value`` (the first ``score_threshold`` in the
+    model config), or None when its config has none."""
+    from omegaconf import DictConfig, OmegaConf
+
+    def find(node, prefix: str) -> str | None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "score_threshold" and not isinstance(value, dict | list):
+                    return f"{prefix}{key} = {value}"
+                found = find(value, f"{prefix}{key}.")
+                if found:
+                    return found
+        return None
+
+    model = cfg.get("model") if isinstance(cfg, DictConfig) else None
+    if model is None:
+        return None
+    return find(OmegaConf.to_container(model, resolve=False), "model.")
 
 
 def list_images(path: Path) -> list[Path]:
@@ -74,8 +104,10 @@ def coco_ids(images: list[Path], class_names: list[str], ground_truth: str | Non
 
 
 def predict_files(predictor, images: list[Path], out_dir: Path, *, score_threshold: float, coco_ids) -> dict:
-    """Detect on every image file; write the pictures, ``detections.json`` and ``coco_results.json``
-    into ``out_dir``. Returns the per-file detections as written to ``detections.json``."""
+    """Detect on every image file; write the pictures, ``detections.json`` (both with the
+    detections scoring at least ``score_threshold``) and ``coco_results.json`` (every detection
+    the model returns) into ``out_dir``. Returns the per-file detections as written to
+    ``detections.json``."""
     from detkit.data.base import read_image
     from detkit.utils.visualization import draw_boxes, save_image
 
@@ -83,19 +115,20 @@ def predict_files(predictor, images: list[Path], out_dir: Path, *, score_thresho
     per_file, coco_results = {}, []
     for path, image_id in zip(images, image_ids, strict=True):
         # The predictor reads the file itself: proposal-scoring detectors key their cache by its bytes.
-        result = predictor(path, score_threshold=score_threshold)
+        result = predictor(path)
         boxes, scores, labels = result["boxes"], result["scores"], result["labels"]
-        save_image(out_dir / f"{path.stem}.png", draw_boxes(read_image(path), boxes, labels, predictor.class_names, scores=scores))
+        shown = (scores >= score_threshold).nonzero().flatten()
+        save_image(out_dir / f"{path.stem}.png", draw_boxes(read_image(path), boxes[shown], labels[shown], predictor.class_names, scores=scores[shown]))
         per_file[path.name] = [
-            {"box": [round(v, 2) for v in box], "score": round(float(score), 4), "label": name}
-            for box, score, name in zip(boxes.tolist(), scores, result["names"], strict=True)
+            {"box": [round(v, 2) for v in boxes[i].tolist()], "score": round(float(scores[i]), 4), "label": result["names"][i]}
+            for i in shown.tolist()
         ]
         coco_results += [
             {"image_id": image_id, "category_id": category_ids[int(label) - 1],
              "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)}
-            for (x1, y1, x2, y2), score, label in zip(boxes.tolist(), scores, labels, strict=True)
+            for (x1, y1, x2, y2), score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist(), strict=True)
         ]  # fmt: skip
-        print(f"{path.name}: {len(per_file[path.name])} detections")
+        print(f"{path.name}: {len(per_file[path.name])} drawn (score >= {score_threshold:g}), {len(scores)} in the results file")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "detections.json").write_text(json.dumps(per_file, indent=2))
     (out_dir / "coco_results.json").write_text(json.dumps(coco_results))

@@ -50,7 +50,9 @@ from detkit.engine.runtime import amp_dtype, compile_model, configure_backends, 
 from detkit.engine.trainer import Trainer
 from detkit.engine.workers import loader_workers
 from detkit.evaluation import format_metrics_table, save_metrics, write_evaluation_report
+from detkit.evaluation.errors import error_breakdown
 from detkit.utils.logging import setup_logging
+from detkit.utils.rcnn_speed import machine_description
 from detkit.utils.seeding import seed_everything, worker_init_fn
 from detkit.utils.visualization import draw_boxes, save_image, tile
 
@@ -232,18 +234,26 @@ def train(cfg: DictConfig) -> dict:
         train_images=len(train_set),
         val_images=len(val_set),
         device=str(device),
+        machine=machine_description(device),
         world_size=world,
     )
+    metrics["errors"] = error_breakdown(val_set.coco_ground_truth(), last_eval["results"])
     save_metrics(metrics, run_dir / "metrics.json")
     draw_predictions(unwrap_model(model), val_set, device, class_names, run_dir / "predictions.png", count=int(eng.vis_images))
     try:
-        write_evaluation_report(val_set.coco_ground_truth(), last_eval["results"], metrics, run_dir, log_jsonl=run_dir / "log.jsonl")
+        write_evaluation_report(val_set.coco_ground_truth(), last_eval["results"], metrics, run_dir, log_jsonl=run_dir / "log.jsonl",
+                                image_paths=image_paths(val_set))
     except (OSError, ValueError) as error:  # the run's results are saved already; a picture must not fail it
         logger.warning("Could not write the evaluation report into %s: %s", run_dir, error)
     print(format_metrics_table(metrics))
     print(f"\nTrained {trainer.iters_done} iterations in {train_seconds:.0f} s; validation mAP50 (VOC12) "
           f"{metrics['voc12']['mAP']:.3f}, COCO AP {metrics['coco']['AP']:.3f}.\nRun folder: {run_dir}")
     return metrics
+
+
+def image_paths(dataset) -> dict[int, Path]:
+    """Image id -> file of a dataset's records, for the report's error galleries."""
+    return {record.image_id: record.path for record in dataset.records}
 
 
 @torch.no_grad()
@@ -273,7 +283,7 @@ def evaluate_checkpoint(
     """Evaluate a training checkpoint on the validation split of its stored config (with
     ``overrides`` on top, e.g. another ``data=``). The model comes from :func:`detkit.load`, so a
     checkpoint that does not fully match its model is refused with every mismatch named. With
-    ``report_dir``, the evaluation report (pictures, per-class table; training curves from the
+    ``report_dir``, the evaluation report (pictures, per-class table, error breakdown; training curves from the
     ``log.jsonl`` beside the checkpoint) is written there too."""
     predictor = load(checkpoint, overrides=overrides)
     cfg = predictor.cfg
@@ -289,9 +299,11 @@ def evaluate_checkpoint(
         predictor.model, val_set, device, batch_size=int(cfg.data.batch_size), amp_dtype=predictor.amp_dtype,
         return_results=True, num_workers=loader_workers(cfg.data.num_workers) if device.type == "cuda" else 0,  # as in training
     )
-    metrics.update(checkpoint=str(checkpoint), split="val", device=str(device))
+    metrics.update(checkpoint=str(checkpoint), split="val", device=str(device), machine=machine_description(device))
+    metrics["errors"] = error_breakdown(val_set.coco_ground_truth(), results)
     if report_dir is not None:
         log = Path(checkpoint).parent / "log.jsonl"
-        write_evaluation_report(val_set.coco_ground_truth(), results, metrics, report_dir, log_jsonl=log if log.is_file() else None)
+        write_evaluation_report(val_set.coco_ground_truth(), results, metrics, report_dir, log_jsonl=log if log.is_file() else None,
+                                image_paths=image_paths(val_set))
         metrics["report_dir"] = str(report_dir)
     return metrics

@@ -1,13 +1,18 @@
 """Evaluation: COCO (pycocotools or faster-coco-eval), VOC07 11-point and VOC2010+ area AP.
 
 Everything takes COCO-format ground truth (dict or JSON path, ``bbox`` ``[x, y, w, h]``) and
-COCO results (list or JSON path). ``evaluate`` runs every protocol; the report helpers print,
-save and plot its result (``write_evaluation_report``: pictures and per-class tables).
+COCO results (list or JSON path). ``evaluate`` runs every protocol, ``error_breakdown`` says why
+detections are wrong (TIDE); the report helpers print, save and plot their results
+(``write_evaluation_report``: pictures, per-class tables, error galleries and ``report.html``).
 """
 
 from detkit.evaluation.coco import COCO_METRIC_KEYS, coco_evaluate
 from detkit.evaluation.confusion import confusion_matrix, format_confusion_matrix
+from detkit.evaluation.errors import CAUSES, error_breakdown
 from detkit.evaluation.evaluator import evaluate
+from detkit.evaluation.galleries import write_error_galleries
+from detkit.evaluation.html_compare import write_comparison_html
+from detkit.evaluation.html_report import write_html_report
 from detkit.evaluation.inputs import DetectionSet, GroundTruth, load_detections, load_ground_truth
 from detkit.evaluation.report import (
     default_report_dir,
@@ -28,6 +33,7 @@ from detkit.evaluation.voc import (
 )
 
 __all__ = [
+    "CAUSES",
     "COCO_METRIC_KEYS",
     "ELEVEN_POINT_THRESHOLDS",
     "DetectionSet",
@@ -39,6 +45,7 @@ __all__ = [
     "confusion_matrix",
     "detections_to_coco_results",
     "default_report_dir",
+    "error_breakdown",
     "evaluate",
     "evaluate_with_report",
     "format_confusion_matrix",
@@ -49,5 +56,8 @@ __all__ = [
     "precision_recall_curves",
     "save_metrics",
     "voc_evaluate",
+    "write_comparison_html",
+    "write_error_galleries",
     "write_evaluation_report",
+    "write_html_report",
 ]

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,11 @@ import numpy as np
 from detkit.evaluation.class_table import format_class_table_markdown, per_class_table
 from detkit.evaluation.coco import COCO_METRIC_KEYS
 from detkit.evaluation.confusion import confusion_matrix, format_confusion_matrix
+from detkit.evaluation.error_report import format_errors_markdown, plot_error_breakdown
+from detkit.evaluation.errors import CAUSES, error_breakdown
 from detkit.evaluation.evaluator import evaluate
+from detkit.evaluation.galleries import write_error_galleries
+from detkit.evaluation.html_report import write_html_report
 from detkit.evaluation.inputs import DetectionSet, GroundTruth, load_detections, load_ground_truth
 from detkit.evaluation.plots import plot_confusion_matrix, plot_pr_curves, plot_training_curves
 from detkit.evaluation.training_log import read_training_log
@@ -90,6 +95,13 @@ def format_metrics_table(metrics: dict) -> str:
         lines.extend(
             name.ljust(width) + "".join(_cell(table.get(name), 9) for _, table in columns) for name in names
         )
+    errors = metrics.get("errors")
+    if errors:
+        lines.append("")
+        lines.append(
+            "Errors (TIDE), AP points gained when fixed: "
+            + ", ".join(f"{cause} {100 * errors['dAP'][cause]:.2f}" for cause in CAUSES)
+        )
     return "\n".join(lines)
 
 
@@ -144,6 +156,8 @@ def write_evaluation_report(
     log_jsonl: str | Path | None = None,
     confusion_iou: float = 0.5,
     confusion_score: float = 0.3,
+    image_paths: Mapping[int, str | Path] | None = None,
+    gallery_images: int = 12,
 ) -> dict[str, Path]:
     """Write the evaluation pictures and tables into ``out_dir`` (created):
 
@@ -152,8 +166,14 @@ def write_evaluation_report(
       class with a background row (detections of nothing) and column (missed objects), counts
       and row-normalised; ``confusion_matrix.json`` holds the counts and names;
     - ``per_class.md`` and ``per_class.json``: AP, AP50, VOC07, VOC12, object and detection counts;
+    - ``errors.md``, ``errors.json`` and ``errors.png``: the error breakdown (TIDE: the cause of
+      each false positive and missed object, the AP fixing each cause adds, counts by size);
+    - ``errors_<cause>.jpg``: for each error cause, the ``gallery_images`` images where it costs
+      most, drawn colour-coded by cause, when ``image_paths`` (image id -> file) is given;
     - ``training_curves.png``: losses, learning rate and validation metrics over iterations, when
-      ``log_jsonl`` (a run folder's ``log.jsonl``) is given.
+      ``log_jsonl`` (a run folder's ``log.jsonl``) is given;
+    - ``metrics.json`` (``metrics``, so the folder describes itself) and ``report.html``: one
+      offline page with all of the above (``html_report.write_html_report``).
 
     Args:
         ground_truth, detections: as for ``evaluate()`` (COCO format, ``bbox`` ``[x, y, w, h]``).
@@ -163,7 +183,9 @@ def write_evaluation_report(
     Returns:
         The written files by name: ``pr_curves``, ``confusion_matrix``,
         ``confusion_matrix_normalized``, ``confusion_matrix_json``, ``per_class_md``,
-        ``per_class_json`` and, with a log, ``training_curves``.
+        ``per_class_json``, ``errors_md``, ``errors_json``, ``errors_png``, with images
+        ``errors_<cause>`` for each cause that occurs, with a log ``training_curves``, and
+        ``metrics_json`` and ``report_html``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -209,11 +231,25 @@ def write_evaluation_report(
         out_dir / "per_class.md", heading + format_class_table_markdown(table)
     )
 
+    errors = metrics.get("errors") or error_breakdown(ground_truth, detections)
+    written["errors_json"] = save_metrics(errors, out_dir / "errors.json")
+    written["errors_md"] = _write_text(out_dir / "errors.md", format_errors_markdown(errors))
+    written["errors_png"] = out_dir / "errors.png"
+    plot_error_breakdown(errors, written["errors_png"])
+    if image_paths:
+        galleries = write_error_galleries(
+            ground_truth, detections, image_paths, out_dir, count=gallery_images
+        )
+        written.update({f"errors_{cause}": out_dir / entry["file"] for cause, entry in galleries.items()})
+
     if log_jsonl is not None:
         log = read_training_log(log_jsonl)
         if log:
             written["training_curves"] = out_dir / "training_curves.png"
             plot_training_curves(log, written["training_curves"])
+    shown = {**metrics, "errors": errors}
+    written["metrics_json"] = save_metrics(shown, out_dir / "metrics.json")
+    written["report_html"] = write_html_report(out_dir, shown)
     return written
 
 
@@ -221,14 +257,27 @@ def evaluate_with_report(
     ground_truth: dict | str | Path | GroundTruth,
     detections: list[dict] | str | Path | DetectionSet,
     report_dir: str | Path | None = None,
+    *,
+    image_dir: str | Path | None = None,
 ) -> dict:
-    """``evaluate()`` (inputs loaded and checked once), then, with ``report_dir``,
-    ``write_evaluation_report()`` there; the metrics then carry ``report_dir``."""
+    """``evaluate()`` and the error breakdown (``metrics["errors"]``; inputs loaded and checked
+    once), then, with ``report_dir``, ``write_evaluation_report()`` there; the metrics then carry
+    ``report_dir``. With ``image_dir`` (the folder the ground truth's ``file_name`` entries are
+    relative to), the report also holds the galleries of the worst images per error cause."""
     ground_truth = load_ground_truth(ground_truth)
     detections = load_detections(detections, ground_truth)
     metrics = evaluate(ground_truth, detections)
+    metrics["errors"] = error_breakdown(ground_truth, detections)
     if report_dir is not None:
-        write_evaluation_report(ground_truth, detections, metrics, report_dir)
+        image_paths = None
+        if image_dir is not None:
+            image_dir = Path(image_dir)
+            if not image_dir.is_dir():
+                raise FileNotFoundError(f"image folder not found: {image_dir}")
+            image_paths = {
+                int(im["id"]): image_dir / im["file_name"] for im in ground_truth.dataset["images"]
+            }
+        write_evaluation_report(ground_truth, detections, metrics, report_dir, image_paths=image_paths)
         metrics["report_dir"] = str(report_dir)
     return metrics
 

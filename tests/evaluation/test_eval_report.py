@@ -154,7 +154,12 @@ def test_report_folder_content(tmp_path, make_gt, make_dets):
         "confusion_matrix_json",
         "per_class_md",
         "per_class_json",
+        "errors_md",
+        "errors_json",
+        "errors_png",
         "training_curves",
+        "metrics_json",
+        "report_html",
     }
     for path in written.values():
         assert path.parent == tmp_path / "report" and path.stat().st_size > 0
