@@ -2,10 +2,9 @@
 NumPy 2: dAP per cause within 0.1 AP points on the COCO val2014 100-image pair, and on a
 perturbed copy of its ground truth that produces every cause.
 
-tidecv is not among detkit's extras: it requires opencv-python, whose cv2 would shadow the
-opencv-contrib build that selective search needs. Install it with ``pip install appdirs pandas
-seaborn`` and ``pip install --no-deps tidecv`` (it then uses the installed cv2); without it these
-tests skip."""
+tidecv is in the test extras. It requires opencv-python, whose cv2 would shadow the opencv-contrib
+build that selective search needs: the README's test command reinstalls the contrib build last for
+that reason. Without tidecv these tests skip."""
 
 from __future__ import annotations
 
