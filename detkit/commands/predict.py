@@ -76,7 +76,7 @@ def coco_ids(images: list[Path], class_names: list[str], ground_truth: str | Non
 def predict_files(predictor, images: list[Path], out_dir: Path, *, score_threshold: float, coco_ids) -> dict:
     """Detect on every image file; write the pictures, ``detections.json`` and ``coco_results.json``
     into ``out_dir``. Returns the per-file detections as written to ``detections.json``."""
-    from detkit.data.base import read_image
+    from detkit.data.image_files import read_image
     from detkit.utils.visualization import draw_boxes, save_image
 
     image_ids, category_ids = coco_ids
