@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from detkit.data.image_files import check_image_files, orientation_text, read_image  # noqa: F401  (read_image re-exported)
+from detkit.data.image_check_cache import checked_image_files
+from detkit.data.image_files import orientation_text, read_image  # noqa: F401  (read_image re-exported)
 from detkit.data.problems import Problem, ProblemLog
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ def check_records(
 
     An image file listed more than once keeps its first entry (the others are dropped); a file
     that is missing, does not decode (with ``decode``: is truncated) or has another size than its
-    record says (also when only its EXIF orientation swaps width and height) is dropped.
+    record says (also when only its EXIF orientation swaps width and height) is dropped. The files
+    are checked once per job and only when changed (``detkit.data.image_check_cache``).
     Warnings: the same box and class twice in one image, a class without any box among the kept
     records.
     """
@@ -93,7 +95,7 @@ def check_records(
             log.add("duplicate_file_name", record.path,
                     f"the same image file is listed {len(group)} times ({entries}); the first is kept, the others dropped")
     kept = []
-    verdicts = check_image_files([r.path for r in unique], decode=decode)
+    verdicts = checked_image_files([r.path for r in unique], decode=decode, source=log.source)
     for record, found in zip(unique, verdicts, strict=True):
         annotated = (record.width, record.height)
         if found.kind is not None:
@@ -159,6 +161,8 @@ class DetectionDataset:
             problems.apply(kept_images=len(records), kept_boxes=sum(len(r.boxes) for r in records))
         self.records = records
         self.problems: list[Problem] = list(problems.problems) if problems is not None else []
+        # The split's annotation file (or list, or YAML): names it in messages and keys its image check cache.
+        self.source = problems.source if problems is not None else None
         # What on_bad_data="skip" left out (all 0 under "error", which raised instead).
         self.dropped = {
             "images": problems.dropped_images if problems is not None else 0,
