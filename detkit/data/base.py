@@ -116,9 +116,7 @@ def check_records(
             kept.append(record)
             continue
         log.drop_image(len(record.boxes))
-    for record in kept:
-        keyed = np.concatenate([record.boxes, record.labels[:, None].astype(np.float32)], axis=1)
-        repeats = len(keyed) - len(np.unique(keyed, axis=0))
+    for record, repeats in zip(kept, _repeated_boxes(kept), strict=True):
         if repeats:
             log.add("duplicate_box", record.annotation_file,
                     f"{repeats} box(es) repeat another box of the same class exactly", image=record.file_name)
@@ -128,6 +126,22 @@ def check_records(
         if counts[label] == 0:
             log.add("class_without_boxes", log.source, f"class {name!r} (label {label}) has no box in this split")
     return kept
+
+
+def _repeated_boxes(records: list[ImageRecord]) -> np.ndarray:
+    """Per record, how many of its boxes repeat another of its boxes with the same class exactly.
+    One sort over every box of the split: a call per image costs seconds at 100,000 images."""
+    counts = np.array([len(r.boxes) for r in records], dtype=np.int64)
+    if not counts.sum():
+        return np.zeros(len(records), dtype=np.int64)
+    owner = np.repeat(np.arange(len(records)), counts)
+    # float64 holds the owner index, the float32 coordinates and the labels exactly.
+    keyed = np.concatenate(
+        [owner[:, None], np.concatenate([r.boxes for r in records]), np.concatenate([r.labels for r in records])[:, None]],
+        axis=1, dtype=np.float64,
+    )
+    distinct = np.unique(keyed, axis=0)[:, 0].astype(np.int64)
+    return counts - np.bincount(distinct, minlength=len(records))
 
 
 class DetectionDataset:
