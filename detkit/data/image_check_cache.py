@@ -12,7 +12,9 @@ at the kernel's tick, so a second same-sized write in that tick would keep the o
 "racily clean" entries, handled the same way).
 
 Layout: ``$DETKIT_CACHE/image_checks/<hash of the split's source>.json`` (else
-``~/.cache/detkit/image_checks``), one JSON file per dataset split, written atomically.
+``~/.cache/detkit/image_checks``), one JSON file per annotation source, written atomically. Splits
+that share a source (a YOLO data YAML) share the file: a check updates the entries of its own
+files and leaves the others as they are.
 ``DETKIT_IMAGE_CHECK_CACHE=0`` turns the memory off (every file decoded each time). In a
 distributed job, rank 0 checks and broadcasts the verdicts; the other ranks read no file.
 """
@@ -113,7 +115,8 @@ def check_with_memory(
 ) -> list[ImageCheck]:
     """``check_image_files(paths)``, decoding only the files whose verdict is not remembered in
     ``cache_file(source)`` under the same size and time (a headers-only verdict does not stand in
-    for ``decode``). The cache is rewritten to hold exactly ``paths``' current verdicts."""
+    for ``decode``). The cache then holds ``paths``' current verdicts (a file that is gone is
+    forgotten) beside the entries of other files checked under the same ``source``."""
     keys = [os.path.abspath(path) for path in paths]
     # Taken before checking: a file that changes meanwhile keeps its old key and is checked again next time.
     stats = [_stat(key) for key in keys]
@@ -140,9 +143,10 @@ def check_with_memory(
         results[index] = found
     checked_now = set(todo)
     settled = time.time_ns() - int(RACY_SECONDS * 1e9)
-    files = {}
+    files = dict(remembered)
     for index, (key, stat, found) in enumerate(zip(keys, stats, results, strict=True)):
         if stat is None or found.kind == "missing_image" or stat.st_mtime_ns > settled:
+            files.pop(key, None)
             continue
         entry = remembered.get(key)
         files[key] = entry if index not in checked_now and entry is not None else _entry(stat, decode, found)

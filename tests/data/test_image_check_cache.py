@@ -14,7 +14,7 @@ import pytest
 
 from detkit.data import image_files
 from detkit.data.coco import CocoDataset
-from detkit.data.image_check_cache import RACY_SECONDS, cache_file
+from detkit.data.image_check_cache import RACY_SECONDS, cache_file, checked_image_files
 from tests.data.planted import HEIGHT, WIDTH, write_image, write_truncated
 
 NAMES = [f"img{i}.jpg" for i in range(5)]
@@ -103,6 +103,18 @@ def test_headers_only_verdict_does_not_stand_in_for_decoding(tmp_path: Path, dec
     assert sorted(decodes) == [(name, True) for name in NAMES]
     decodes.clear()
     _build(ann, verify_images=False)  # a decoded verdict answers a headers-only check
+    assert decodes == []
+
+
+def test_splits_sharing_a_source_keep_each_others_verdicts(tmp_path: Path, decodes) -> None:
+    _dataset_files(tmp_path)
+    paths = [tmp_path / "images" / name for name in NAMES]
+    source = str(tmp_path / "data.yaml")  # a YOLO data YAML names both splits
+    for split in (paths[:3], paths[3:]):
+        checked_image_files(split, decode=True, source=source)
+    decodes.clear()
+    for split in (paths[:3], paths[3:]):
+        checked_image_files(split, decode=True, source=source)
     assert decodes == []
 
 
