@@ -15,6 +15,7 @@ import pytest
 from detkit.data import image_files
 from detkit.data.coco import CocoDataset
 from detkit.data.image_check_cache import RACY_SECONDS, cache_file, checked_image_files
+from detkit.data.yolo import YoloDataset
 from tests.data.planted import HEIGHT, WIDTH, write_image, write_truncated
 
 NAMES = [f"img{i}.jpg" for i in range(5)]
@@ -116,6 +117,22 @@ def test_splits_sharing_a_source_keep_each_others_verdicts(tmp_path: Path, decod
     for split in (paths[:3], paths[3:]):
         checked_image_files(split, decode=True, source=source)
     assert decodes == []
+
+
+def test_yolo_sizes_from_headers_are_remembered_too(tmp_path: Path, decodes) -> None:
+    _dataset_files(tmp_path)
+    (tmp_path / "labels").mkdir()
+    for name in NAMES:
+        (tmp_path / "labels" / name.replace(".jpg", ".txt")).write_text("0 0.5 0.5 0.25 0.25\n")
+    yaml = tmp_path / "data.yaml"
+    yaml.write_text(f"path: {tmp_path}\ntrain: images\nval: images\nnames: [a]\n")
+    first = YoloDataset(yaml, "train")
+    assert sorted(decodes) == sorted([(name, False) for name in NAMES] + [(name, True) for name in NAMES])
+    decodes.clear()
+    second = YoloDataset(yaml, "train")
+    assert decodes == []
+    assert [(r.width, r.height) for r in second.records] == [(r.width, r.height) for r in first.records]
+    assert (second.records[0].width, second.records[0].height) == (WIDTH, HEIGHT)
 
 
 def test_files_written_just_now_are_not_remembered(tmp_path: Path, decodes) -> None:
