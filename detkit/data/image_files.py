@@ -145,6 +145,14 @@ def _check_with_opencv(path: Path) -> ImageCheck:
     return ImageCheck((int(pixels.shape[1]), int(pixels.shape[0])))
 
 
+def _orientation(image, *, decode: bool) -> int:
+    """The EXIF orientation of an opened image. PIL looks for a PNG's eXIf chunk behind the pixel
+    data by decoding them all; a headers-only check reads only the chunks before the pixels."""
+    if not decode and image.format == "PNG" and "exif" not in image.info:
+        return 1
+    return int(image.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
+
+
 def check_image_file(path: str | Path, *, decode: bool = True) -> ImageCheck:
     """Check one image file; with ``decode`` all of its pixels are decoded (finds truncated files
     and float images holding NaN or Inf). The size is the upright one :func:`read_image` returns."""
@@ -155,7 +163,7 @@ def check_image_file(path: str | Path, *, decode: bool = True) -> ImageCheck:
         return ImageCheck(None, "missing_image", "image file not found")
     try:
         with Image.open(path) as image:
-            orientation = int(image.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
+            orientation = _orientation(image, decode=decode)
             width, height = int(image.size[0]), int(image.size[1])
             if decode:
                 image.load()

@@ -176,3 +176,14 @@ def test_empty_and_non_finite_image_files_are_refused_by_name(tmp_path: Path) ->
         ("nan.tif", "non_finite_image"),
     }
     assert dataset.records == []
+
+
+def test_headers_only_check_of_a_png_reads_no_pixels(tmp_path: Path) -> None:
+    from tests.data.planted import write_truncated
+
+    # PIL decodes a whole PNG to look for an EXIF chunk behind the pixels; a headers-only check
+    # must not (it would cost a full decode), so a cut PNG passes it and fails the decoding one.
+    cut = write_truncated(tmp_path / "cut.png")
+    assert check_image_file(cut, decode=False).kind is None
+    assert check_image_file(cut).kind == "truncated_image"
+    assert check_image_file(write_oriented(tmp_path / "phone.png", 6), decode=False).size == (120, 200)
