@@ -143,3 +143,12 @@ def test_evaluation_reads_upright_and_refuses_an_annotation_of_the_stored_pixels
     write_coco(tmp_path, {"phone.jpg": (STORED_WIDTH, STORED_HEIGHT)}, class_names=SHAPE_CLASSES)
     with pytest.raises(ValueError, match=r"phone\.jpg.*exif_rotation_swaps_size"):
         evaluate_checkpoint(checkpoint)
+    # Empty and non-finite image files are refused by name before any evaluation.
+    write_nan_tiff(tmp_path / "images" / "nan.tif")
+    (tmp_path / "images" / "empty.jpg").write_bytes(b"")
+    write_coco(tmp_path, {"nan.tif": (40, 30), "empty.jpg": (40, 30)}, boxes={"nan.tif": [1, 1, 9, 9],
+               "empty.jpg": [1, 1, 9, 9]}, class_names=SHAPE_CLASSES)  # fmt: skip
+    with pytest.raises(ValueError) as refused:
+        evaluate_checkpoint(checkpoint)
+    assert "nan.tif: the image holds NaN or infinite pixel values" in str(refused.value)
+    assert "empty.jpg: the file is empty" in str(refused.value)
