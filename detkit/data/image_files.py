@@ -23,9 +23,13 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 # EXIF orientations that turn the stored pixel grid by 90 degrees (width and height swap).
 SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -59,7 +63,7 @@ def require_pixels(array: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
-def pil_to_rgb(image, name: str) -> np.ndarray:
+def pil_to_rgb(image: PILImage, name: str) -> np.ndarray:
     """A PIL image, EXIF orientation applied, as a writable RGB uint8 array [H, W, 3].
 
     16-bit images keep their top 8 bits (as OpenCV reads them), float images are checked for
@@ -145,7 +149,7 @@ def _check_with_opencv(path: Path) -> ImageCheck:
     return ImageCheck((int(pixels.shape[1]), int(pixels.shape[0])))
 
 
-def _orientation(image, *, decode: bool) -> int:
+def _orientation(image: PILImage, *, decode: bool) -> int:
     """The EXIF orientation of an opened image. PIL looks for a PNG's eXIf chunk behind the pixel
     data by decoding them all; a headers-only check reads only the chunks before the pixels."""
     if not decode and image.format == "PNG" and "exif" not in image.info:
