@@ -26,7 +26,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from detkit.data.base import image_to_tensor, read_image
+from detkit.data.base import image_to_tensor
+from detkit.data.image_files import pil_to_rgb, read_image, require_pixels
 from detkit.data.proposals.cache import ProposalCache, hash_file, hash_pixels
 from detkit.data.proposals.selective_search import params_from_options
 from detkit.data.transforms import eval_transforms
@@ -40,7 +41,9 @@ from detkit.proposals.precomputed import needs_precomputed_proposals
 from detkit.structures import boxes_to_original, detections_to_host
 
 #: What a predictor accepts as one image: a file path, an RGB array ([H, W, 3] uint8, or float in
-#: [0, 1]; [H, W] grey), a PIL image, or a tensor ([3, H, W] float in [0, 1], or uint8).
+#: [0, 1]; [H, W] grey), a PIL image, or a tensor ([3, H, W] float in [0, 1], or uint8). Files and
+#: PIL images are turned upright by their EXIF orientation; an empty image, or one holding NaN or
+#: Inf, is refused naming it (its path, or "array input #i": its place in the call's list).
 ImageInput = Any
 
 
@@ -109,14 +112,15 @@ class Predictor:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         results: list[dict] = []
         for start in range(0, len(items), batch_size):
-            results.extend(self._predict_batch(items[start : start + batch_size], score_threshold))
+            results.extend(self._predict_batch(items[start : start + batch_size], start, score_threshold))
         return results[0] if single else results
 
-    def prepare(self, image: ImageInput) -> tuple[torch.Tensor, dict]:
+    def prepare(self, image: ImageInput, *, index: int = 0) -> tuple[torch.Tensor, dict]:
         """One image as the model sees it: ``Tensor[3, S, S]`` uint8 (the model scales it on its
         device, as it does the loader's batches) and a target carrying ``scale`` and
-        ``orig_size`` (for mapping boxes back) and, for proposal-scoring detectors, ``proposals``."""
-        pixels, content_hash = _rgb_pixels(image)
+        ``orig_size`` (for mapping boxes back) and, for proposal-scoring detectors, ``proposals``.
+        ``index``: the image's place among the inputs, named when an in-memory image is refused."""
+        pixels, content_hash = _rgb_pixels(image, index)
         target: dict = {"orig_size": torch.tensor(pixels.shape[:2])}
         if self.proposal_cache is None:
             moved, _, _, scale = self.transform(pixels, np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
@@ -128,8 +132,8 @@ class Predictor:
         target["scale"] = torch.tensor(scale, dtype=torch.float32)
         return image_to_tensor(moved), target
 
-    def _predict_batch(self, items: list, score_threshold: float | None) -> list[dict]:
-        prepared = [self.prepare(item) for item in items]
+    def _predict_batch(self, items: list, first: int, score_threshold: float | None) -> list[dict]:
+        prepared = [self.prepare(item, index=first + offset) for offset, item in enumerate(items)]
         batch = torch.stack([tensor for tensor, _ in prepared]).to(self.device)
         targets = None
         if self.proposal_cache is not None:
@@ -155,25 +159,31 @@ def _proposal_cache(cfg: DictConfig) -> ProposalCache:
     return ProposalCache(options.get("cache_dir"), params_from_options(options))
 
 
-def _rgb_pixels(image: ImageInput) -> tuple[np.ndarray, str | None]:
+def _rgb_pixels(image: ImageInput, index: int) -> tuple[np.ndarray, str | None]:
     """``(RGB uint8 [H, W, 3], content hash or None)`` of any accepted image; a file's hash is of
-    its bytes, as the proposal cache keys the training images."""
+    its bytes, as the proposal cache keys the training images. ``index`` names an in-memory image
+    in errors ("array input #2")."""
     if isinstance(image, str | os.PathLike):
         path = Path(image)
         return read_image(path), hash_file(path)
     if torch.is_tensor(image):
+        name = f"tensor input #{index}"
         if image.dim() != 3 or image.shape[0] not in (1, 3):
-            raise ValueError(f"an image tensor must be [3, H, W] (or [1, H, W]), got {tuple(image.shape)}")
+            raise ValueError(f"{name}: an image tensor must be [3, H, W] (or [1, H, W]), got {tuple(image.shape)}")
         image = image.detach().cpu().permute(1, 2, 0).numpy()
-    elif not isinstance(image, np.ndarray):
+    elif isinstance(image, np.ndarray):
+        name = f"array input #{index}"
+    else:
         if not hasattr(image, "convert"):
             raise TypeError(f"cannot read an image from {type(image).__name__}; give a path, array, PIL image or tensor")
-        image = np.asarray(image.convert("RGB"))
+        return pil_to_rgb(image, f"PIL image input #{index}"), None
     array = np.asarray(image)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise ValueError(f"an image array must be [H, W], [H, W, 3] or [H, W, 4], got {array.shape}")
+        raise ValueError(f"{name}: an image array must be [H, W], [H, W, 3] or [H, W, 4], got {array.shape}")
+    # Before the conversion below: NaN would become 0 with a NumPy warning, an empty image fail deep inside.
+    require_pixels(array, name)
     if array.dtype != np.uint8:
         # Float images are taken as [0, 1] (torchvision's convention); rounding back to the 8-bit
         # grid is exact for images that came from 8-bit files.

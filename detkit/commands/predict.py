@@ -108,7 +108,7 @@ def predict_files(predictor, images: list[Path], out_dir: Path, *, score_thresho
     detections scoring at least ``score_threshold``) and ``coco_results.json`` (every detection
     the model returns) into ``out_dir``. Returns the per-file detections as written to
     ``detections.json``."""
-    from detkit.data.base import read_image
+    from detkit.data.image_files import read_image
     from detkit.utils.visualization import draw_boxes, save_image
 
     image_ids, category_ids = coco_ids

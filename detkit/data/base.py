@@ -1,7 +1,8 @@
 """What every detkit dataset shares: image records, the checks of image files, image reading, the transform call.
 
 A loader (COCO, VOC, YOLO, shapes) only parses its annotation format into ``ImageRecord`` s, with
-boxes already converted to ``xyxy`` float32 pixels of the stored image and labels in ``1..C``,
+boxes already converted to ``xyxy`` float32 pixels of the stored image (upright: its EXIF
+orientation applied, as ``detkit.data.image_files.read_image`` reads it) and labels in ``1..C``,
 reporting what is wrong in its files to a ``ProblemLog`` (``detkit.data.problems``);
 ``DetectionDataset`` checks the image files, applies the ``on_bad_data`` policy and does the
 rest. ``dataset[i]`` returns ``(image, target)``:
@@ -27,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
-from detkit.data.image_files import check_image_files
+from detkit.data.image_check_cache import checked_image_files
+from detkit.data.image_files import orientation_text, read_image  # noqa: F401  (read_image re-exported)
 from detkit.data.problems import Problem, ProblemLog
 
 if TYPE_CHECKING:
@@ -67,26 +68,6 @@ class ImageRecord:
     areas: np.ndarray | None = None
 
 
-def read_image(path: Path | str, *, source: str | None = None) -> np.ndarray:
-    """Read an image file as an RGB uint8 array [H, W, 3], the pixels exactly as stored.
-
-    EXIF orientation is ignored on purpose: annotation tools (and PIL, which reports the sizes
-    the annotation files are checked against) work on the stored pixel grid.
-    """
-    path = Path(path)
-    where = f" (listed in {source})" if source else ""
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {path}{where}") from None
-    except OSError as error:
-        raise OSError(f"cannot read image file {path}{where}: {error}") from error
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
-    if image is None:
-        raise ValueError(f"cannot decode image file {path}{where}: the file is empty, corrupt or not an image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def check_records(
     records: list[ImageRecord], log: ProblemLog, *, class_names: Sequence[str], decode: bool = True
 ) -> list[ImageRecord]:
@@ -94,8 +75,10 @@ def check_records(
 
     An image file listed more than once keeps its first entry (the others are dropped); a file
     that is missing, does not decode (with ``decode``: is truncated) or has another size than its
-    record says is dropped. Warnings: the same box and class twice in one image, a class without
-    any box among the kept records.
+    record says (also when only its EXIF orientation swaps width and height) is dropped. The files
+    are checked once per job and only when changed (``detkit.data.image_check_cache``).
+    Warnings: the same box and class twice in one image, a class without any box among the kept
+    records.
     """
     by_path: dict[str, list[ImageRecord]] = {}
     for record in records:
@@ -112,20 +95,28 @@ def check_records(
             log.add("duplicate_file_name", record.path,
                     f"the same image file is listed {len(group)} times ({entries}); the first is kept, the others dropped")
     kept = []
-    for record, found in zip(unique, check_image_files([r.path for r in unique], decode=decode), strict=True):
+    verdicts = checked_image_files([r.path for r in unique], decode=decode, source=log.source)
+    for record, found in zip(unique, verdicts, strict=True):
+        annotated = (record.width, record.height)
         if found.kind is not None:
             log.add(found.kind, record.path, f"{found.reason} (listed in {record.annotation_file})")
-        elif found.size != (record.width, record.height):
+        elif found.size != annotated and found.stored_size == annotated:
+            turned = orientation_text(found.orientation)
+            log.add("exif_rotation_swaps_size", record.path,
+                    f"{turned} turns the stored {annotated[0]}x{annotated[1]} pixels into the upright "
+                    f"{found.size[0]}x{found.size[1]} (width x height) picture that detkit reads and viewers show, "
+                    f"but {record.annotation_file} says {annotated[0]}x{annotated[1]}: its boxes are on the unturned "
+                    "pixels. Annotate the upright picture, or save the pixels turned and drop the orientation tag")
+        elif found.size != annotated:
+            turned = f", upright after its {orientation_text(found.orientation)}" if found.orientation != 1 else ""
             log.add("image_size_mismatch", record.path,
-                    f"the file is {found.size[0]}x{found.size[1]} (width x height) but {record.annotation_file} "
-                    f"says {record.width}x{record.height}")
+                    f"the file is {found.size[0]}x{found.size[1]} (width x height{turned}) but "
+                    f"{record.annotation_file} says {record.width}x{record.height}")
         else:
             kept.append(record)
             continue
         log.drop_image(len(record.boxes))
-    for record in kept:
-        keyed = np.concatenate([record.boxes, record.labels[:, None].astype(np.float32)], axis=1)
-        repeats = len(keyed) - len(np.unique(keyed, axis=0))
+    for record, repeats in zip(kept, _repeated_boxes(kept), strict=True):
         if repeats:
             log.add("duplicate_box", record.annotation_file,
                     f"{repeats} box(es) repeat another box of the same class exactly", image=record.file_name)
@@ -135,6 +126,22 @@ def check_records(
         if counts[label] == 0:
             log.add("class_without_boxes", log.source, f"class {name!r} (label {label}) has no box in this split")
     return kept
+
+
+def _repeated_boxes(records: list[ImageRecord]) -> np.ndarray:
+    """Per record, how many of its boxes repeat another of its boxes with the same class exactly.
+    One sort over every box of the split: a call per image costs seconds at 100,000 images."""
+    counts = np.array([len(r.boxes) for r in records], dtype=np.int64)
+    if not counts.sum():
+        return np.zeros(len(records), dtype=np.int64)
+    owner = np.repeat(np.arange(len(records)), counts)
+    # float64 holds the owner index, the float32 coordinates and the labels exactly.
+    keyed = np.concatenate(
+        [owner[:, None], np.concatenate([r.boxes for r in records]), np.concatenate([r.labels for r in records])[:, None]],
+        axis=1, dtype=np.float64,
+    )
+    distinct = np.unique(keyed, axis=0)[:, 0].astype(np.int64)
+    return counts - np.bincount(distinct, minlength=len(records))
 
 
 class DetectionDataset:
@@ -168,6 +175,8 @@ class DetectionDataset:
             problems.apply(kept_images=len(records), kept_boxes=sum(len(r.boxes) for r in records))
         self.records = records
         self.problems: list[Problem] = list(problems.problems) if problems is not None else []
+        # The split's annotation file (or list, or YAML): names it in messages and keys its image check cache.
+        self.source = problems.source if problems is not None else None
         # What on_bad_data="skip" left out (all 0 under "error", which raised instead).
         self.dropped = {
             "images": problems.dropped_images if problems is not None else 0,

@@ -12,6 +12,7 @@ from collections import Counter
 import numpy as np
 
 from detkit.data.base import DetectionDataset
+from detkit.data.image_check_cache import checked_image_files
 from detkit.data.image_files import check_image_files
 from detkit.data.problems import Problem
 
@@ -32,7 +33,10 @@ def _stats(values: np.ndarray) -> dict[str, float] | None:
 
 def _undecodable(dataset: DetectionDataset) -> list[Problem]:
     """Images of a dataset built without decoding (``verify_images=False``) that do not decode."""
-    found = check_image_files([r.path for r in dataset.records], decode=True)
+    paths = [r.path for r in dataset.records]
+    source = getattr(dataset, "source", None)
+    found = (checked_image_files(paths, decode=True, source=source) if source
+             else check_image_files(paths, decode=True))
     return [
         Problem(f.kind, str(r.path), f"{f.reason} (listed in {r.annotation_file})")
         for r, f in zip(dataset.records, found, strict=True)

@@ -51,6 +51,9 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "unreadable_image": ("error", "image file that does not decode", "image dropped"),
     "truncated_image": ("error", "image file cut short", "image dropped"),
     "image_size_mismatch": ("error", "image file of another size than annotated", "image dropped"),
+    "exif_rotation_swaps_size": ("error", "EXIF orientation turns the image: width and height swap against the "
+                                 "annotation", "image dropped"),
+    "non_finite_image": ("error", "image file with NaN or infinite pixel values", "image dropped"),
     "duplicate_image_id": ("error", "image id (COCO) or VOC stem listed more than once", "image dropped"),
     "duplicate_file_name": ("error", "image file listed more than once, or sharing a label file", "image dropped"),
     "box_partly_outside": ("warning", "box reaching more than 1 px outside its image", "clipped"),

@@ -22,7 +22,7 @@ import yaml
 
 from detkit.data.base import DetectionDataset, DetectionTransformFn, ImageRecord
 from detkit.data.box_checks import BoxChecker
-from detkit.data.image_files import check_image_file
+from detkit.data.image_check_cache import checked_image_files
 from detkit.data.problems import ProblemLog
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -177,6 +177,10 @@ class YoloDataset(DetectionDataset):
         listed = Counter(image_files)
         seen: set[Path] = set()
         records = []
+        # Sizes come from the image headers: read once per job and remembered between starts.
+        unique_files = list(dict.fromkeys(image_files))
+        headers = checked_image_files(unique_files, decode=False, source=str(data_yaml))
+        header_of = dict(zip(unique_files, headers, strict=True))
         for index, image_path in enumerate(image_files):
             if image_path in seen:  # the same file listed again: the first entry stays
                 log.drop_image()
@@ -191,7 +195,7 @@ class YoloDataset(DetectionDataset):
             if len(sharing) > 1 and image_path != sharing[0]:
                 log.drop_image()  # reported, and its labels checked, with the first image of the group
                 continue
-            found = check_image_file(image_path, decode=False)
+            found = header_of[image_path]
             if found.size is None:
                 log.add(found.kind, image_path, f"{found.reason} (listed in the {split!r} split of {data_yaml})")
             record = self._read_labels(index, image_path, label_path, found.size, root, class_names, log)

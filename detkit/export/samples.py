@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from detkit.data.base import image_to_tensor, read_image
+from detkit.data.base import image_to_tensor
+from detkit.data.image_files import read_image, require_pixels
 from detkit.data.proposals.selective_search import SelectiveSearchParams, selective_search
 from detkit.data.shapes_render import ShapesParams, generate_sample
 from detkit.data.transforms import eval_transforms
@@ -44,7 +45,7 @@ def sample_tensor(source: SampleSource, input_size: int) -> Tensor:
     if isinstance(source, np.ndarray):
         if source.ndim != 3 or source.shape[2] != 3 or source.dtype != np.uint8:
             raise ValueError(f"a sample image array must be RGB uint8 [H, W, 3], got {source.shape} {source.dtype}")
-        return letterbox(source, input_size)
+        return letterbox(require_pixels(source, "sample image array"), input_size)
     return letterbox(read_image(source), input_size)
 
 

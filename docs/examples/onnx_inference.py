@@ -44,7 +44,7 @@ def main() -> None:
 
     stored, batch, scales = [], [], []
     for path in args.images:
-        image = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        image = cv2.imread(path, cv2.IMREAD_COLOR)  # EXIF orientation applied: upright, as detkit reads images
         if image is None:
             raise SystemExit(f"cannot read image {path}")
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -61,3 +61,24 @@ def test_images_not_decoded_when_built_are_decoded_by_the_check(tmp_path: Path) 
     assert check_dataset(dataset, read_images=False)["num_errors"] == 0
     with pytest.raises(TypeError, match="detkit dataset"):
         check_dataset([1, 2, 3])
+
+
+def test_repeated_boxes_are_counted_per_image_and_class(tmp_path: Path) -> None:
+    from tests.data.planted import write_image
+
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        write_image(tmp_path / "images" / name)
+    same = [4, 4, 10, 10]
+    annotations = [  # (image id, category id, bbox): the same box in other images, or of another class, is no repeat
+        (1, 1, same), (1, 2, same), (2, 1, same), (2, 1, same), (2, 1, same), (2, 1, [5, 4, 10, 10]), (3, 1, same),
+    ]  # fmt: skip
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({
+        "images": [{"id": i, "file_name": n, "width": 64, "height": 48} for i, n in enumerate(("a.jpg", "b.jpg", "c.jpg"), 1)],
+        "annotations": [{"id": k, "image_id": i, "category_id": c, "bbox": b} for k, (i, c, b) in enumerate(annotations, 1)],
+        "categories": [{"id": 1, "name": "x"}, {"id": 2, "name": "y"}],
+    }))  # fmt: skip
+    dataset = CocoDataset(ann, tmp_path / "images")
+    [problem] = dataset.problems
+    assert (problem.kind, problem.image) == ("duplicate_box", "b.jpg")
+    assert problem.reason.startswith("2 box(es) repeat")

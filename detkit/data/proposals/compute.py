@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from detkit.data.base import read_image
+from detkit.data.image_files import read_image
 from detkit.data.proposals.cache import ProposalCache, hash_file
 from detkit.data.proposals.recall import RecallMeter
 from detkit.data.proposals.selective_search import SelectiveSearchParams, selective_search
