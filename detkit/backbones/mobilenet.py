@@ -22,7 +22,15 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from detkit.backbones import BACKBONES
-from detkit.backbones.base import FEATURE_STAGES, Backbone, Pretrained, init_conv_weights
+from detkit.backbones.base import (
+    FEATURE_STAGES,
+    Backbone,
+    Pretrained,
+    block_stages,
+    init_conv_weights,
+    is_unbuilt_block,
+    run_blocks,
+)
 from detkit.backbones.pretrained import find_weights_file, read_state_dict
 from detkit.layers.conv_bn_act import conv_bn_act
 
@@ -98,29 +106,13 @@ class MobileNetV1Backbone(Backbone):
         init_conv_weights(self.modules())
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        x = self.stem(images)
-        features: dict[str, Tensor] = {}
-        for index, block in enumerate(self.blocks):
-            x = block(x)
-            if index in self._outputs:
-                features[self._outputs[index]] = x
-        return features
+        return run_blocks(images, self.stem, self.blocks, self._outputs)
 
     def stage_modules(self) -> list[list[nn.Module]]:
-        ends = _STAGE_ENDS[: self.depth + 1]
-        starts = (0,) + ends[:-1]
-        groups = [list(self.blocks[start:end]) for start, end in zip(starts, ends, strict=True)]
-        groups[0].insert(0, self.stem)
-        return groups
+        return block_stages(self.stem, self.blocks, _STAGE_ENDS, self.depth)
 
     def is_unbuilt_key(self, key: str) -> bool:
-        parts = key.split(".")
-        return (
-            len(parts) > 2
-            and parts[0] == "blocks"
-            and parts[1].isdigit()
-            and len(self.blocks) <= int(parts[1]) < len(_BLOCK_PLAN)
-        )
+        return is_unbuilt_block(key, len(self.blocks), len(_BLOCK_PLAN))
 
 
 def weights_file_name(width_mult: float) -> str:
