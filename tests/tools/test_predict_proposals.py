@@ -6,16 +6,39 @@ run's metrics."""
 from __future__ import annotations
 
 import json
-import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.tools.tool_runner import run_tool, tool_env
+
+# The validation image's detections through the training pipeline's dataset path, as JSON.
+DATASET_PATH = """
+import json, sys
+import torch
 from detkit.engine.build import build_dataset, build_model, load_config_with_overrides
 from detkit.engine.checkpoint import load_model_weights, read_checkpoint
 from detkit.structures import boxes_to_original
-from tests.tools.tool_runner import run_tool, tool_env
+
+state = read_checkpoint(sys.argv[1])
+cfg = load_config_with_overrides(state["config_yaml"], [])
+model = build_model(cfg, num_classes=len(state["class_names"])).eval()
+load_model_weights(state, model, use_ema=state.get("ema") is not None)
+dataset = build_dataset(cfg, "val", augment=False)
+image, target = dataset[0]
+with torch.no_grad():
+    found = model(image[None], [target])[0]
+print(json.dumps({
+    "source": str(dataset.dataset.records[0].path),
+    "boxes": boxes_to_original(found["boxes"], target).tolist(),
+    "scores": found["scores"].tolist(),
+    "labels": found["labels"].tolist(),
+    "names": state["class_names"],
+}))
+"""
 
 TINY = [
     "config=fast_rcnn_mobilenet_v1_shapes",
@@ -37,24 +60,20 @@ def test_predict_searches_proposals_and_matches_the_dataset_path(tmp_path: Path)
     run_dir = tmp_path / "run"
     run_tool("train.py", *TINY, f"output_dir={run_dir}", env=env)
 
-    # The same validation image through the engine's path: dataset + WithProposals + transform.
-    state = read_checkpoint(run_dir / "last.pt")
-    cfg = load_config_with_overrides(state["config_yaml"], [])
-    model = build_model(cfg, num_classes=len(state["class_names"])).eval()
-    load_model_weights(state, model, use_ema=state.get("ema") is not None)
-    os.environ["DETKIT_PROPOSAL_CACHE"] = env["DETKIT_PROPOSAL_CACHE"]
-    try:
-        dataset = build_dataset(cfg, "val", augment=False)
-        image, target = dataset[0]
-    finally:
-        del os.environ["DETKIT_PROPOSAL_CACHE"]
-    with torch.no_grad():
-        expected = model(image[None], [target])[0]
-    expected_boxes = boxes_to_original(expected["boxes"], target)
+    # The same validation image through the engine's path (dataset + WithProposals + transform),
+    # in a fresh process with the training's environment, as predict runs: nothing an earlier test
+    # left in this process (a data cache, thread settings) can make the two paths differ.
+    found = subprocess.run(
+        [sys.executable, "-c", DATASET_PATH, str(run_dir / "last.pt")], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert found.returncode == 0, found.stderr[-3000:]
+    expected = json.loads(found.stdout.strip().splitlines()[-1])
+    expected_boxes = torch.tensor(expected["boxes"]).reshape(-1, 4)
+    names = expected["names"]
 
     folder = tmp_path / "inputs"
     folder.mkdir()
-    source = dataset.dataset.records[0].path
+    source = Path(expected["source"])
     (folder / source.name).write_bytes(source.read_bytes())
     out = tmp_path / "pred"
     run_tool("predict.py", f"checkpoint={run_dir / 'last.pt'}", f"input={folder}", f"output={out}", "score=0", env=env)
@@ -62,12 +81,11 @@ def test_predict_searches_proposals_and_matches_the_dataset_path(tmp_path: Path)
 
     assert len(detections) == len(expected_boxes) > 0
     got_scores = [d["score"] for d in detections]
-    assert got_scores == pytest.approx(expected["scores"].tolist(), abs=1e-4)
+    assert got_scores == pytest.approx(expected["scores"], abs=1e-4)
     assert got_scores == sorted(got_scores, reverse=True)
     # A barely trained model scores near-identical proposals within 1e-6 of each other, so the
     # last bits of a CPU's arithmetic can swap two neighbours: every detection must have its own
     # counterpart (same label, score within 1e-4, box within 0.02 px), in whichever order.
-    names = state["class_names"]
     unmatched = list(range(len(expected_boxes)))
     for detection in detections:
         box = torch.tensor(detection["box"])
@@ -75,8 +93,8 @@ def test_predict_searches_proposals_and_matches_the_dataset_path(tmp_path: Path)
             (
                 j
                 for j in unmatched
-                if names[int(expected["labels"][j]) - 1] == detection["label"]
-                and abs(float(expected["scores"][j]) - detection["score"]) <= 1e-4
+                if names[expected["labels"][j] - 1] == detection["label"]
+                and abs(expected["scores"][j] - detection["score"]) <= 1e-4
                 and torch.allclose(box, expected_boxes[j], atol=0.02)
             ),
             None,
