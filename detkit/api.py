@@ -162,7 +162,7 @@ def _proposal_cache(cfg: DictConfig) -> ProposalCache:
 def _rgb_pixels(image: ImageInput, index: int) -> tuple[np.ndarray, str | None]:
     """``(RGB uint8 [H, W, 3], content hash or None)`` of any accepted image; a file's hash is of
     its bytes, as the proposal cache keys the training images. ``index`` names an in-memory image
-    in errors ("array input #2")."""
+    in errors (as "array input #" and its place)."""
     if isinstance(image, str | os.PathLike):
         path = Path(image)
         return read_image(path), hash_file(path)

@@ -1,4 +1,4 @@
-"""The GPU check: everything issue #11 asks to measure on a GPU, in one run of at most ~8 minutes.
+"""The GPU check: everything the GPU benchmarks measure, in one run of at most ~8 minutes.
 
     detkit gpu-check output=gpu_check/                   # all four parts
     detkit gpu-check output=gpu_check/ parts=parity,syncs budget_s=300

@@ -20,7 +20,7 @@ from detkit.ops.batched_nms import choose_strategy
 from detkit.ops.nms import select_padded
 from detkit.structures import Detections
 
-# (images, candidates per image): issue #11's two cases, 20 classes each.
+# (images, candidates per image): the two cases the benchmark was asked for, 20 classes each.
 NMS_CASES = ((8, 1000), (32, 200))
 BEFORE = "folded_group_batched_nms (before)"
 
