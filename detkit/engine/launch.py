@@ -52,7 +52,7 @@ from detkit.engine.workers import loader_workers
 from detkit.evaluation import format_metrics_table, save_metrics, write_evaluation_report
 from detkit.evaluation.errors import error_breakdown
 from detkit.utils.logging import setup_logging
-from detkit.utils.rcnn_speed import machine_description
+from detkit.utils.machine import machine_description
 from detkit.utils.seeding import seed_everything, worker_init_fn
 from detkit.utils.visualization import draw_boxes, save_image, tile
 

@@ -37,7 +37,7 @@ from detkit.engine.dist import select_device
 from detkit.engine.inference import move_targets
 from detkit.proposals.precomputed import needs_precomputed_proposals
 from detkit.utils.benchmark import rate_summary, time_repeats
-from detkit.utils.rcnn_speed import cpu_model
+from detkit.utils.machine import cpu_model
 
 TWO_STAGE = "two-stage (region-based)"
 ONE_STAGE = "one-stage (grid/dense)"

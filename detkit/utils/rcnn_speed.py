@@ -4,8 +4,6 @@ it), measured on this machine."""
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from torch import nn
 
 from detkit.data.collate import collate_detection
 from detkit.engine.inference import move_targets
+from detkit.utils.machine import machine_description
 
 
 def model_for(spec: str, num_classes: int | None = None) -> tuple[nn.Module, object]:
@@ -29,21 +28,6 @@ def model_for(spec: str, num_classes: int | None = None) -> tuple[nn.Module, obj
         return predictor.model, predictor.cfg
     cfg = load_config([f"config={spec}"])
     return build_model(cfg, num_classes=num_classes or 1), cfg
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what :mod:`platform` knows."""
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
-
-
-def machine_description(device: torch.device) -> str:
-    """The GPU's name, or the CPU model with its cores, torch threads and current load."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    busy = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return f"{cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads{busy}"
 
 
 @torch.no_grad()

@@ -9,7 +9,8 @@ import torch
 
 from detkit.data.proposals.recall import RecallMeter
 from detkit.proposals.sliding_windows import SlidingWindows
-from detkit.utils.rcnn_speed import machine_description, model_for, seconds_per_image
+from detkit.utils.machine import machine_description
+from detkit.utils.rcnn_speed import model_for, seconds_per_image
 
 
 def box_statistics(windows: SlidingWindows, samples: list) -> dict[str, dict]:
