@@ -8,10 +8,10 @@
     for box, score, name in zip(result["boxes"], result["scores"], result["names"]):
         print(name, float(score), box.tolist())
 
-This is the one way detkit turns a checkpoint into a model for inference: evaluation, prediction,
-the SVM fitting of R-CNN, the benchmarks and export all go through :func:`load`. Loading is strict
-(every tensor must match the model its stored config builds, or each mismatch is named and the
-load refused); only fine-tuning (``finetune=``) loads leniently.
+The model comes from ``detkit.engine.loading.load_detector``, the one way detkit turns a checkpoint
+into a model for inference (evaluation, R-CNN's SVM fitting, the speed tools and export use it
+too). Loading is strict: every tensor must match the model its stored config builds, or each
+mismatch is named and the load refused; only fine-tuning (``finetune=``) loads leniently.
 """
 
 from __future__ import annotations
@@ -19,32 +19,38 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, Union, overload
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
+from detkit.data.augment.transforms import eval_transforms
 from detkit.data.base import image_to_tensor
 from detkit.data.image_files import pil_to_rgb, read_image, require_pixels
 from detkit.data.proposals.cache import ProposalCache, hash_file, hash_pixels
 from detkit.data.proposals.selective_search import params_from_options
-from detkit.data.transforms import eval_transforms
-from detkit.engine.build import build_model
-from detkit.engine.build import input_size as build_input_size
-from detkit.engine.checkpoint import load_inference_weights, read_checkpoint
-from detkit.engine.config import ConfigError, load_config_with_overrides
-from detkit.engine.dist import select_device
-from detkit.engine.runtime import amp_dtype, configure_backends
+from detkit.engine.loading import LoadedDetector, load_detector
 from detkit.proposals.precomputed import needs_precomputed_proposals
 from detkit.structures import boxes_to_original, detections_to_host
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 #: What a predictor accepts as one image: a file path, an RGB array ([H, W, 3] uint8, or float in
 #: [0, 1]; [H, W] grey), a PIL image, or a tensor ([3, H, W] float in [0, 1], or uint8). Files and
 #: PIL images are turned upright by their EXIF orientation; an empty image, or one holding NaN or
 #: Inf, is refused naming it (its path, or "array input #i": its place in the call's list).
-ImageInput = Any
+ImageInput = Union[str, os.PathLike, np.ndarray, torch.Tensor, "Image"]
+
+
+class ImageDetections(TypedDict):
+    """What a predictor returns for one image, on the CPU, highest score first."""
+
+    boxes: torch.Tensor  #: ``[K, 4]`` xyxy in the image's own pixels
+    scores: torch.Tensor  #: ``[K]``
+    labels: torch.Tensor  #: ``[K]``, 1..C
+    names: list[str]  #: the class name of each label
 
 
 def load(checkpoint: str | os.PathLike, *, device: str | None = None, overrides: Sequence[str] = ()) -> Predictor:
@@ -55,19 +61,7 @@ def load(checkpoint: str | os.PathLike, *, device: str | None = None, overrides:
     before the model is built (e.g. ``model.head.score_threshold=0.3``); a change that alters the
     model's tensors makes the strict load fail.
     """
-    source = str(checkpoint)
-    state = read_checkpoint(checkpoint)
-    if not state.get("config_yaml"):
-        raise ConfigError(f"{source} stores no config; it was not written by detkit's trainer")
-    names = [str(name) for name in state.get("class_names") or ()]
-    if not names:
-        raise ConfigError(f"{source} stores no class names; it was not written by detkit's trainer")
-    cfg = load_config_with_overrides(state["config_yaml"], overrides)
-    model = build_model(cfg, num_classes=len(names))
-    load_inference_weights(state, model, source=source)
-    target_device = select_device(device or str(cfg.engine.get("device", "auto")))
-    configure_backends(cfg, target_device)  # cuDNN autotuning and TF32 on a GPU, as in training
-    return Predictor(model.to(target_device), cfg, names, target_device, checkpoint=source)
+    return Predictor(load_detector(checkpoint, device=device, overrides=overrides))
 
 
 class Predictor:
@@ -79,18 +73,16 @@ class Predictor:
     R-CNN) get them searched with the checkpoint's settings, through the on-disk proposal cache.
     """
 
-    def __init__(
-        self, model: nn.Module, cfg: DictConfig, class_names: Sequence[str], device: torch.device, *, checkpoint: str = ""
-    ) -> None:
-        self.model = model.eval()
-        self.cfg = cfg
-        self.class_names = list(class_names)
-        self.device = device
-        self.checkpoint = checkpoint
-        self.input_size = build_input_size(cfg)
+    def __init__(self, detector: LoadedDetector) -> None:
+        self.model = detector.model
+        self.cfg = detector.cfg
+        self.class_names = detector.class_names
+        self.device = detector.device
+        self.checkpoint = detector.source
+        self.input_size = detector.input_size
+        self.amp_dtype = detector.amp_dtype
         self.transform = eval_transforms(self.input_size)
-        self.amp_dtype = amp_dtype(cfg, device)
-        self.proposal_cache = _proposal_cache(cfg) if needs_precomputed_proposals(model) else None
+        self.proposal_cache = _proposal_cache(self.cfg) if needs_precomputed_proposals(self.model) else None
 
     def __repr__(self) -> str:
         return (
@@ -98,11 +90,22 @@ class Predictor:
             f"input {self.input_size}px, {self.device}, from {self.checkpoint or 'memory'})"
         )
 
+    @overload
+    def __call__(
+        self, images: ImageInput, *, score_threshold: float | None = None, batch_size: int = 8
+    ) -> ImageDetections: ...
+
+    @overload
+    def __call__(
+        self, images: Sequence[ImageInput], *, score_threshold: float | None = None, batch_size: int = 8
+    ) -> list[ImageDetections]: ...
+
     @torch.no_grad()
     def __call__(
         self, images: ImageInput | Sequence[ImageInput], *, score_threshold: float | None = None, batch_size: int = 8
-    ) -> dict | list[dict]:
-        """Detections of one image (a dict) or of a list of images (a list of dicts, in order):
+    ) -> ImageDetections | list[ImageDetections]:
+        """Detections of one image, or of a list of images (a list, in order; a ``[N, 3, H, W]`` tensor
+        counts as a list):
         ``boxes: Tensor[K, 4]`` xyxy in the image's own pixels, ``scores: Tensor[K]``,
         ``labels: Tensor[K]`` (1..C) and ``names: list[str]``, on the CPU, highest score first.
         ``score_threshold`` drops detections below it (default: keep all the model returns)."""
@@ -110,7 +113,7 @@ class Predictor:
         items = [images] if single else list(images)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        results: list[dict] = []
+        results: list[ImageDetections] = []
         for start in range(0, len(items), batch_size):
             results.extend(self._predict_batch(items[start : start + batch_size], start, score_threshold))
         return results[0] if single else results
@@ -132,7 +135,7 @@ class Predictor:
         target["scale"] = torch.tensor(scale, dtype=torch.float32)
         return image_to_tensor(moved), target
 
-    def _predict_batch(self, items: list, first: int, score_threshold: float | None) -> list[dict]:
+    def _predict_batch(self, items: list, first: int, score_threshold: float | None) -> list[ImageDetections]:
         prepared = [self.prepare(item, index=first + offset) for offset, item in enumerate(items)]
         batch = torch.stack([tensor for tensor, _ in prepared]).to(self.device)
         targets = None

@@ -17,7 +17,7 @@ from detkit.data.collate import collate_detection
 from detkit.engine.build import build_dataset
 from detkit.engine.config import load_config
 from detkit.engine.inference import predict_batches
-from detkit.engine.launch import train
+from detkit.jobs.train_and_evaluate import train
 from tests.tools.tool_runner import run_tool, tool_env
 
 TINY = [

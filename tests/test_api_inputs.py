@@ -17,10 +17,10 @@ import detkit
 from detkit.cli import main as detkit_main
 from detkit.data.collate import collate_detection
 from detkit.data.image_files import read_image
-from detkit.data.shapes import SHAPE_CLASSES
+from detkit.data.synthetic.shapes import SHAPE_CLASSES
 from detkit.engine.build import build_dataset
 from detkit.engine.inference import predict_batches
-from detkit.engine.launch import evaluate_checkpoint
+from detkit.jobs.train_and_evaluate import evaluate_checkpoint
 from tests.data.oriented import (
     STORED_HEIGHT,
     STORED_WIDTH,

@@ -62,9 +62,14 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
     import torch
     import torchvision
 
+    from detkit.analysis.speed.throughput import (
+        format_rows,
+        measure,
+        measure_backbone_floor,
+        torchvision_peer,
+    )
     from detkit.engine.build import build_model
     from detkit.engine.dist import select_device
-    from detkit.utils.benchmark import format_rows, measure, measure_backbone_floor, torchvision_peer
 
     preset = PRESETS.get(own.get("preset", "faster_rcnn"))
     if preset is None:
@@ -124,9 +129,9 @@ def trainer_row(cfg, model, *, num_classes: int, device, settings: dict) -> dict
     or checkpoint hooks: they run every epoch, not every step) on two random batches in memory."""
     import torch
 
+    from detkit.analysis.speed.throughput import measure_trainer, random_batch
     from detkit.engine.build import build_optimizer, build_scheduler
     from detkit.engine.hooks import EMAHook, LRSchedulerHook, ModelEMA
-    from detkit.utils.benchmark import measure_trainer, random_batch
 
     batch, size = settings["train_batch"], settings["size"]
     batches = [random_batch(batch, size, num_classes, seed=seed) for seed in (0, 1)]
@@ -149,8 +154,8 @@ def nms_report(own: dict[str, str]) -> dict:
     import torch
     import torchvision
 
+    from detkit.analysis.speed.nms import nms_timings
     from detkit.engine.dist import select_device
-    from detkit.utils.benchmark_nms import nms_timings
 
     device = select_device(own.get("device", "auto"))
     results = nms_timings(device=device, num_classes=int(own.get("num_classes", 20)), repeats=int(own.get("repeats", 21)))

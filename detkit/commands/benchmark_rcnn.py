@@ -25,7 +25,7 @@ OWN_KEYS = ("fast", "rcnn", "images", "batch_size", "warmup", "device", "output"
 def run(argv: list[str]) -> int:
     import torch
 
-    from detkit.utils.rcnn_speed import compare_rcnn_speed
+    from detkit.analysis.speed.rcnn import compare_rcnn_speed
 
     args, unknown = split_arguments(argv, OWN_KEYS)
     if unknown or "fast" not in args or "rcnn" not in args:

@@ -31,9 +31,10 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 
+from detkit.data.validation.problems import DataError, Problem
+
 # torch-free modules only: the check reads annotations and image files, never tensors.
-from detkit.data.checks import check_dataset, problems_text
-from detkit.data.problems import DataError, Problem
+from detkit.data.validation.summary import check_dataset, problems_text
 from detkit.engine.config import ConfigError, load_config, split_arguments
 
 
@@ -91,14 +92,14 @@ def run(argv: list[str]) -> int:
             report[split] = check_dataset(dataset)
             problems = [Problem.from_dict(p) for p in report[split]["problems"]]
             if folder is not None:
-                from detkit.data.check_plots import draw_check_pictures  # matplotlib: only when asked
+                from detkit.data.validation.plots import draw_check_pictures  # matplotlib: only when asked
 
                 pictures = draw_check_pictures(dataset.records, report[split]["boxes_per_class"], folder,
                                                f"{prefix}{split}_", f"{split} split")
                 report[split]["pictures"] = [str(p) for p in pictures]
             if split == "train" and any(a.split("=", 1)[0] == "config" for a in rest):
                 # torch is imported only here, when an experiment is named.
-                from detkit.engine.prior_check import describe_priors
+                from detkit.analysis.checks.priors import describe_priors
 
                 report["prior_coverage"] = describe_priors(cfg, dataset)
                 print(report["prior_coverage"]["line"], file=sys.stderr)

@@ -20,7 +20,7 @@ OWN_KEYS = ("runs", "labels", "metric", "threshold", "output", "json")
 
 
 def run(argv: list[str]) -> int:
-    from detkit.evaluation.run_comparison import compare_runs
+    from detkit.reporting.run_comparison import compare_runs
 
     args, unknown = split_arguments(argv, OWN_KEYS)
     if unknown or "runs" not in args:

@@ -22,7 +22,7 @@ OWN_KEYS = ("windows", "rcnn", "images", "warmup", "device", "output")
 def run(argv: list[str]) -> int:
     import torch
 
-    from detkit.utils.window_comparison import compare_windows
+    from detkit.analysis.checks.windows import compare_windows
 
     args, unknown = split_arguments(argv, OWN_KEYS)
     if unknown or "windows" not in args or "rcnn" not in args:

@@ -27,14 +27,14 @@ USAGE = (
 
 
 def run(argv: list[str]) -> int:
-    from detkit.evaluation import default_report_dir, evaluate_with_report, format_metrics_table, save_metrics
+    from detkit.reporting import default_report_dir, evaluate_with_report, format_metrics_table, save_metrics
 
     args, rest = split_arguments(argv, ("checkpoint", "ground_truth", "detections", "output", "report", "images"))
     report_dir = default_report_dir(report=args.get("report"), checkpoint=args.get("checkpoint"), output=args.get("output"))
     if "checkpoint" in args:
         if "images" in args:
             raise ConfigError("images= is for a results file; with a checkpoint the validation images are known")
-        from detkit.engine.launch import evaluate_checkpoint
+        from detkit.jobs.train_and_evaluate import evaluate_checkpoint
 
         metrics = evaluate_checkpoint(args["checkpoint"], rest, report_dir=report_dir)
     elif "ground_truth" in args and "detections" in args:

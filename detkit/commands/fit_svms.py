@@ -24,8 +24,8 @@ OWN_KEYS = ("checkpoint", "output", "images", "cost", "positive_weight", "negati
 
 
 def run(argv: list[str]) -> int:
-    from detkit.engine.rcnn_svms import fit_svms_for_checkpoint
-    from detkit.evaluation import format_metrics_table
+    from detkit.jobs.fit_svms import fit_svms_for_checkpoint
+    from detkit.reporting import format_metrics_table
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     own, rest = split_arguments(argv, OWN_KEYS)

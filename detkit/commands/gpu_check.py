@@ -56,7 +56,7 @@ def gpu_check(
     import torch
     import torchvision
 
-    from detkit.utils import device_checks
+    from detkit.analysis.device import detector_checks as device_checks
 
     if not torch.cuda.is_available():
         raise ConfigError("gpu-check needs a CUDA device and torch.cuda.is_available() is False on this machine")

@@ -21,8 +21,8 @@ OWN_KEYS = ("runs", "output", "images", "batch_sizes", "threads", "device", "rep
 
 
 def run(argv: list[str]) -> int:
-    from detkit.evaluation.lineage import lineage
-    from detkit.evaluation.lineage_report import format_markdown, write_report
+    from detkit.analysis.lineage.report import format_markdown, write_report
+    from detkit.analysis.lineage.table import lineage
 
     args, unknown = split_arguments(argv, OWN_KEYS)
     if unknown or not args.get("runs"):

@@ -30,7 +30,7 @@ LAYOUT_CHOICES = ("coco", "voc", "yolo", "all")
 
 
 def _params(given: dict[str, str]):
-    from detkit.data.scenes_render import ScenesParams
+    from detkit.data.synthetic.scenes_render import ScenesParams
 
     fields = {f.name: f for f in dataclasses.fields(ScenesParams)}
     values = {}
@@ -47,7 +47,7 @@ def _params(given: dict[str, str]):
 
 def train_commands(root: Path, layouts: tuple[str, ...]) -> dict[str, str]:
     """How to train on each written layout with the README's flow (``config=EXPERIMENT`` and ``data=``)."""
-    from detkit.data.scenes_render import SCENE_CATEGORIES
+    from detkit.data.synthetic.scenes_render import SCENE_CATEGORIES
 
     prefix = "python tools/train.py config=EXPERIMENT"
     commands = {}
@@ -66,7 +66,7 @@ def train_commands(root: Path, layouts: tuple[str, ...]) -> dict[str, str]:
 
 
 def run(argv: list[str]) -> int:
-    from detkit.data.scenes import LAYOUTS, ensure_scenes, write_scenes
+    from detkit.data.synthetic.scenes import LAYOUTS, ensure_scenes, write_scenes
 
     given = {}
     for argument in argv:

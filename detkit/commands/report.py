@@ -34,11 +34,11 @@ def run(argv: list[str]) -> int:
             raise ConfigError(
                 f"output= is for comparing two runs; one run's page is DIR/report.html. {USAGE}"
             )
-        from detkit.evaluation.html_report import write_html_report
+        from detkit.reporting.html_report import write_html_report
 
         print(f"Report written to {write_html_report(runs[0])}")
     elif len(runs) == 2:
-        from detkit.evaluation.html_compare import write_comparison_html
+        from detkit.reporting.html_compare import write_comparison_html
 
         output = Path(args.get("output") or runs[0] / f"compare_{runs[1].resolve().name}.html")
         print(f"Comparison written to {write_comparison_html(runs[0], runs[1], output)}")

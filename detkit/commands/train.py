@@ -15,7 +15,7 @@ from detkit.engine.config import load_config
 
 
 def run(argv: list[str]) -> int:
-    from detkit.engine.launch import train  # after the config is known good: a typo answers fast
+    from detkit.jobs.train_and_evaluate import train  # after the config is known good: a typo answers fast
 
     train(load_config(argv))
     return 0

@@ -3,7 +3,7 @@
 A loader (COCO, VOC, YOLO, shapes) only parses its annotation format into ``ImageRecord`` s, with
 boxes already converted to ``xyxy`` float32 pixels of the stored image (upright: its EXIF
 orientation applied, as ``detkit.data.image_files.read_image`` reads it) and labels in ``1..C``,
-reporting what is wrong in its files to a ``ProblemLog`` (``detkit.data.problems``);
+reporting what is wrong in its files to a ``ProblemLog`` (``detkit.data.validation.problems``);
 ``DetectionDataset`` checks the image files, applies the ``on_bad_data`` policy and does the
 rest. ``dataset[i]`` returns ``(image, target)``:
 
@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from detkit.data.image_check_cache import checked_image_files
 from detkit.data.image_files import orientation_text, read_image  # noqa: F401  (read_image re-exported)
-from detkit.data.problems import Problem, ProblemLog
+from detkit.data.validation.image_check_cache import checked_image_files
+from detkit.data.validation.problems import Problem, ProblemLog
 
 if TYPE_CHECKING:
     import torch
@@ -76,7 +76,7 @@ def check_records(
     An image file listed more than once keeps its first entry (the others are dropped); a file
     that is missing, does not decode (with ``decode``: is truncated) or has another size than its
     record says (also when only its EXIF orientation swaps width and height) is dropped. The files
-    are checked once per job and only when changed (``detkit.data.image_check_cache``).
+    are checked once per job and only when changed (``detkit.data.validation.image_check_cache``).
     Warnings: the same box and class twice in one image, a class without any box among the kept
     records.
     """
@@ -214,7 +214,7 @@ class DetectionDataset:
 
     def transform_item(self, image: np.ndarray, record: ImageRecord) -> tuple[torch.Tensor, Target]:
         """``(image tensor, target)`` of ``image`` with ``record``'s boxes, after the transform.
-        Wrappers that compose images (``detkit.data.mosaic.Mosaic``) pass their own canvas and record."""
+        Wrappers that compose images (``detkit.data.augment.mosaic.Mosaic``) pass their own canvas and record."""
         import torch  # deferred: see the module docstring
 
         boxes = record.boxes

@@ -12,10 +12,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from detkit.data.augment.mixup import MixUp
+from detkit.data.augment.mosaic import Mosaic
+from detkit.data.augment.transforms import eval_transforms, train_transforms
 from detkit.data.input_size import choose_input_size, dataset_longer_sides
-from detkit.data.mixup import MixUp
-from detkit.data.mosaic import Mosaic
-from detkit.data.transforms import eval_transforms, train_transforms
 from detkit.engine.config import (  # noqa: F401  (re-exported: the tools import them from here)
     ConfigError,
     config_dir,

@@ -2,25 +2,15 @@
 
 Everything takes COCO-format ground truth (dict or JSON path, ``bbox`` ``[x, y, w, h]``) and
 COCO results (list or JSON path). ``evaluate`` runs every protocol, ``error_breakdown`` says why
-detections are wrong (TIDE); the report helpers print, save and plot their results
-(``write_evaluation_report``: pictures, per-class tables, error galleries and ``report.html``).
+detections are wrong (TIDE). Metrics only: printing, saving and drawing them is
+``detkit.reporting``'s job.
 """
 
 from detkit.evaluation.coco import COCO_METRIC_KEYS, coco_evaluate
 from detkit.evaluation.confusion import confusion_matrix, format_confusion_matrix
 from detkit.evaluation.errors import CAUSES, error_breakdown
 from detkit.evaluation.evaluator import evaluate
-from detkit.evaluation.galleries import write_error_galleries
-from detkit.evaluation.html_compare import write_comparison_html
-from detkit.evaluation.html_report import write_html_report
 from detkit.evaluation.inputs import DetectionSet, GroundTruth, load_detections, load_ground_truth
-from detkit.evaluation.report import (
-    default_report_dir,
-    evaluate_with_report,
-    format_metrics_table,
-    save_metrics,
-    write_evaluation_report,
-)
 from detkit.evaluation.results import detections_to_coco_results
 from detkit.evaluation.voc import (
     ELEVEN_POINT_THRESHOLDS,
@@ -44,20 +34,12 @@ __all__ = [
     "coco_evaluate",
     "confusion_matrix",
     "detections_to_coco_results",
-    "default_report_dir",
     "error_breakdown",
     "evaluate",
-    "evaluate_with_report",
     "format_confusion_matrix",
-    "format_metrics_table",
     "load_detections",
     "load_ground_truth",
     "match_detections",
     "precision_recall_curves",
-    "save_metrics",
     "voc_evaluate",
-    "write_comparison_html",
-    "write_error_galleries",
-    "write_evaluation_report",
-    "write_html_report",
 ]

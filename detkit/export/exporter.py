@@ -21,9 +21,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from detkit.api import load
 from detkit.engine.build import build_dataset
 from detkit.engine.build import input_size as config_input_size
+from detkit.engine.loading import load_detector
 from detkit.export.check import (
     BOX_TOLERANCE,
     SCORE_TOLERANCE,
@@ -235,7 +235,7 @@ def load_for_export(
 ) -> tuple[nn.Module, DictConfig, list[str]]:
     """Model (``eval()`` mode, strictly loaded, EMA weights when saved), config and class names of
     a checkpoint, through ``detkit.load``."""
-    predictor = load(checkpoint, device=str(device), overrides=overrides)
+    predictor = load_detector(checkpoint, device=str(device), overrides=overrides)
     return predictor.model, predictor.cfg, predictor.class_names
 
 

@@ -1,7 +1,7 @@
 """Sample inputs for tracing an exported graph and for checking it against PyTorch.
 
 Images become what the graphs take: ``Tensor[3, S, S]`` float32 RGB in [0, 1], letterboxed by
-detkit's eval transform (``detkit.data.transforms.eval_transforms``). Detectors that score
+detkit's eval transform (``detkit.data.augment.transforms.eval_transforms``). Detectors that score
 precomputed proposals get selective-search proposals of each letterboxed image.
 """
 
@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from detkit.data.augment.transforms import eval_transforms
 from detkit.data.base import image_to_tensor
 from detkit.data.image_files import read_image, require_pixels
 from detkit.data.proposals.selective_search import SelectiveSearchParams, selective_search
-from detkit.data.shapes_render import ShapesParams, generate_sample
-from detkit.data.transforms import eval_transforms
+from detkit.data.synthetic.shapes_render import ShapesParams, generate_sample
 from detkit.ops.boxes import pad_boxes
 from detkit.ops.pixels import to_unit_float
 

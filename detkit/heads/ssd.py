@@ -30,6 +30,7 @@ from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
 from detkit.ops.image_sizes import host_image_sizes
 from detkit.ops.iou import batched_box_iou
 from detkit.ops.nms import postprocess_dense
+from detkit.priors.coverage import BlankBatch, Priors
 from detkit.priors.default_boxes import SSD300_ASPECT_RATIOS, DefaultBoxGenerator
 from detkit.structures import Detections, FeatureInfo, Target
 
@@ -128,6 +129,13 @@ class SSDHead(nn.Module):
         self.pre_nms_topk = pre_nms_topk
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
+
+
+    def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> Priors:
+        """The default boxes placed on the detector's feature maps for a blank input."""
+        batch, image_sizes = blank_batch()
+        boxes = self.priors(detector.features(batch), image_sizes)
+        return Priors("ssd", float(self.matcher.high), "IoU of placed default boxes", boxes=boxes.float().cpu())
 
     def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         logits, deltas = [], []

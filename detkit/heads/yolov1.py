@@ -42,6 +42,7 @@ from detkit.losses import binary_cross_entropy, cross_entropy, smooth_l1
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
 from detkit.ops.nms import postprocess_dense
 from detkit.ops.pool import adaptive_avg_pool2d
+from detkit.priors.coverage import BlankBatch
 from detkit.priors.grid import grid_cells
 from detkit.structures import Detections, FeatureInfo, Target
 
@@ -109,6 +110,11 @@ class YOLOv1Head(nn.Module):
         self.pre_nms_topk = pre_nms_topk
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
+
+
+    def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> str:
+        """Nothing for the prior coverage check (``detkit.priors.coverage``) to measure."""
+        return "YOLOv1 has no priors: each object belongs to the grid cell holding its centre"
 
     def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """→ ``codes: Tensor[N, S·S, B, 4]`` (sigmoid-activated x, y, √w, √h),

@@ -43,6 +43,7 @@ from detkit.losses import binary_cross_entropy
 from detkit.losses.iou import IOU_LOSS_KINDS, iou_loss
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
 from detkit.ops.nms import postprocess_dense
+from detkit.priors.coverage import BlankBatch, Priors
 from detkit.priors.grid import AnchorGrid
 from detkit.structures import Detections, FeatureInfo, Target
 
@@ -108,6 +109,13 @@ class YOLOv3Head(nn.Module):
         self.pre_nms_topk = pre_nms_topk
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
+
+
+    def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> Priors:
+        """The anchor shapes, compared with each box centred, as the assignment picks an anchor."""
+        threshold = self.ignore_threshold if self.extra_positive_threshold is None else self.extra_positive_threshold
+        shapes = self.anchor_grid.anchors.detach().float().cpu().reshape(-1, 2)
+        return Priors("yolov3", float(threshold), "shape IoU of the best anchor (w, h centred on the box)", shapes=shapes)
 
     def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
         """→ raw outputs ``Tensor[N, P, 5 + C]`` float32 (tx, ty, tw, th, objectness, classes;

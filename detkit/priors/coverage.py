@@ -24,7 +24,7 @@ square input of ``input_size`` holds every image. Recall is also given per COCO 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,41 +55,35 @@ class Priors:
     matcher_threshold: float | None = None
 
 
+#: What a detector part's ``coverage_priors`` may call: the preprocessed blank input and its image sizes.
+BlankBatch = Callable[[], tuple[Tensor, Tensor]]
+
+
 def model_priors(model: nn.Module, input_size: int) -> Priors | str:
     """The priors ``model`` uses on a square ``input_size`` input (every letterboxed batch), or a
-    sentence saying why the detector has none to check (YOLOv1, Fast R-CNN, R-CNN)."""
-    from detkit.heads.ssd import SSDHead
-    from detkit.heads.yolov1 import YOLOv1Head
-    from detkit.heads.yolov3 import YOLOv3Head
-    from detkit.proposals.precomputed import PrecomputedProposals
-    from detkit.proposals.rpn import RPN
+    sentence saying why the detector has none to check (YOLOv1, Fast R-CNN, R-CNN).
 
+    The detector's head and proposal generator say what their priors are themselves, through a
+    ``coverage_priors(detector, blank_batch)`` method (``Priors``, a sentence, or None when that
+    part has nothing to say); ``blank_batch()`` is the preprocessed blank input and image sizes,
+    for priors that are placed on feature maps."""
     head = getattr(model, "head", None)
-    generator = getattr(model, "proposal_generator", None)
-    if isinstance(head, YOLOv1Head):
-        return "YOLOv1 has no priors: each object belongs to the grid cell holding its centre"
-    if isinstance(head, YOLOv3Head):
-        threshold = head.extra_positive_threshold
-        threshold = head.ignore_threshold if threshold is None else threshold
-        return Priors("yolov3", float(threshold), "shape IoU of the best anchor (w, h centred on the box)",
-                      shapes=head.anchor_grid.anchors.detach().float().cpu().reshape(-1, 2))  # fmt: skip
-    if not isinstance(head, SSDHead) and not (isinstance(generator, RPN) and hasattr(model, "feature_name")):
-        if isinstance(generator, PrecomputedProposals):
-            return f"{type(model).__name__} has no anchors or default boxes: its proposals come from selective search"
-        return f"no prior coverage check for {type(head if head is not None else model).__name__}"
+    parts = [part for part in (head, getattr(model, "proposal_generator", None)) if hasattr(part, "coverage_priors")]
+    unchecked = f"no prior coverage check for {type(head if head is not None else model).__name__}"
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            device = next(model.parameters()).device
-            batch, image_sizes = model.preprocess([torch.zeros(3, input_size, input_size, device=device)])
-            if isinstance(head, SSDHead):
-                boxes = head.priors(model.features(batch), image_sizes)
-                return Priors("ssd", float(head.matcher.high), "IoU of placed default boxes", boxes=boxes.float().cpu())
-            feature = model.backbone(batch)[model.feature_name]
-            boxes = generator.anchor_generator(*feature.shape[-2:])
-            fg = float(generator.matcher.high)
-            return Priors("rpn", min(fg, 0.5), "IoU of placed anchors", boxes=boxes.float().cpu(), matcher_threshold=fg)
+
+            def blank_batch() -> tuple[Tensor, Tensor]:
+                device = next(model.parameters()).device
+                return model.preprocess([torch.zeros(3, input_size, input_size, device=device)])
+
+            for part in parts:
+                priors = part.coverage_priors(model, blank_batch)
+                if priors is not None:
+                    return priors
+            return unchecked
     finally:
         model.train(was_training)
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from detkit.ops.boxes import clip_boxes, clip_boxes_per_image
 from detkit.ops.image_sizes import host_image_sizes
+from detkit.priors.coverage import BlankBatch
 from detkit.structures import Target
 
 
@@ -39,6 +40,11 @@ class PrecomputedProposals(nn.Module):
             raise ValueError("max_proposals_train and max_proposals_test must be positive")
         self.max_proposals = {True: int(max_proposals_train), False: int(max_proposals_test)}
         self.min_size = float(min_size)
+
+
+    def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> str:
+        """Nothing for the prior coverage check to measure: the proposals come from outside."""
+        return f"{type(detector).__name__} has no anchors or default boxes: its proposals come from selective search"
 
     def forward(
         self, features: Tensor | None, image_sizes: Tensor, targets: list[Target] | None = None

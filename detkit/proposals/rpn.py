@@ -20,6 +20,7 @@ from detkit.ops.boxes import clip_boxes_per_image, pad_boxes
 from detkit.ops.iou import batched_box_iou
 from detkit.ops.nms import postprocess_padded, select_padded
 from detkit.priors.anchors import AnchorGenerator
+from detkit.priors.coverage import BlankBatch, Priors
 from detkit.structures import Target
 
 
@@ -62,6 +63,20 @@ class RPN(nn.Module):
         self.nms_threshold = nms_threshold
         self.min_size = min_size
         self.box_loss_beta = box_loss_beta
+
+
+    def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> Priors | None:
+        """The anchors placed on the detector's one feature map for a blank input; None for a
+        detector without a single named feature map (FPN), whose anchors are not checked."""
+        feature_name = getattr(detector, "feature_name", None)
+        if feature_name is None:
+            return None
+        batch, _ = blank_batch()
+        feature = detector.backbone(batch)[feature_name]
+        boxes = self.anchor_generator(*feature.shape[-2:]).float().cpu()
+        # An anchor counts as covering a box at 0.5 even when the matcher's foreground bar is higher.
+        fg = float(self.matcher.high)
+        return Priors("rpn", min(fg, 0.5), "IoU of placed anchors", boxes=boxes, matcher_threshold=fg)
 
     def forward(
         self, features: Tensor, image_sizes: Tensor, targets: list[Target] | None = None

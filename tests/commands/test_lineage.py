@@ -12,9 +12,9 @@ import torch
 
 from detkit.cli import main
 from detkit.engine.config import ConfigError, config_dir, load_config
-from detkit.engine.launch import train
-from detkit.evaluation.lineage import BASELINE, ONE_STAGE, OTHER, TWO_STAGE, detector_of, read_run
-from detkit.evaluation.lineage_report import (
+from detkit.jobs.train_and_evaluate import train
+from detkit.analysis.lineage.table import BASELINE, ONE_STAGE, OTHER, TWO_STAGE, detector_of, read_run
+from detkit.analysis.lineage.report import (
     MARKER_HALF,
     _label_box,
     _label_offsets,

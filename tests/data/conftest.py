@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from detkit.data.shapes_render import ShapesParams
-from detkit.data.shapes_writers import write_shapes
+from detkit.data.synthetic.shapes_render import ShapesParams
+from detkit.data.synthetic.shapes_writers import write_shapes
 
 # Non-square on purpose: every loader must keep width and height apart.
 SMALL_PARAMS = ShapesParams(image_size=(72, 96), num_train=10, num_val=6, min_size=8, max_size=48, seed=3)

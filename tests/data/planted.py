@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detkit.data.problems import Problem
+from detkit.data.validation.problems import Problem
 
 WIDTH, HEIGHT = 64, 48
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from detkit.cli import main as detkit_main
-from detkit.data.checks import check_dataset
-from detkit.data.coco import CocoDataset
-from detkit.data.problems import DataError, problem_report
+from detkit.data.validation.summary import check_dataset
+from detkit.data.formats.coco import CocoDataset
+from detkit.data.validation.problems import DataError, problem_report
 from detkit.engine.config import load_config
-from detkit.engine.launch import train
+from detkit.jobs.train_and_evaluate import train
 from tests.data.planted import (
     HEIGHT,
     TINY_TRAIN,

@@ -14,11 +14,11 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from detkit.data.coco import CocoDataset
-from detkit.data.problems import DataError
-from detkit.data.shapes_render import SHAPE_CLASSES, generate_sample
-from detkit.data.voc import VocDataset
-from detkit.data.yolo import YoloDataset
+from detkit.data.formats.coco import CocoDataset
+from detkit.data.validation.problems import DataError
+from detkit.data.synthetic.shapes_render import SHAPE_CLASSES, generate_sample
+from detkit.data.formats.voc import VocDataset
+from detkit.data.formats.yolo import YoloDataset
 from tests.data.log_capture import capture_log
 
 
@@ -166,7 +166,7 @@ def test_on_bad_data_skip_drops_exactly_the_bad_boxes_and_logs(tmp_path: Path) -
         {"category_id": 42, "bbox": [2, 2, 4, 4]},
         {"category_id": 7, "bbox": [40, 30, 15, 5]},  # 5 px over the right border: clipped, a warning
     ])
-    with capture_log("detkit.data.problems") as lines:
+    with capture_log("detkit.data.validation.problems") as lines:
         dataset = CocoDataset(ann_file, tmp_path / "img", on_bad_data="skip")
     assert dataset[0][1]["boxes"].tolist() == [[1, 1, 5, 5], [40, 30, 50, 35]]
     assert sorted(p.kind for p in dataset.problems) == [

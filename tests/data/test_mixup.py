@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.data.mixup import MixUp, blend
-from detkit.data.mosaic import Mosaic
+from detkit.data.augment.mixup import MixUp, blend
+from detkit.data.augment.mosaic import Mosaic
 from detkit.engine.build import build_dataset, load_config
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from detkit.data.problems import MAX_LISTED, DataError, Problem, ProblemLog, problem_report
+from detkit.data.validation.problems import MAX_LISTED, DataError, Problem, ProblemLog, problem_report
 
 
 def test_a_problem_reads_file_place_image_reason_kind() -> None:

@@ -69,8 +69,8 @@ def test_two_process_gloo_ddp_run(tmp_path):
 
 
 def test_distributed_evaluation_equals_single_process(tmp_path):
-    from detkit.data.shapes import ShapesDataset
-    from detkit.data.transforms import eval_transforms
+    from detkit.data.synthetic.shapes import ShapesDataset
+    from detkit.data.augment.transforms import eval_transforms
     from detkit.engine.build import build_model
     from detkit.engine.config import load_config
     from detkit.engine.inference import evaluate_model
@@ -109,7 +109,7 @@ def test_torchrun_with_one_process_forms_a_group(monkeypatch):
 
 
 def test_each_rank_draws_its_own_augmentation():
-    from detkit.engine.launch import loader_seed
+    from detkit.jobs.train_and_evaluate import loader_seed
 
     assert loader_seed(7, 0) == 7  # one process: as before
     seeds = [loader_seed(7, rank) for rank in range(8)]

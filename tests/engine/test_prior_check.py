@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from detkit.data.base import ImageRecord
 from detkit.engine.build import build_model
 from detkit.engine.config import load_config
-from detkit.engine.prior_check import check_priors, describe_priors
+from detkit.analysis.checks.priors import check_priors, describe_priors
 from detkit.priors.coverage import model_priors
 from tests.data.log_capture import capture_log
 
@@ -94,8 +94,8 @@ def test_check_command_reports_the_experiments_coverage(tmp_path: Path, capsys) 
     import json
 
     from detkit.cli import main
-    from detkit.data.scenes import write_scenes
-    from detkit.data.scenes_render import ScenesParams
+    from detkit.data.synthetic.scenes import write_scenes
+    from detkit.data.synthetic.scenes_render import ScenesParams
 
     params = ScenesParams(num_train=3, num_val=1, min_side=64, max_side=96, max_size=48, tiny_size=(6, 9), seed=2)
     coco = write_scenes(tmp_path, params, ("coco",)) / "coco"

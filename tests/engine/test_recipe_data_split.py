@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from detkit.engine.config import config_dir, load_config
-from detkit.engine.launch import schedule_length
+from detkit.jobs.train_and_evaluate import schedule_length
 
 EXPERIMENTS = sorted(path.stem for path in (config_dir() / "config").glob("*.yaml"))
 DATA_PATHS = {

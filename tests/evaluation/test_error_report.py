@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from detkit.evaluation.error_report import format_errors_markdown, plot_error_breakdown
+from detkit.reporting.error_report import format_errors_markdown, plot_error_breakdown
 from detkit.evaluation.errors import CAUSES, error_breakdown
-from detkit.evaluation.report import evaluate_with_report, format_metrics_table
+from detkit.reporting.report import evaluate_with_report, format_metrics_table
 
 A = [0, 0, 100, 100]
 B = [200, 200, 300, 300]

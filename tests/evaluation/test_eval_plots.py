@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from detkit.evaluation import precision_recall_curves, voc_evaluate
-from detkit.evaluation.plots import (
+from detkit.reporting.plots import (
     normalize_rows,
     plot_confusion_matrix,
     plot_pr_curves,
     plot_training_curves,
     pr_plot_data,
 )
-from detkit.evaluation.training_log import Series, TrainingLog
+from detkit.reporting.training_log import Series, TrainingLog
 
 
 def _is_png(path) -> bool:

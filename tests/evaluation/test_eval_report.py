@@ -12,7 +12,7 @@ import pytest
 from detkit.evaluation import evaluate
 from detkit.evaluation.class_table import per_class_table
 from detkit.evaluation.inputs import load_detections, load_ground_truth
-from detkit.evaluation.report import (
+from detkit.reporting.report import (
     confusion_matrix,
     default_report_dir,
     evaluate_with_report,

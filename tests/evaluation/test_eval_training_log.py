@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from detkit.evaluation.training_log import read_training_log
+from detkit.reporting.training_log import read_training_log
 
 
 def _write(path, records, tail: str = ""):

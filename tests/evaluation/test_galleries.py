@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from detkit.evaluation.error_report import CAUSE_COLOURS
+from detkit.reporting.error_report import CAUSE_COLOURS
 from detkit.evaluation.errors import assign_errors
-from detkit.evaluation.galleries import PANEL_SIZE, worst_images, write_error_galleries
+from detkit.reporting.galleries import PANEL_SIZE, worst_images, write_error_galleries
 from detkit.evaluation.inputs import load_detections, load_ground_truth
 
 A = [0, 0, 100, 100]

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from detkit.cli import main
-from detkit.evaluation.report import evaluate_with_report
+from detkit.reporting.report import evaluate_with_report
 
 A = [0, 0, 100, 100]
 B = [200, 200, 300, 300]

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detkit.evaluation.report import evaluate_with_report
+from detkit.reporting.report import evaluate_with_report
 
 CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -168,7 +168,7 @@ def test_report_renders_in_chromium(browser, report_dir):
 
 
 def test_comparison_renders_in_chromium(browser, report_dir, tmp_path):
-    from detkit.evaluation.html_compare import write_comparison_html
+    from detkit.reporting.html_compare import write_comparison_html
 
     page = write_comparison_html(report_dir, report_dir, tmp_path / "compare.html")
     browser.open(page)

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from detkit.cli import main
-from detkit.evaluation.run_comparison import compare_runs, first_iteration_reaching
+from detkit.reporting.run_comparison import compare_runs, first_iteration_reaching
 
 
 def _run(folder, evaluations):

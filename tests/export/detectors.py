@@ -59,7 +59,7 @@ def small_detector(family: str, *overrides: str, defaults: bool = True) -> nn.Mo
 def save_small_checkpoint(family: str, path, *overrides: str) -> nn.Module:
     """A detkit checkpoint of ``small_detector(family)`` with its config and the shapes' class
     names, as training writes it; returns the model."""
-    from detkit.data.shapes import SHAPE_CLASSES
+    from detkit.data.synthetic.shapes import SHAPE_CLASSES
     from detkit.engine.build import config_to_yaml
     from detkit.engine.checkpoint import save_checkpoint
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from detkit.data.shapes import SHAPE_CLASSES
+from detkit.data.synthetic.shapes import SHAPE_CLASSES
 from detkit.engine.checkpoint import read_checkpoint
 from detkit.export import export_checkpoint, format_report, load_for_export
 from tests.export.detectors import save_small_checkpoint

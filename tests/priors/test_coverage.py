@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.data.transforms import eval_transforms
+from detkit.data.augment.transforms import eval_transforms
 from detkit.engine.build import build_model
 from detkit.engine.config import load_config
 from detkit.priors.coverage import Priors, best_prior_iou, letterboxed_boxes, model_priors, prior_coverage

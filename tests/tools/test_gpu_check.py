@@ -65,7 +65,7 @@ def test_a_skipped_part_is_reported_as_skipped():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_sync_counts_of_one_family_on_cuda():
-    from detkit.utils.device_checks import training_syncs
+    from detkit.analysis.device.detector_checks import training_syncs
 
     result = training_syncs("ssd", torch.device("cuda"), warmup=1, steps=1)
     assert result["supported"] and result["total"] >= 1  # the loss read-back syncs at least once

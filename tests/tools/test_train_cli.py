@@ -107,7 +107,7 @@ def test_eval_checkpoint_reproduces_the_training_metrics(trained_run):
 
 def test_predict_writes_pngs_and_json(trained_run):
     cache, run_dir, _ = trained_run
-    from detkit.data.shapes import ShapesDataset
+    from detkit.data.synthetic.shapes import ShapesDataset
 
     images = ShapesDataset(root=cache / "shapes", split="val", num_train=240, num_val=60, image_size=128).records[:2]
     folder = cache / "inputs"

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from detkit.engine.build import build_model, load_config
-from detkit.utils.amp_parity import amp_box_parity, compare_detections
-from detkit.utils.check_batches import shapes_batch
+from detkit.analysis.device.amp_parity import amp_box_parity, compare_detections
+from detkit.analysis.device.check_batches import shapes_batch
 
 
 def _det(boxes, scores, labels):

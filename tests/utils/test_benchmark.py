@@ -12,7 +12,7 @@ from detkit.commands.benchmark import throughput_report
 from detkit.engine.build import build_model
 from detkit.engine.config import load_config
 from detkit.ops.nms import select_padded
-from detkit.utils.benchmark import (
+from detkit.analysis.speed.throughput import (
     format_rows,
     measure,
     measure_backbone_floor,
@@ -21,7 +21,7 @@ from detkit.utils.benchmark import (
     rate_summary,
     time_repeats,
 )
-from detkit.utils.benchmark_nms import folded_group_nms, nms_timings, random_candidates
+from detkit.analysis.speed.nms import folded_group_nms, nms_timings, random_candidates
 
 
 def test_time_repeats_runs_warmup_then_each_repeat() -> None:

@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from detkit.utils.sync_count import SYNC_WARNING, SyncCount, count_syncs, syncs_per_step
+from detkit.analysis.device.sync_count import SYNC_WARNING, SyncCount, count_syncs, syncs_per_step
 
 
 def _record(message: str, lineno: int) -> warnings.WarningMessage:

@@ -1,0 +1,1 @@
+"""Checks of what a detector is given: sliding windows against selective-search proposals."""

@@ -1,0 +1,1 @@
+"""Training-time augmentation and the letterbox every split goes through: albumentations transforms, mosaic, MixUp."""

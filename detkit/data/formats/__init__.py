@@ -1,0 +1,1 @@
+"""Readers of the annotation formats users have: COCO JSON, PASCAL VOC XML, Ultralytics YOLO text files."""
