@@ -91,7 +91,10 @@ def detections_to_host(detections: list[Detections]) -> list[Detections]:
         return []
     # Labels travel as float32 beside the boxes and scores: exact for any class count below 2**24.
     packed = torch.cat(
-        [torch.cat((d["boxes"].float(), d["scores"].float()[:, None], d["labels"].float()[:, None]), 1) for d in detections]
+        [
+            torch.cat((d["boxes"].float(), d["scores"].float()[:, None], d["labels"].float()[:, None]), 1)
+            for d in detections
+        ]
     ).cpu()
     rows = packed.split([d["scores"].shape[0] for d in detections])
     return [{"boxes": r[:, :4], "scores": r[:, 4], "labels": r[:, 5].long()} for r in rows]

@@ -160,7 +160,9 @@ def test_inference_refuses_a_checkpoint_with_a_renamed_tensor(trained, tmp_path:
     assert predicted.returncode == 2 and old in predicted.stderr and "Traceback" not in predicted.stderr
 
 
-def test_predict_writes_a_coco_results_file_that_eval_scores_like_the_checkpoint(trained, tmp_path: Path, capsys) -> None:
+def test_predict_writes_a_coco_results_file_that_eval_scores_like_the_checkpoint(
+    trained, tmp_path: Path, capsys
+) -> None:
     import json
 
     from detkit.cli import main
@@ -216,7 +218,10 @@ def test_predict_writes_a_coco_results_file_that_eval_scores_like_the_checkpoint
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"images": [], "categories": [{"id": 1, "name": "circle"}]}))
     capsys.readouterr()
-    assert main(["predict", f"checkpoint={checkpoint}", f"input={images}", f"output={plain}", f"ground_truth={other}"]) == 2
+    assert (
+        main(["predict", f"checkpoint={checkpoint}", f"input={images}", f"output={plain}", f"ground_truth={other}"])
+        == 2
+    )
     error = capsys.readouterr().err
     assert "images not listed (by file name): val_000000.jpg" in error
     assert "classes not among its categories: square, triangle, plus, ring" in error

@@ -41,7 +41,11 @@ def test_a_config_mistake_is_one_error_line(capsys) -> None:
 def test_each_tool_is_a_thin_call_of_a_command(tool: str) -> None:
     text = (TOOLS / tool).read_text()
     assert sum(1 for line in text.splitlines() if line.strip()) <= 60
-    calls = [node for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "main"]
+    calls = [
+        node
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "main"
+    ]
     assert len(calls) == 1, "a tool hands its arguments to detkit.cli.main"
     command = calls[0].args[0].elts[0].value
     assert command in COMMANDS

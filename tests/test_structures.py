@@ -10,8 +10,8 @@ def test_detections_to_host_keeps_values_and_types():
         {"boxes": torch.tensor([[1.5, 2, 30, 40], [0, 0, 5, 5]]), "scores": torch.tensor([0.9, 0.25]),
          "labels": torch.tensor([3, 20])},
         {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)},
-        {"boxes": torch.tensor([[7.0, 8, 9, 10]], dtype=torch.bfloat16), "scores": torch.tensor([0.5], dtype=torch.bfloat16),
-         "labels": torch.tensor([16_000_000])},
+        {"boxes": torch.tensor([[7.0, 8, 9, 10]], dtype=torch.bfloat16),
+         "scores": torch.tensor([0.5], dtype=torch.bfloat16), "labels": torch.tensor([16_000_000])},
     ]  # fmt: skip
     host = detections_to_host(detections)
     assert len(host) == 3

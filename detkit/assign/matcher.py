@@ -25,7 +25,9 @@ class Matcher:
     def __init__(self, high: float, low: float | tuple[float, float], *, allow_low_quality: bool = True) -> None:
         low_min, low_max = (low if isinstance(low, (tuple, list)) else (0.0, low))
         if not low_min <= low_max <= high:
-            raise ValueError(f"matcher thresholds must satisfy low_min <= low <= high, got {low_min}, {low_max}, {high}")
+            raise ValueError(
+                f"matcher thresholds must satisfy low_min <= low <= high, got {low_min}, {low_max}, {high}"
+            )
         self.high = high
         self.low = low_max
         self.low_min = low_min

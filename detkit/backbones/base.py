@@ -203,7 +203,9 @@ def run_blocks(x: Tensor, stem: nn.Module, blocks: nn.Sequential, outputs: dict[
     return features
 
 
-def block_stages(stem: nn.Module, blocks: nn.Sequential, stage_ends: Sequence[int], depth: int) -> list[list[nn.Module]]:
+def block_stages(
+    stem: nn.Module, blocks: nn.Sequential, stage_ends: Sequence[int], depth: int
+) -> list[list[nn.Module]]:
     """The stem with the blocks before ``stage_ends[0]``, then each built stage's blocks, for freezing
     (``stage_ends``: exclusive end in ``blocks`` of the stem and of stages 1..4)."""
     ends = tuple(stage_ends[: depth + 1])

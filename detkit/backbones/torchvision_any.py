@@ -36,7 +36,9 @@ from detkit.backbones import BACKBONES
 from detkit.backbones.base import FEATURE_STRIDES, Backbone, Pretrained
 
 # Top-level children that belong to the classifier, not to the trunk.
-_HEAD_NAMES = frozenset({"avgpool", "fc", "classifier", "head", "heads", "dropout", "flatten", "aux1", "aux2", "AuxLogits"})
+_HEAD_NAMES = frozenset(
+    {"avgpool", "fc", "classifier", "head", "heads", "dropout", "flatten", "aux1", "aux2", "AuxLogits"}
+)
 _PROBE_SIZE = 128
 _MAX_STRIDE = 32
 

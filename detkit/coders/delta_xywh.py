@@ -19,7 +19,9 @@ DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)
 
 
 class DeltaXYWHCoder:
-    def __init__(self, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0), scale_clamp: float = DEFAULT_SCALE_CLAMP) -> None:
+    def __init__(
+        self, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0), scale_clamp: float = DEFAULT_SCALE_CLAMP
+    ) -> None:
         self.weights = tuple(float(w) for w in weights)
         self.scale_clamp = scale_clamp
 

@@ -27,8 +27,12 @@ COMMANDS: dict[str, Command] = {
     "benchmark": Command("benchmark", "training and inference throughput beside the torchvision peer"),
     "gpu-check": Command("gpu_check", "on a GPU: gpu tests, AMP box parity, syncs per step, benchmarks"),
     "benchmark-rcnn": Command("benchmark_rcnn", "R-CNN vs Fast R-CNN test-time speed on the same proposals"),
-    "compare-runs": Command("compare_runs", "validation curves of training runs on one picture, iterations to a threshold"),
+    "compare-runs": Command(
+        "compare_runs", "validation curves of training runs on one picture, iterations to a threshold"
+    ),
     "compare-windows": Command("compare_windows", "sliding windows vs selective search + R-CNN: boxes, recall, speed"),
     "report": Command("report", "a run's offline HTML report (run=DIR), or two runs compared (run=A,B)"),
-    "lineage": Command("lineage", "every trained detector side by side: accuracy, training time, images/s; table and picture"),
+    "lineage": Command(
+        "lineage", "every trained detector side by side: accuracy, training time, images/s; table and picture"
+    ),
 }

@@ -95,7 +95,9 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
     models = {detkit_label: lambda: build_model(cfg, num_classes=num_classes)}
     if preset.get("same_work") and not has_config:
         same_cfg = load_config(preset["overrides"] + overrides + preset["same_work"])
-        models[f"{detkit_label} (torchvision's postprocessing work)"] = lambda: build_model(same_cfg, num_classes=num_classes)
+        models[f"{detkit_label} (torchvision's postprocessing work)"] = lambda: build_model(
+            same_cfg, num_classes=num_classes
+        )
     if peer_name != "none":
         models[f"torchvision {peer_name}"] = lambda: torchvision_peer(peer_name, num_classes, settings["size"])
     rows = {}
@@ -108,7 +110,9 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
         if label == detkit_label:
             floor = {k: settings[k] for k in ("size", "amp", "channels_last", "warmup", "iters", "repeats")}
             rows[f"{label} backbone forward+backward (floor)"] = {
-                "train_images_per_s": measure_backbone_floor(model.backbone, batch=settings["train_batch"], device=device, **floor)
+                "train_images_per_s": measure_backbone_floor(
+                    model.backbone, batch=settings["train_batch"], device=device, **floor
+                )
             }
         del model
         if on_gpu:
@@ -158,7 +162,9 @@ def nms_report(own: dict[str, str]) -> dict:
     from detkit.engine.dist import select_device
 
     device = select_device(own.get("device", "auto"))
-    results = nms_timings(device=device, num_classes=int(own.get("num_classes", 20)), repeats=int(own.get("repeats", 21)))
+    results = nms_timings(
+        device=device, num_classes=int(own.get("num_classes", 20)), repeats=int(own.get("repeats", 21))
+    )
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "cpu_threads": torch.get_num_threads(),

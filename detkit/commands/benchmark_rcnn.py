@@ -5,11 +5,11 @@
     detkit benchmark-rcnn fast=fast_rcnn_resnet18_shapes rcnn=rcnn_resnet18_shapes   # untrained
     detkit benchmark-rcnn fast=SPP_RUN/best.pt rcnn=RUN2/best.pt   # SPP-net against R-CNN
 
-`fast` (Fast R-CNN or SPP-net: one backbone pass per image) / `rcnn`: a detkit checkpoint (loaded strictly; its stored config builds the model) or an
-experiment name (random weights). The validation images of the `fast` experiment, with its
-cached proposals, go through both models in turns, `batch_size` at a time (default 1, as the
-papers timed); the first `warmup` batches are not timed. Prints seconds per image, the ratio and
-the machine; `output=` writes JSON.
+`fast` (Fast R-CNN or SPP-net: one backbone pass per image) / `rcnn`: a detkit checkpoint (loaded
+strictly; its stored config builds the model) or an experiment name (random weights). The validation
+images of the `fast` experiment, with its cached proposals, go through both models in turns,
+`batch_size` at a time (default 1, as the papers timed); the first `warmup` batches are not timed.
+Prints seconds per image, the ratio and the machine; `output=` writes JSON.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ def run(argv: list[str]) -> int:
         f"{report['images']} images on {report['machine']}:\n"
         f"  sliding windows   {report['windows_per_image']:7.0f} per image, recall@0.5 {windows['recall@0.5']:.3f}, "
         f"recall@0.7 {windows['recall@0.7']:.3f}, {1000 * report['sliding_window_s_per_image']:.0f} ms/image\n"
-        f"  selective search  {report['proposals_per_image']:7.0f} per image, recall@0.5 {proposals['recall@0.5']:.3f}, "
+        f"  selective search  {report['proposals_per_image']:7.0f} per image, "
+        f"recall@0.5 {proposals['recall@0.5']:.3f}, "
         f"recall@0.7 {proposals['recall@0.7']:.3f}, {1000 * report['rcnn_s_per_image']:.0f} ms/image (R-CNN)\n"
         f"  {report['ratio']:.1f}x more windows than proposals"
     )

@@ -31,7 +31,9 @@ def run(argv: list[str]) -> int:
 
     own, overrides = split_arguments(argv, OWN_KEYS)
     if "checkpoint" not in own:
-        raise ConfigError("usage: detkit export checkpoint=PATH format=onnx|torchscript|pt2 [output=PATH] [key=value ...]")
+        raise ConfigError(
+            "usage: detkit export checkpoint=PATH format=onnx|torchscript|pt2 [output=PATH] [key=value ...]"
+        )
     report = export_checkpoint(
         own["checkpoint"],
         format=own.get("format", "onnx"),

@@ -9,8 +9,9 @@ ratios, SSD default-box aspect ratios (each r adds r and 1/r) and scale range.
     detkit fit-anchors config=yolov3_resnet18_shapes            # every kind, k=9
 
 Own keys: k (clusters for YOLOv3, default 9; YOLOv2 default 5), levels (YOLOv3 levels, 3), for
-(yolov2 | yolov3 | rpn | ssd | all), split (train), seed (0), rpn_sizes / rpn_ratios (3 / 3), ssd_ratios (2), output (a YAML
-file). Everything else is a config override (data=..., data.input_size=..., config=...).
+(yolov2 | yolov3 | rpn | ssd | all), split (train), seed (0), rpn_sizes / rpn_ratios (3 / 3),
+ssd_ratios (2), output (a YAML file). Everything else is a config override (data=...,
+data.input_size=..., config=...).
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def fit_priors(own: dict, overrides: list[str]) -> dict:
     if own["for"] not in KINDS:
         raise ConfigError(f"for={own['for']} is not one of {', '.join(KINDS)}")
     cfg = load_config(overrides)
-    wh = dataset_box_shapes(build_dataset(cfg, own["split"], augment=False), num_workers=loader_workers(cfg.data.num_workers))
+    wh = dataset_box_shapes(
+        build_dataset(cfg, own["split"], augment=False), num_workers=loader_workers(cfg.data.num_workers)
+    )
     size = int(cfg.data.input_size)
     result: dict = {"boxes": int(wh.shape[0]), "input_size": size}
     if own["for"] in ("yolov3", "all"):
@@ -71,7 +74,10 @@ def fit_priors(own: dict, overrides: list[str]) -> dict:
                             "mean_best_iou": round(mean_best_iou(wh, anchors), 4)}  # fmt: skip
     if own["for"] in ("rpn", "all"):
         sizes, ratios = rpn_sizes_and_ratios(wh, int(own["rpn_sizes"]), int(own["rpn_ratios"]))
-        result["rpn"] = {"model.proposal_generator.anchor_sizes": sizes, "model.proposal_generator.aspect_ratios": ratios}
+        result["rpn"] = {
+            "model.proposal_generator.anchor_sizes": sizes,
+            "model.proposal_generator.aspect_ratios": ratios,
+        }
     if own["for"] in ("ssd", "all"):
         ratios, (low, high) = ssd_ratios_and_scales(wh, (size, size), int(own["ssd_ratios"]))
         result["ssd"] = {"model.head.aspect_ratios": ratios, "model.head.min_scale": low, "model.head.max_scale": high}

@@ -30,7 +30,9 @@ def run(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     own, rest = split_arguments(argv, OWN_KEYS)
     if "checkpoint" not in own:
-        raise ConfigError("usage: detkit fit-svms checkpoint=PATH [output=svm.pt] [images=N] [cost=0.001] [key=value ...]")
+        raise ConfigError(
+            "usage: detkit fit-svms checkpoint=PATH [output=svm.pt] [images=N] [cost=0.001] [key=value ...]"
+        )
     results = fit_svms_for_checkpoint(
         own["checkpoint"],
         rest,
@@ -43,7 +45,8 @@ def run(argv: list[str]) -> int:
     )
     fit = results["svm_fit"]
     print(
-        f"Fitted {len(fit['positives'])} SVMs on {fit['images']} images in {fit['total_seconds']:.0f} s ({fit['fits']} fits; "
+        f"Fitted {len(fit['positives'])} SVMs on {fit['images']} images in {fit['total_seconds']:.0f} s "
+        f"({fit['fits']} fits; "
         f"positives {fit['positives']}, hard negatives kept {fit['cached_negatives']})\n"
         f"Checkpoint with SVMs written to {results['output']}"
     )

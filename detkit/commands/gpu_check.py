@@ -42,7 +42,8 @@ def run(argv: list[str]) -> int:
     output = Path(own.get("output", "gpu_check"))
     report = gpu_check(
         output, parts=parts, budget_s=float(own.get("budget_s", 480)),
-        tests_timeout_s=float(own.get("tests_timeout_s", 180)), benchmark_timeout_s=float(own.get("benchmark_timeout_s", 150)),
+        tests_timeout_s=float(own.get("tests_timeout_s", 180)),
+        benchmark_timeout_s=float(own.get("benchmark_timeout_s", 150)),
     )  # fmt: skip
     print(format_markdown(report))
     print(f"\nWrote {output / 'gpu_check.json'} and {output / 'gpu_check.md'}")
@@ -134,7 +135,9 @@ def run_gpu_tests(output: Path, timeout_s: float) -> dict:
 
 def pytest_counts(text: str) -> dict[str, int]:
     """The counts of pytest's last summary line (``3 passed, 1 skipped, 90 deselected in 4.2s``)."""
-    lines = [line for line in text.strip().splitlines() if re.search(r"\d+ (passed|failed|skipped|error|deselected)", line)]
+    lines = [
+        line for line in text.strip().splitlines() if re.search(r"\d+ (passed|failed|skipped|error|deselected)", line)
+    ]
     if not lines:
         return {}
     counts = {}
@@ -162,16 +165,19 @@ def format_markdown(report: dict) -> str:
         f"# GPU check: {report.get('card', '?')}",
         "",
         f"{report.get('date', '?')}; torch {report.get('torch', '?')}, torchvision {report.get('torchvision', '?')}, "
-        f"CUDA {report.get('cuda', '?')}, compute capability {report.get('capability', '?')}, bf16 {report.get('bf16', '?')}; "
+        f"CUDA {report.get('cuda', '?')}, compute capability {report.get('capability', '?')}, "
+        f"bf16 {report.get('bf16', '?')}; "
         f"{report.get('total_seconds', '?')} s in all.",
     ]
     tests = report.get("tests")
     if tests is not None:
         counts = ", ".join(f"{n} {k}" for k, n in tests.get("counts", {}).items())
-        lines += ["", "## GPU tests (pytest -m gpu)", "", _status(tests) or f"{counts} (exit code {tests['returncode']})"]
+        lines += ["", "## GPU tests (pytest -m gpu)", "",
+                  _status(tests) or f"{counts} (exit code {tests['returncode']})"]  # fmt: skip
     if "parity" in report:
         lines += ["", "## AMP vs fp32 boxes (limit 0.5 px; corner shift of matched detections)", "",
-                  "| family | dtype | matched / compared | max px | p95 px | mean px | ok |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+                  "| family | dtype | matched / compared | max px | p95 px | mean px | ok |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for family, row in _rows(report["parity"]):
             lines.append(_error_row(family, row, 7) or (
                 f"| {family} | {row['dtype']} | {row['matched']} / {row['compared']} | {_num(row['max_px'])} | "
@@ -181,8 +187,9 @@ def format_markdown(report: dict) -> str:
                   "| family | batch | autocast | syncs / step | where (most) |", "|---|---|---|---|---|"]  # fmt: skip
         for family, row in _rows(report["syncs"]):
             where = "; ".join(f"{loc} x{n}" for loc, n in list(row.get("where", {}).items())[:3])
-            lines.append(_error_row(family, row, 5) or
-                         f"| {family} | {row['batch_size']} | {row['autocast']} | {_num(row['per_step'])} | {where} |")  # fmt: skip
+            lines.append(_error_row(family, row, 5) or (
+                f"| {family} | {row['batch_size']} | {row['autocast']} | {_num(row['per_step'])} | "
+                f"{where} |"))  # fmt: skip
     if "benchmarks" in report:
         lines += ["", "## Benchmarks (detkit benchmark, detkit / torchvision)", ""]
         for preset, bench in _rows(report["benchmarks"]):

@@ -39,7 +39,11 @@ def _params(given: dict[str, str]):
             raise ConfigError(f"make-dataset: unknown key {key!r}; valid keys: layout, output, {', '.join(fields)}")
         default = getattr(ScenesParams(), key)
         try:
-            values[key] = tuple(int(v) for v in text.strip("[]()").split(",")) if isinstance(default, tuple) else type(default)(text)
+            values[key] = (
+                tuple(int(v) for v in text.strip("[]()").split(","))
+                if isinstance(default, tuple)
+                else type(default)(text)
+            )
         except ValueError:
             raise ConfigError(f"make-dataset: {key}={text} is not a valid {type(default).__name__}") from None
     return ScenesParams(**values)
@@ -87,7 +91,9 @@ def run(argv: list[str]) -> int:
         root = Path(output)
         taken = [str(root / name) for name in layouts if (root / name).exists() and any((root / name).iterdir())]
         if taken:
-            raise ConfigError(f"make-dataset: {', '.join(taken)} already exist and are not empty; choose another output")
+            raise ConfigError(
+                f"make-dataset: {', '.join(taken)} already exist and are not empty; choose another output"
+            )
         write_scenes(root, params, layouts)
     root = root.resolve()
     print(f"scenes data ({params.num_train} train + {params.num_val} val images, seed {params.seed}) in {root} "

@@ -93,7 +93,8 @@ def check_records(
         if len(group) > 1:
             entries = ", ".join(f"image id {r.image_id} in {Path(r.annotation_file).name}" for r in group)
             log.add("duplicate_file_name", record.path,
-                    f"the same image file is listed {len(group)} times ({entries}); the first is kept, the others dropped")
+                    f"the same image file is listed {len(group)} times ({entries}); "
+                    "the first is kept, the others dropped")
     kept = []
     verdicts = checked_image_files([r.path for r in unique], decode=decode, source=log.source)
     for record, found in zip(unique, verdicts, strict=True):
@@ -137,7 +138,8 @@ def _repeated_boxes(records: list[ImageRecord]) -> np.ndarray:
     owner = np.repeat(np.arange(len(records)), counts)
     # float64 holds the owner index, the float32 coordinates and the labels exactly.
     keyed = np.concatenate(
-        [owner[:, None], np.concatenate([r.boxes for r in records]), np.concatenate([r.labels for r in records])[:, None]],
+        [owner[:, None], np.concatenate([r.boxes for r in records]),
+         np.concatenate([r.labels for r in records])[:, None]],
         axis=1, dtype=np.float64,
     )
     distinct = np.unique(keyed, axis=0)[:, 0].astype(np.int64)

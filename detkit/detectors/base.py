@@ -75,7 +75,9 @@ class Detector(nn.Module):
         """
         if isinstance(images, Tensor):
             if images.dim() != 4 or images.shape[1] != 3:
-                raise ValueError(f"images must be Tensor[N, 3, H, W] or a list of Tensor[3, H, W], got {tuple(images.shape)}")
+                raise ValueError(
+                    f"images must be Tensor[N, 3, H, W] or a list of Tensor[3, H, W], got {tuple(images.shape)}"
+                )
             sizes = [tuple(images.shape[-2:])] * images.shape[0]
             batch = images
         else:
@@ -88,7 +90,9 @@ class Detector(nn.Module):
             dtype = common_dtype(images) if any(image.dtype == torch.uint8 for image in images) else images[0].dtype
             batch = images[0].new_zeros((len(images), 3, height, width), dtype=dtype)
             for i, image in enumerate(images):
-                batch[i, :, : image.shape[1], : image.shape[2]] = image if dtype == torch.uint8 else to_unit_float(image)
+                batch[i, :, : image.shape[1], : image.shape[2]] = (
+                    image if dtype == torch.uint8 else to_unit_float(image)
+                )
         # Built on the host and copied without blocking; the heads read the host copy back.
         return self.normalize(batch), image_sizes_tensor(sizes, batch.device)
 

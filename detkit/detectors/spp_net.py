@@ -47,7 +47,9 @@ class SPPNet(Detector):
         super().__init__(**with_backbone_normalization(backbone, detector_kwargs))
         infos = {info.name: info for info in backbone.feature_info}
         if feature_name not in infos:
-            raise ValueError(f"backbone has no output {feature_name!r}; it has {sorted(infos)} (set model.backbone.out_features)")
+            raise ValueError(
+                f"backbone has no output {feature_name!r}; it has {sorted(infos)} (set model.backbone.out_features)"
+            )
         info = infos[feature_name]
         self.backbone = backbone
         self.feature_name = feature_name

@@ -70,7 +70,8 @@ def resolve_input_size(cfg: DictConfig, train_set) -> int:
         raise ConfigError(f"data.auto_input_size: {error}") from None
     OmegaConf.update(cfg, "data.input_size", size, force_add=True)
     logger.info("Input size %d px (data.input_size=auto: median longer image side of the %d training images, "
-                "within data.auto_input_size %s)", size, len(train_set), OmegaConf.to_container(limits) if limits else {})
+                "within data.auto_input_size %s)", size, len(train_set),
+                OmegaConf.to_container(limits) if limits else {})
     return size
 
 

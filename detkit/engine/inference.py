@@ -57,7 +57,9 @@ def predict_batches(
             if on_batch is not None:
                 on_batch(images, targets, detections)
             for det, target in zip(detections_to_host(detections), targets, strict=True):
-                outputs.append({"boxes": boxes_to_original(det["boxes"], target), "scores": det["scores"], "labels": det["labels"]})
+                outputs.append(
+                    {"boxes": boxes_to_original(det["boxes"], target), "scores": det["scores"], "labels": det["labels"]}
+                )
                 targets_out.append(target)
     finally:
         model.train(was_training)
@@ -77,15 +79,19 @@ def evaluate_model(
     """COCO and VOC metrics of ``model`` on ``dataset`` (a detkit dataset: ``coco_ground_truth()``,
     ``category_ids``). Returns the evaluator's dict plus ``images_per_second`` (model only) on
     rank 0; other ranks return ``{}``. A single-object localiser (``is_localizer``) also gets
-    ``"localization"``: classification error, box distances, mean IoU. With ``return_results``, also the COCO results list the
-    metrics were computed from (for the evaluation report): ``(metrics, results)``."""
+    ``"localization"``: classification error, box distances, mean IoU. With ``return_results``, also
+    the COCO results list the metrics were computed from (for the evaluation report):
+    ``(metrics, results)``."""
     world, rank = get_world_size(), get_rank()
     shard = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
-    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_detection,
-                        pin_memory=device.type == "cuda")  # fmt: skip
+    loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate_detection, pin_memory=device.type == "cuda")  # fmt: skip
     detections, targets, seconds = predict_batches(unwrap_model(model), loader, device, amp_dtype=amp_dtype)
     category_ids = _category_ids(dataset)
-    per_image = [detections_to_coco_results([d], [int(t["image_id"])], category_ids) for d, t in zip(detections, targets, strict=True)]
+    per_image = [
+        detections_to_coco_results([d], [int(t["image_id"])], category_ids)
+        for d, t in zip(detections, targets, strict=True)
+    ]
     if world > 1:
         parts = gather_object_to_main((per_image, seconds))
         if not is_main_process():

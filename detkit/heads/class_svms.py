@@ -177,7 +177,12 @@ class SVMTrainer:
         self.stats = {"negatives_seen": 0, "hard_negatives_added": 0, "fits": 0}
 
     def add_image(
-        self, proposal_features: Tensor, proposal_boxes: Tensor, gt_features: Tensor, gt_boxes: Tensor, gt_labels: Tensor
+        self,
+        proposal_features: Tensor,
+        proposal_boxes: Tensor,
+        gt_features: Tensor,
+        gt_boxes: Tensor,
+        gt_labels: Tensor,
     ) -> None:
         """One image: its proposals' ``Tensor[P, D]`` features and ``Tensor[P, 4]`` xyxy boxes, its
         ground truth's ``Tensor[G, D]`` features, ``Tensor[G, 4]`` boxes and ``Tensor[G]`` labels

@@ -72,7 +72,9 @@ class FastRCNNHead(ProposalHead):
         self.predictor = BoxPredictor(representation_size, num_classes)
 
     def _head(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
-        pooled = pool_rois(features, rois, output_size=self.pool_size, spatial_scale=self.spatial_scale, kind=self.pooler)
+        pooled = pool_rois(
+            features, rois, output_size=self.pool_size, spatial_scale=self.spatial_scale, kind=self.pooler
+        )
         return self.predictor(self.box_head(pooled))
 
     def scores_and_deltas(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
@@ -88,4 +90,6 @@ class FastRCNNHead(ProposalHead):
         del image_sizes
         rois, class_targets, box_targets, is_positive, _ = self.training_rois(proposals, targets)
         class_logits, box_deltas = self._head(features, rois)
-        return roi_losses(class_logits, box_deltas, class_targets, box_targets, is_positive, box_loss_beta=self.box_loss_beta)
+        return roi_losses(
+            class_logits, box_deltas, class_targets, box_targets, is_positive, box_loss_beta=self.box_loss_beta
+        )

@@ -45,7 +45,11 @@ class FPNRoIHead(FastRCNNHead):
         if len(widths) != 1:
             raise ValueError(f"FPNRoIHead: all levels must have one width (pooled features are shared); got {levels}")
         super().__init__(
-            in_channels=widths.pop(), stride=levels[0].stride, num_classes=num_classes, pooler="roi_align", **head_kwargs
+            in_channels=widths.pop(),
+            stride=levels[0].stride,
+            num_classes=num_classes,
+            pooler="roi_align",
+            **head_kwargs,
         )
         self.in_features = [info.name for info in levels]
         self.strides = [info.stride for info in levels]

@@ -141,7 +141,9 @@ class RCNNHead(ProposalHead):
         if not self.box_refinement:
             regress = torch.zeros_like(regress)
         class_logits, box_deltas = self(features(rois))
-        return roi_losses(class_logits, box_deltas, class_targets, box_targets, regress, box_loss_beta=self.box_loss_beta)
+        return roi_losses(
+            class_logits, box_deltas, class_targets, box_targets, regress, box_loss_beta=self.box_loss_beta
+        )
 
     def scores_and_deltas(self, features: FeatureExtractor, rois: Tensor) -> tuple[Tensor, Tensor]:
         """Every RoI through ``features`` (it may work in chunks), the hidden layer and the outputs."""

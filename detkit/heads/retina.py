@@ -117,7 +117,9 @@ class RetinaNetHead(nn.Module):
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if box_loss not in RETINA_BOX_LOSSES:
-            raise ValueError(f"RetinaNetHead: unknown box_loss {box_loss!r}; choose one of {', '.join(RETINA_BOX_LOSSES)}")
+            raise ValueError(
+                f"RetinaNetHead: unknown box_loss {box_loss!r}; choose one of {', '.join(RETINA_BOX_LOSSES)}"
+            )
         if not 0.0 < prior_probability < 1.0:
             raise ValueError(f"RetinaNetHead: prior_probability must be in (0, 1), got {prior_probability}")
         self.feature_info = sorted(feature_info, key=lambda info: info.stride)
@@ -132,10 +134,12 @@ class RetinaNetHead(nn.Module):
         if len(sizes) != len(strides) or len({len(s) for s in sizes}) != 1:
             raise ValueError(
                 f"RetinaNetHead: anchor_sizes needs one list per level, all of one length (shared subnets); got "
-                f"{len(sizes)} lists of lengths {[len(s) for s in sizes]} for levels {[i.name for i in self.feature_info]}"
+                f"{len(sizes)} lists of lengths {[len(s) for s in sizes]} "
+                f"for levels {[i.name for i in self.feature_info]}"
             )
         self.anchor_generators = nn.ModuleList(
-            AnchorGenerator(level_sizes, aspect_ratios, stride=stride) for level_sizes, stride in zip(sizes, strides, strict=True)
+            AnchorGenerator(level_sizes, aspect_ratios, stride=stride)
+            for level_sizes, stride in zip(sizes, strides, strict=True)
         )
         self.num_anchors = self.anchor_generators[0].num_anchors_per_location
         self.num_classes = num_classes
@@ -210,7 +214,11 @@ class RetinaNetHead(nn.Module):
                 decoded = self.coder.decode(deltas[positive], positive_anchors)
                 loss_box = iou_loss(decoded, matched_boxes, kind=self.box_loss).sum() / normalizer
         loss_cls = focal_loss(
-            logits[counted], class_targets[counted], alpha=self.focal_alpha, gamma=self.focal_gamma, normalizer=normalizer
+            logits[counted],
+            class_targets[counted],
+            alpha=self.focal_alpha,
+            gamma=self.focal_gamma,
+            normalizer=normalizer,
         )
         return {"loss_cls": loss_cls, "loss_box": self.box_loss_weight * loss_box}
 

@@ -190,7 +190,9 @@ def roi_detections(
     # Pad the RoIs to [N, P] (P the most of any image): the cap and the NMS then work per row.
     num_images = image_sizes.shape[0]
     per_image = torch.bincount(roi_image, minlength=num_images)
-    rank = torch.arange(roi_image.numel(), device=roi_image.device) - (torch.cumsum(per_image, 0) - per_image)[roi_image]
+    rank = (
+        torch.arange(roi_image.numel(), device=roi_image.device) - (torch.cumsum(per_image, 0) - per_image)[roi_image]
+    )
     width = max(int(per_image.max()), 1) if roi_image.numel() else 1
     slot = (roi_image, rank)
     num_classes = scores.shape[1]
@@ -222,7 +224,12 @@ def padded_roi_detections(
     num_images, num_proposals = valid.shape
     roi_image_sizes = image_sizes[:, None, :].expand(-1, num_proposals, -1).reshape(-1, 2)
     boxes, scores, keep = roi_candidates(
-        class_scores, box_deltas, proposals.reshape(-1, 4), roi_image_sizes, coder=coder, score_threshold=score_threshold
+        class_scores,
+        box_deltas,
+        proposals.reshape(-1, 4),
+        roi_image_sizes,
+        coder=coder,
+        score_threshold=score_threshold,
     )
     num_classes = scores.shape[1]
     # [N·P, C] → [N, P, C]: every (proposal, class) pair of an image is one candidate.

@@ -98,4 +98,6 @@ class SPPHead(ProposalHead):
         del image_sizes
         rois, class_targets, box_targets, is_positive, _ = self.training_rois(proposals, targets)
         class_logits, box_deltas = self.predictor(self.fc_features(features, rois))
-        return roi_losses(class_logits, box_deltas, class_targets, box_targets, is_positive, box_loss_beta=self.box_loss_beta)
+        return roi_losses(
+            class_logits, box_deltas, class_targets, box_targets, is_positive, box_loss_beta=self.box_loss_beta
+        )

@@ -49,9 +49,14 @@ class YOLOv2Head(YOLOv3Head):
     ) -> None:
         if len(feature_info) != 1:
             names = [info.name for info in feature_info]
-            raise ValueError(f"YOLOv2Head predicts on one map, got {len(feature_info)} ({names}); use the passthrough neck")
+            raise ValueError(
+                f"YOLOv2Head predicts on one map, got {len(feature_info)} ({names}); use the passthrough neck"
+            )
         if class_activation not in CLASS_ACTIVATIONS:
-            raise ValueError(f"YOLOv2Head: unknown class_activation {class_activation!r}; choose one of {', '.join(CLASS_ACTIVATIONS)}")
+            raise ValueError(
+                f"YOLOv2Head: unknown class_activation {class_activation!r}; "
+                f"choose one of {', '.join(CLASS_ACTIVATIONS)}"
+            )
         flat = [list(pair) for pair in anchors]
         if not flat or any(len(pair) != 2 for pair in flat):
             raise ValueError(f"YOLOv2Head: anchors must be a list of (w, h) pairs, got {anchors}")

@@ -79,7 +79,11 @@ def make_run_dir(cfg: DictConfig) -> Path:
     """``output_dir`` or ``outputs/<experiment>/<date-time>``; created by rank 0, shared by all."""
     path = None
     if is_main_process():
-        path = Path(cfg.output_dir) if cfg.output_dir else Path("outputs") / cfg.experiment / datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = (
+            Path(cfg.output_dir)
+            if cfg.output_dir
+            else Path("outputs") / cfg.experiment / datetime.now().strftime("%Y%m%d-%H%M%S")
+        )
         path.mkdir(parents=True, exist_ok=True)
         path = str(path.resolve())
     return Path(broadcast_object(path))
@@ -101,7 +105,11 @@ def train(cfg: DictConfig) -> dict:
     if hint is not None:
         logger.info(hint)
     dtype = amp_dtype(cfg, device)
-    logger.info("Autocast %s; %s", dtype or "off (float32)", ", ".join(f"{k} {'on' if v else 'off'}" for k, v in switches.items()))
+    logger.info(
+        "Autocast %s; %s",
+        dtype or "off (float32)",
+        ", ".join(f"{k} {'on' if v else 'off'}" for k, v in switches.items()),
+    )
 
     # The data's problems are found here, before the model exists: data.on_bad_data=error stops
     # with every one of them named, skip drops them; either way rank 0 lists them in the run folder.
@@ -114,7 +122,9 @@ def train(cfg: DictConfig) -> dict:
     model = build.build_model(cfg, num_classes=len(class_names))
     # Anchors / default boxes against the training boxes: logged, warned about, refit on request
     # (cfg then holds the refit priors, so config.yaml and the checkpoints rebuild this model).
-    model, prior_report = check_priors(cfg, model, train_set, lambda c: build.build_model(c, num_classes=len(class_names)))
+    model, prior_report = check_priors(
+        cfg, model, train_set, lambda c: build.build_model(c, num_classes=len(class_names))
+    )
     if is_main_process():
         (run_dir / "prior_coverage.json").write_text(json.dumps(prior_report, indent=2))
         if prior_report.get("refit", {}).get("kept"):
@@ -239,10 +249,12 @@ def train(cfg: DictConfig) -> dict:
     )
     metrics["errors"] = error_breakdown(val_set.coco_ground_truth(), last_eval["results"])
     save_metrics(metrics, run_dir / "metrics.json")
-    draw_predictions(unwrap_model(model), val_set, device, class_names, run_dir / "predictions.png", count=int(eng.vis_images))
+    draw_predictions(
+        unwrap_model(model), val_set, device, class_names, run_dir / "predictions.png", count=int(eng.vis_images)
+    )
     try:
-        write_evaluation_report(val_set.coco_ground_truth(), last_eval["results"], metrics, run_dir, log_jsonl=run_dir / "log.jsonl",
-                                image_paths=image_paths(val_set))
+        write_evaluation_report(val_set.coco_ground_truth(), last_eval["results"], metrics, run_dir,
+                                log_jsonl=run_dir / "log.jsonl", image_paths=image_paths(val_set))
     except (OSError, ValueError) as error:  # the run's results are saved already; a picture must not fail it
         logger.warning("Could not write the evaluation report into %s: %s", run_dir, error)
     print(format_metrics_table(metrics))
@@ -257,7 +269,9 @@ def image_paths(dataset) -> dict[int, Path]:
 
 
 @torch.no_grad()
-def draw_predictions(model, dataset, device, class_names, path: Path, *, count: int, score_threshold: float = 0.3) -> None:
+def draw_predictions(
+    model, dataset, device, class_names, path: Path, *, count: int, score_threshold: float = 0.3
+) -> None:
     """One PNG with the first ``count`` validation images: predictions coloured, ground truth white."""
     if count <= 0:
         return
@@ -297,13 +311,14 @@ def evaluate_checkpoint(
     device = predictor.device
     metrics, results = evaluate_model(
         predictor.model, val_set, device, batch_size=int(cfg.data.batch_size), amp_dtype=predictor.amp_dtype,
-        return_results=True, num_workers=loader_workers(cfg.data.num_workers) if device.type == "cuda" else 0,  # as in training
+        return_results=True,
+        num_workers=loader_workers(cfg.data.num_workers) if device.type == "cuda" else 0,  # as in training
     )
     metrics.update(checkpoint=str(checkpoint), split="val", device=str(device), machine=machine_description(device))
     metrics["errors"] = error_breakdown(val_set.coco_ground_truth(), results)
     if report_dir is not None:
         log = Path(checkpoint).parent / "log.jsonl"
-        write_evaluation_report(val_set.coco_ground_truth(), results, metrics, report_dir, log_jsonl=log if log.is_file() else None,
-                                image_paths=image_paths(val_set))
+        write_evaluation_report(val_set.coco_ground_truth(), results, metrics, report_dir,
+                                log_jsonl=log if log.is_file() else None, image_paths=image_paths(val_set))
         metrics["report_dir"] = str(report_dir)
     return metrics

@@ -63,7 +63,9 @@ class FPN(nn.Module):
         names = list(in_features) if in_features is not None else [info.name for info in feature_info]
         missing = [n for n in names if n not in by_name]
         if missing:
-            raise ValueError(f"FPN: backbone has no output {missing}; it has {sorted(by_name)} (set backbone.out_features)")
+            raise ValueError(
+                f"FPN: backbone has no output {missing}; it has {sorted(by_name)} (set backbone.out_features)"
+            )
         if extra_mode not in FPN_EXTRA_MODES:
             raise ValueError(f"FPN: unknown extra_mode {extra_mode!r}; choose one of {', '.join(FPN_EXTRA_MODES)}")
         if extra_source not in ("input", "output"):
@@ -87,7 +89,8 @@ class FPN(nn.Module):
         self.num_extra = extra_levels
         deepest = strides[-1]
         self.feature_info = [FeatureInfo(f"p{_level(s)}", out_channels, s) for s in strides] + [
-            FeatureInfo(f"p{_level(deepest) + i + 1}", out_channels, deepest * 2 ** (i + 1)) for i in range(extra_levels)
+            FeatureInfo(f"p{_level(deepest) + i + 1}", out_channels, deepest * 2 ** (i + 1))
+            for i in range(extra_levels)
         ]
         for module in self.modules():
             if isinstance(module, nn.Conv2d):

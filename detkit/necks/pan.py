@@ -67,11 +67,15 @@ class PANNeck(nn.Module):
         names = list(in_features) if in_features is not None else [info.name for info in feature_info]
         missing = [n for n in names if n not in by_name]
         if missing:
-            raise ValueError(f"PANNeck: backbone has no output {missing}; it has {sorted(by_name)} (set backbone.out_features)")
+            raise ValueError(
+                f"PANNeck: backbone has no output {missing}; it has {sorted(by_name)} (set backbone.out_features)"
+            )
         inputs = sorted((by_name[n] for n in names), key=lambda info: info.stride)
         widths = list(channels)
         if len(widths) != len(inputs) or len(inputs) < 2:
-            raise ValueError(f"PANNeck: needs >= 2 levels and one width per level, got {len(widths)} widths for {names}")
+            raise ValueError(
+                f"PANNeck: needs >= 2 levels and one width per level, got {len(widths)} widths for {names}"
+            )
         self.in_features = [info.name for info in inputs]
         deep_in, deep_width = inputs[-1].channels, widths[-1]
         if spp:

@@ -49,7 +49,8 @@ class PassthroughNeck(nn.Module):
         fine, deep = (by_name[n] for n in in_features)
         if deep.stride != 2 * fine.stride:
             raise ValueError(
-                f"PassthroughNeck: {deep.name} (stride {deep.stride}) must have twice the stride of {fine.name} (stride {fine.stride})"
+                f"PassthroughNeck: {deep.name} (stride {deep.stride}) must have twice the stride of "
+                f"{fine.name} (stride {fine.stride})"
             )
         self.fine_name, self.deep_name = fine.name, deep.name
         widths = [deep.channels] + [channels] * num_convs

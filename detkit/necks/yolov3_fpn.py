@@ -50,7 +50,9 @@ class YOLOv3FPN(nn.Module):
         names = list(in_features) if in_features is not None else [info.name for info in feature_info]
         missing = [n for n in names if n not in by_name]
         if missing:
-            raise ValueError(f"YOLOv3FPN: backbone has no output {missing}; it has {sorted(by_name)} (set backbone.out_features)")
+            raise ValueError(
+                f"YOLOv3FPN: backbone has no output {missing}; it has {sorted(by_name)} (set backbone.out_features)"
+            )
         inputs = sorted((by_name[n] for n in names), key=lambda info: info.stride)
         if len(channels) != len(inputs):
             raise ValueError(f"YOLOv3FPN: {len(channels)} output widths for {len(inputs)} input levels {names}")

@@ -80,7 +80,9 @@ def batched_nms_padded(
         raise ValueError(f"unknown NMS strategy {strategy!r}; use 'auto', 'per_image' or 'one_call'")
     if scores.numel() == 0:  # no image, or no candidate column: nothing to measure an extent on
         num_images = scores.shape[0]
-        return scores.new_zeros((num_images, max_detections), dtype=torch.long), scores.new_zeros(num_images, dtype=torch.long)
+        return scores.new_zeros((num_images, max_detections), dtype=torch.long), scores.new_zeros(
+            num_images, dtype=torch.long
+        )
     run = _per_image if strategy == "per_image" else _one_call
     return run(boxes, scores, labels, valid, iou_threshold, max_detections, class_agnostic)
 

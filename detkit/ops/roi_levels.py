@@ -52,7 +52,11 @@ def pool_rois_by_level(
         raise ValueError(f"pool_rois_by_level: {len(features)} feature maps for {len(strides)} strides")
     levels = [int(s).bit_length() - 1 for s in strides]
     assigned = roi_levels(
-        rois[:, 1:], min_level=levels[0], max_level=levels[-1], canonical_size=canonical_size, canonical_level=canonical_level
+        rois[:, 1:],
+        min_level=levels[0],
+        max_level=levels[-1],
+        canonical_size=canonical_size,
+        canonical_level=canonical_level,
     )
     first = features[0]
     pooled = first.new_zeros((rois.shape[0], first.shape[1], output_size, output_size))
@@ -61,7 +65,12 @@ def pool_rois_by_level(
         # (export) records the same graph whatever the RoIs' sizes.
         on_level = (assigned == level)[:, None, None, None]
         level_pooled = pool_rois(
-            feature, rois, output_size=output_size, spatial_scale=1.0 / stride, kind="roi_align", sampling_ratio=sampling_ratio
+            feature,
+            rois,
+            output_size=output_size,
+            spatial_scale=1.0 / stride,
+            kind="roi_align",
+            sampling_ratio=sampling_ratio,
         )
         pooled = torch.where(on_level, level_pooled, pooled)
     return pooled

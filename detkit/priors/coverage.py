@@ -99,7 +99,9 @@ def letterboxed_boxes(
         factor = input_size / max(height, width)
         # The resize rounds each side to whole pixels, so the two axes scale by slightly different factors.
         sx, sy = round(width * factor) / width, round(height * factor) / height
-        scaled.append(torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)) * torch.tensor([sx, sy, sx, sy]))
+        scaled.append(
+            torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)) * torch.tensor([sx, sy, sx, sy])
+        )
     return torch.cat(scaled) if scaled else torch.zeros(0, 4)
 
 
@@ -167,8 +169,10 @@ def coverage_line(report: dict) -> str:
         return "n/a" if value is None else f"{100 * value:.1f}%"
 
     scales = ", ".join(f"{name} {percent(v['recall'])} of {v['boxes']}" for name, v in report["per_scale"].items())
-    line = (f"{PRIOR_NAMES.get(report['kind'], report['kind'] + ' priors')} cover {percent(report['recall'])} of {report['boxes']} training boxes at IoU >= "
-            f"{report['iou_threshold']:g} ({report['rule']}; {scales}; mean best IoU {report['mean_best_iou']}")  # fmt: skip
+    prior_name = PRIOR_NAMES.get(report["kind"], report["kind"] + " priors")
+    line = (f"{prior_name} cover {percent(report['recall'])} of {report['boxes']} training boxes at IoU >= "
+            f"{report['iou_threshold']:g} ({report['rule']}; {scales}; "
+            f"mean best IoU {report['mean_best_iou']}")  # fmt: skip
     if "recall_at_matcher_threshold" in report:
         line += f"; {percent(report['recall_at_matcher_threshold'])} at the matcher's {report['matcher_threshold']:g}"
     return line + ")"

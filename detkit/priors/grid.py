@@ -53,7 +53,9 @@ class AnchorGrid(nn.Module):
                 f"anchors must be L groups of A (w, h) pairs (shape [L, A, 2]), got shape {tuple(anchor_tensor.shape)}"
             )
         if len(strides) != anchor_tensor.shape[0]:
-            raise ValueError(f"{anchor_tensor.shape[0]} anchor groups for {len(strides)} feature levels (strides {list(strides)})")
+            raise ValueError(
+                f"{anchor_tensor.shape[0]} anchor groups for {len(strides)} feature levels (strides {list(strides)})"
+            )
         if not bool((anchor_tensor > 0).all()):
             raise ValueError(f"anchor widths and heights must be positive, got {anchor_tensor.tolist()}")
         self.register_buffer("anchors", anchor_tensor, persistent=False)

@@ -46,13 +46,18 @@ class FPNRPN(RPN):
                 f"got {sizes}"
             )
         super().__init__(
-            in_channels=widths.pop(), stride=levels[0].stride, anchor_sizes=sizes[0], aspect_ratios=aspect_ratios, **rpn_kwargs
+            in_channels=widths.pop(),
+            stride=levels[0].stride,
+            anchor_sizes=sizes[0],
+            aspect_ratios=aspect_ratios,
+            **rpn_kwargs,
         )
         # The single-map generator the base built is replaced by one per level.
         del self.anchor_generator
         self.in_features = [info.name for info in levels]
         self.anchor_generators = nn.ModuleList(
-            AnchorGenerator(level_sizes, aspect_ratios, info.stride) for level_sizes, info in zip(sizes, levels, strict=True)
+            AnchorGenerator(level_sizes, aspect_ratios, info.stride)
+            for level_sizes, info in zip(sizes, levels, strict=True)
         )
 
     def _outputs(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]

@@ -75,7 +75,8 @@ class PrecomputedProposals(nn.Module):
             boxes = torch.as_tensor(target["proposals"], dtype=torch.float32, device=image_sizes.device)
             if boxes.dim() != 2 or boxes.shape[1] != 4:
                 raise ValueError(
-                    f"image_id {target.get('image_id', '?')}: proposals must be Tensor[P, 4] xyxy, got {tuple(boxes.shape)}"
+                    f"image_id {target.get('image_id', '?')}: proposals must be Tensor[P, 4] xyxy, "
+                    f"got {tuple(boxes.shape)}"
                 )
             boxes = clip_boxes(boxes[torch.isfinite(boxes).all(dim=1)], height, width)
             out.append(boxes[self._large_enough(boxes)][:limit])

@@ -138,7 +138,9 @@ class RPN(nn.Module):
         top_scores, top_index = objectness.topk(k, dim=1)
         top_deltas = deltas.gather(1, top_index[..., None].expand(-1, -1, 4))
         boxes = clip_boxes_per_image(self.coder.decode(top_deltas, anchors[top_index]), image_sizes)
-        sizes_ok = ((boxes[..., 2] - boxes[..., 0]) >= self.min_size) & ((boxes[..., 3] - boxes[..., 1]) >= self.min_size)
+        sizes_ok = ((boxes[..., 2] - boxes[..., 0]) >= self.min_size) & (
+            (boxes[..., 3] - boxes[..., 1]) >= self.min_size
+        )
         return boxes, top_scores, sizes_ok
 
     def _loss(self, objectness: Tensor, deltas: Tensor, anchors: Tensor, targets: list[Target]) -> dict[str, Tensor]:

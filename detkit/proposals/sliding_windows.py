@@ -78,7 +78,9 @@ def count_windows(
     return total
 
 
-def jitter_boxes(boxes: Tensor, count: int, *, shift: float, scale: float, generator: torch.Generator | None = None) -> Tensor:
+def jitter_boxes(
+    boxes: Tensor, count: int, *, shift: float, scale: float, generator: torch.Generator | None = None
+) -> Tensor:
     """``count`` random copies of each of ``boxes: Tensor[G, 4] xyxy``: centre moved by up to
     ``shift`` times the box's width/height, width and height multiplied by ``exp(U(-scale, scale))``
     each. Returns ``Tensor[G * count, 4] xyxy`` (not clipped)."""
@@ -118,7 +120,9 @@ class SlidingWindows(nn.Module):
     ) -> None:
         super().__init__()
         if not sizes or min(sizes) <= 0 or not aspect_ratios or min(aspect_ratios) <= 0:
-            raise ValueError(f"sizes {list(sizes)} and aspect_ratios {list(aspect_ratios)} must be non-empty and positive")
+            raise ValueError(
+                f"sizes {list(sizes)} and aspect_ratios {list(aspect_ratios)} must be non-empty and positive"
+            )
         if not 0 < stride_fraction:
             raise ValueError(f"stride_fraction must be positive, got {stride_fraction}")
         if jitter_per_object < 0 or random_windows_train < 0:
@@ -164,7 +168,10 @@ class SlidingWindows(nn.Module):
                 raise ValueError("SlidingWindows in train() mode needs the targets (to jitter the objects)")
             pick = torch.randperm(grid.shape[0], device=device)[: self.random_windows_train]
             jittered = jitter_boxes(
-                targets[index]["boxes"].to(device), self.jitter_per_object, shift=self.jitter_shift, scale=self.jitter_scale
+                targets[index]["boxes"].to(device),
+                self.jitter_per_object,
+                shift=self.jitter_shift,
+                scale=self.jitter_scale,
             )
             boxes = clip_boxes(torch.cat((jittered, grid[pick])), height, width)
             keep = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)

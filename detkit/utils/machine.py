@@ -17,7 +17,9 @@ def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (Linux), else what :mod:`platform` knows."""
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
+    return next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor()
+    )
 
 
 def machine_description(device: torch.device) -> str:

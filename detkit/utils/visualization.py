@@ -48,7 +48,10 @@ def draw_boxes(
         cv2.rectangle(canvas, tuple(box[:2]), tuple(box[2:]), colour, thickness)
         name = class_names[label - 1] if 0 < label <= len(class_names) else str(label)
         text = f"{name} {float(scores[i]):.2f}" if scores is not None else name
-        cv2.putText(canvas, text, (box[0], max(box[1] - 3, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * max(scale, 0.8), colour, 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas, text, (box[0], max(box[1] - 3, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * max(scale, 0.8), colour, 1,
+            cv2.LINE_AA,
+        )
     return canvas
 
 

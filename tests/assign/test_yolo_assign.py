@@ -33,7 +33,9 @@ def test_yolov1_responsible_cell_and_predictor():
 
 def test_yolov1_empty_batch():
     gt_boxes, gt_valid = pad_boxes([torch.zeros(0, 4), torch.zeros(0, 4)])
-    a = assign_yolov1(gt_boxes, gt_valid, torch.rand(2, 9, 2, 4), grid_size=(3, 3), cell_size=torch.tensor([10.0, 10.0]))
+    a = assign_yolov1(
+        gt_boxes, gt_valid, torch.rand(2, 9, 2, 4), grid_size=(3, 3), cell_size=torch.tensor([10.0, 10.0])
+    )
     assert (a.gt_index == -1).all() and not a.responsible.any() and int(a.num_dropped) == 0
 
 

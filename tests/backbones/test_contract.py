@@ -14,7 +14,12 @@ from detkit.structures import FeatureInfo
 
 ALL = ("c3", "c4", "c5")
 # Extra keyword arguments that give a backbone BatchNorm layers (for the freeze_bn tests).
-WITH_BN = {"vgg16": {"batch_norm": True}, "alexnet": {"batch_norm": True}, "zfnet": {"batch_norm": True}, "lenet": {"batch_norm": True}}
+WITH_BN = {
+    "vgg16": {"batch_norm": True},
+    "alexnet": {"batch_norm": True},
+    "zfnet": {"batch_norm": True},
+    "lenet": {"batch_norm": True},
+}
 
 
 @pytest.fixture(params=BACKBONES.list())

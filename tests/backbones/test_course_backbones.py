@@ -58,7 +58,10 @@ def test_googlenet_loads_torchvision_keys_and_transforms_the_input(tmp_path) -> 
     torch.testing.assert_close(model.inception5b.branch1.conv.weight, reference.inception5b.branch1.conv.weight)
     # transform_input maps the detector's ImageNet-normalised input back to (x - 0.5) / 0.5.
     image = torch.rand(1, 3, 4, 4)
-    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean, std = (
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+    )
     normalised = (image - mean) / std
     torch.testing.assert_close(normalised * model._input_scale + model._input_shift, (image - 0.5) / 0.5)
 
@@ -89,7 +92,9 @@ def test_torchvision_state_dict_file_loads(tmp_path) -> None:
     torch.testing.assert_close(model.layers[0].weight, reference.layers[0].weight)
 
 
-@pytest.mark.parametrize("arch, message", [("squeezenet1_0", "features.0"), ("resnet_50", "unknown torchvision classifier")])
+@pytest.mark.parametrize(
+    "arch, message", [("squeezenet1_0", "features.0"), ("resnet_50", "unknown torchvision classifier")]
+)
 def test_unsuitable_or_unknown_torchvision_models_are_refused(arch: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build_backbone("torchvision", arch=arch)

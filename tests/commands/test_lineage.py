@@ -62,7 +62,14 @@ def runs(tmp_path_factory):
 def test_one_row_per_run_with_the_runs_numbers(runs, tmp_path, capsys) -> None:
     output = tmp_path / "out"
     threads = torch.get_num_threads()
-    argv = [f"runs={','.join(map(str, runs))}", f"output={output}", "images=4", "batch_sizes=1,2", "threads=1", "repeats=2"]
+    argv = [
+        f"runs={','.join(map(str, runs))}",
+        f"output={output}",
+        "images=4",
+        "batch_sizes=1,2",
+        "threads=1",
+        "repeats=2",
+    ]
     assert main(["lineage", *argv]) == 0
     assert torch.get_num_threads() == threads  # the measurement's thread count does not outlive it
 
@@ -91,7 +98,9 @@ def test_one_row_per_run_with_the_runs_numbers(runs, tmp_path, capsys) -> None:
 
     assert (output / "lineage.png").read_bytes()[:4] == b"\x89PNG"
     points = plot_lineage(report, tmp_path / "again.png")
-    assert [(p["x"], p["y"]) for p in points] == [(r["images_per_s"]["1"]["median"], r["voc12_mAP"]) for r in report["rows"]]
+    assert [(p["x"], p["y"]) for p in points] == [
+        (r["images_per_s"]["1"]["median"], r["voc12_mAP"]) for r in report["rows"]
+    ]
 
 
 def test_a_folder_that_is_not_a_finished_run_is_named(runs, tmp_path, capsys) -> None:
@@ -101,7 +110,11 @@ def test_a_folder_that_is_not_a_finished_run_is_named(runs, tmp_path, capsys) ->
     shutil.copy(runs[1] / "last.pt", no_metrics)
     shutil.copy(runs[1] / "metrics.json", no_checkpoint)
     # The good run comes first: every folder is checked before anything is measured.
-    for folder, missing in ((no_metrics, "no metrics.json"), (no_checkpoint, "no last.pt"), (tmp_path / "typo", "not found")):
+    for folder, missing in (
+        (no_metrics, "no metrics.json"),
+        (no_checkpoint, "no last.pt"),
+        (tmp_path / "typo", "not found"),
+    ):
         assert main(["lineage", f"runs={runs[1]},{folder}", f"output={tmp_path / 'out'}"]) == 2
         error = capsys.readouterr().err
         assert error.startswith("error: ") and str(folder) in error and missing in error, error
@@ -141,7 +154,9 @@ def test_labels_of_clustered_points_stack_and_lone_labels_stay() -> None:
     # second's label would cover the markers of the first and third, so it goes two lines down; the
     # third's fits one line down, between the second's label and the first's marker.
     assert offsets == [4.0, -14.0, -5.0, 4.0]
-    boxes = [_label_box(x, y, label, offset, 7.0) for (x, y), label, offset in zip(positions, labels, offsets, strict=True)]
+    boxes = [
+        _label_box(x, y, label, offset, 7.0) for (x, y), label, offset in zip(positions, labels, offsets, strict=True)
+    ]
     markers = [(x - MARKER_HALF, y - MARKER_HALF, x + MARKER_HALF, y + MARKER_HALF) for x, y in positions]
     for i, box in enumerate(boxes):
         assert all(_overlap(box, other) == 0.0 for j, other in enumerate(boxes) if j != i)

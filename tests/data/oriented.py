@@ -80,8 +80,8 @@ def write_coco(
         annotations.append({"id": number, "image_id": number, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
                             "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})  # fmt: skip
     path = root / "ann.json"
-    path.write_text(json.dumps({"images": entries, "annotations": annotations,
-                                "categories": [{"id": i, "name": n} for i, n in enumerate(class_names, 1)]}))  # fmt: skip
+    categories = [{"id": i, "name": n} for i, n in enumerate(class_names, 1)]
+    path.write_text(json.dumps({"images": entries, "annotations": annotations, "categories": categories}))
     return path
 
 

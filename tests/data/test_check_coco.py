@@ -79,7 +79,12 @@ def plant(root: Path) -> tuple[Path, Path, list[tuple[str, str | None, str, str]
     ann_file.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     j = ann_file.name
     planted = [
-        (j, "annotation id 2", "box_partly_outside", "reaches 6 px outside the 64x48 image; clipped to [50, 30, 64, 40]"),
+        (
+            j,
+            "annotation id 2",
+            "box_partly_outside",
+            "reaches 6 px outside the 64x48 image; clipped to [50, 30, 64, 40]",
+        ),
         (j, "annotation id 3", "bad_box_size", "zero or negative size (width 0, height 5 px)"),
         (j, "annotation id 4", "bad_box_size", "zero or negative size (width 5, height -3 px)"),
         (j, "annotation id 5", "box_outside_image", "box [70, 10, 5, 5] (COCO x, y, w, h) lies wholly outside"),
@@ -107,7 +112,9 @@ def test_one_pass_finds_every_planted_problem_and_nothing_else(tmp_path: Path) -
     assert found(dataset.problems) == {(f, w, k) for f, w, k, _ in planted}
     assert len(counted(dataset.problems)) == len(planted)  # each once
     for problem in dataset.problems:
-        reason = next(r for f, w, k, r in planted if (f, w, k) == (Path(problem.file).name, problem.where, problem.kind))
+        reason = next(
+            r for f, w, k, r in planted if (f, w, k) == (Path(problem.file).name, problem.where, problem.kind)
+        )
         assert reason in problem.reason, (problem, reason)
     report = check_dataset(dataset)
     assert report["num_warnings"] == 2 and report["num_errors"] == len(planted) - 2

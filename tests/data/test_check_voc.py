@@ -70,7 +70,9 @@ def plant(root: Path) -> list[tuple[str, str | None, str, str]]:
     _xml(root, "v2", [_object("dog", _box(6, 6, 35, 35))])
     _xml(root, "v3", [])  # no objects: a valid negative
     # v4: no XML at all
-    (root / "Annotations" / "v5.xml").write_text("<annotation>\n  <size><width>64</width></size>\n  <object>\n</annotation>\n")
+    (root / "Annotations" / "v5.xml").write_text(
+        "<annotation>\n  <size><width>64</width></size>\n  <object>\n</annotation>\n"
+    )
     _xml(root, "v6", [_object("cat", _box(6, 6, 15, 15))])  # v6.jpg does not exist
     _xml(root, "v7", [_object("cat", _box(6, 6, 15, 15))])
     _xml(root, "v8", [_object("cat", _box(6, 6, 15, 15))])
@@ -81,9 +83,19 @@ def plant(root: Path) -> list[tuple[str, str | None, str, str]]:
         "v1\nv2\nv3\nv4\nv5\nv6\nv7\nv8\nv9\nv2\nv10\nv11\n"
     )
     return [
-        ("v1.xml", "object 2", "box_partly_outside", "reaches 6 px outside the 64x48 image; clipped to [49, 29, 64, 40]"),
+        (
+            "v1.xml",
+            "object 2",
+            "box_partly_outside",
+            "reaches 6 px outside the 64x48 image; clipped to [49, 29, 64, 40]",
+        ),
         ("v1.xml", "object 3", "bad_box_size", "zero or negative size (width -9, height 11 px): box [30, 10, 20, 20]"),
-        ("v1.xml", "object 4", "box_outside_image", "box [80, 10, 90, 20] (VOC xmin, ymin, xmax, ymax) lies wholly outside"),
+        (
+            "v1.xml",
+            "object 4",
+            "box_outside_image",
+            "box [80, 10, 90, 20] (VOC xmin, ymin, xmax, ymax) lies wholly outside",
+        ),
         ("v1.xml", "object 5", "non_finite_coordinate", "a coordinate is NaN or infinite: box [nan, 10, 20, 20]"),
         ("v1.xml", "object 6", "non_finite_coordinate", "a coordinate is NaN or infinite: box [10, 10, 20, inf]"),
         ("v1.xml", "object 7", "unknown_class", "class name 'zebra' is not one of the dataset's classes"),
@@ -106,7 +118,9 @@ def test_one_pass_finds_every_planted_problem_and_nothing_else(tmp_path: Path) -
     assert found(dataset.problems) == {(f, w, k) for f, w, k, _ in planted}
     assert len(counted(dataset.problems)) == len(planted)
     for problem in dataset.problems:
-        reason = next(r for f, w, k, r in planted if (f, w, k) == (Path(problem.file).name, problem.where, problem.kind))
+        reason = next(
+            r for f, w, k, r in planted if (f, w, k) == (Path(problem.file).name, problem.where, problem.kind)
+        )
         assert reason in problem.reason, (problem, reason)
     assert {p.image for p in dataset.problems if Path(p.file).name == "v1.xml"} == {"v1.jpg"}
     with pytest.raises(DataError) as error:

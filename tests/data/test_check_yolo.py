@@ -95,7 +95,9 @@ def test_one_pass_finds_every_planted_problem_and_nothing_else(tmp_path: Path) -
     assert found(dataset.problems) == {(f, w, k) for f, w, k, _ in planted}
     assert len(counted(dataset.problems)) == len(planted)
     for problem in dataset.problems:
-        reason = next(r for f, w, k, r in planted if (f, w, k) == (Path(problem.file).name, problem.where, problem.kind))
+        reason = next(
+            r for f, w, k, r in planted if (f, w, k) == (Path(problem.file).name, problem.where, problem.kind)
+        )
         assert reason in problem.reason, (problem, reason)
     with pytest.raises(DataError) as error:
         YoloDataset(data_yaml, "train")

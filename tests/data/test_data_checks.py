@@ -74,8 +74,10 @@ def test_repeated_boxes_are_counted_per_image_and_class(tmp_path: Path) -> None:
     ]  # fmt: skip
     ann = tmp_path / "ann.json"
     ann.write_text(json.dumps({
-        "images": [{"id": i, "file_name": n, "width": 64, "height": 48} for i, n in enumerate(("a.jpg", "b.jpg", "c.jpg"), 1)],
-        "annotations": [{"id": k, "image_id": i, "category_id": c, "bbox": b} for k, (i, c, b) in enumerate(annotations, 1)],
+        "images": [{"id": i, "file_name": n, "width": 64, "height": 48}
+                   for i, n in enumerate(("a.jpg", "b.jpg", "c.jpg"), 1)],
+        "annotations": [{"id": k, "image_id": i, "category_id": c, "bbox": b}
+                        for k, (i, c, b) in enumerate(annotations, 1)],
         "categories": [{"id": 1, "name": "x"}, {"id": 2, "name": "y"}],
     }))  # fmt: skip
     dataset = CocoDataset(ann, tmp_path / "images")

@@ -52,8 +52,10 @@ def test_coco_voc_yolo_configs_require_their_paths_then_build(shapes_layouts) ->
     coco = shapes_layouts["coco"]
     data = _data_config(
         "coco",
-        f"data.train.ann_file={coco / 'annotations' / 'instances_train.json'}", f"data.train.img_dir={coco / 'train' / 'images'}",
-        f"data.val.ann_file={coco / 'annotations' / 'instances_val.json'}", f"data.val.img_dir={coco / 'val' / 'images'}",
+        f"data.train.ann_file={coco / 'annotations' / 'instances_train.json'}",
+        f"data.train.img_dir={coco / 'train' / 'images'}",
+        f"data.val.ann_file={coco / 'annotations' / 'instances_val.json'}",
+        f"data.val.img_dir={coco / 'val' / 'images'}",
     )
     assert isinstance(_build(data, "train"), CocoDataset) and len(_build(data, "val")) == 6
 

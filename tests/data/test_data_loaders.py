@@ -128,8 +128,13 @@ def test_coco_non_contiguous_category_ids_map_to_labels_and_back(tmp_path: Path)
 
 
 def test_coco_images_without_objects_are_kept(tmp_path: Path) -> None:
-    images = [{"id": 1, "file_name": "a.png", "width": 20, "height": 10}, {"id": 2, "file_name": "b.png", "width": 30, "height": 10}]
-    dataset = CocoDataset(_coco_file(tmp_path, [{"category_id": 3, "bbox": [1, 1, 2, 2]}], images=images), tmp_path / "img")
+    images = [
+        {"id": 1, "file_name": "a.png", "width": 20, "height": 10},
+        {"id": 2, "file_name": "b.png", "width": 30, "height": 10},
+    ]
+    dataset = CocoDataset(
+        _coco_file(tmp_path, [{"category_id": 3, "bbox": [1, 1, 2, 2]}], images=images), tmp_path / "img"
+    )
     assert len(dataset) == 2
     image, target = dataset[1]
     assert image.shape == (3, 10, 30) and target["boxes"].shape == (0, 4) and target["labels"].shape == (0,)
@@ -143,7 +148,12 @@ def test_coco_images_without_objects_are_kept(tmp_path: Path) -> None:
         ([10, 10, 5, -1], 3, "bad_box_size", "zero or negative size (width 5, height -1 px)"),
         # Positive in float64, but the boxes are kept in float32, where 40 + 1e-6 is 40.
         ([40, 10, 1e-6, 5], 3, "bad_box_size", "zero or negative size (width 0, height 5 px)"),
-        ([60, 10, 5, 5], 3, "box_outside_image", "box [60, 10, 5, 5] (COCO x, y, w, h) lies wholly outside the 50x40 image"),
+        (
+            [60, 10, 5, 5],
+            3,
+            "box_outside_image",
+            "box [60, 10, 5, 5] (COCO x, y, w, h) lies wholly outside the 50x40 image",
+        ),
         ([10, float("nan"), 5, 5], 3, "non_finite_coordinate", "a coordinate is NaN or infinite: box [10, nan, 5, 5]"),
         ([10, 10, 5, 5], 42, "unknown_class", "category_id 42 is not in 'categories' (ids 3, 7, 90)"),
         ([10, 10, 5], 3, "malformed_box", "bbox [10, 10, 5] has 3 values, expected 4 (x, y, w, h)"),
@@ -181,7 +191,10 @@ def test_on_bad_data_skip_drops_exactly_the_bad_boxes_and_logs(tmp_path: Path) -
 
 
 def test_missing_and_corrupt_image_files_are_named(tmp_path: Path) -> None:
-    images = [{"id": 1, "file_name": "gone.png", "width": 20, "height": 10}, {"id": 2, "file_name": "bad.png", "width": 20, "height": 10}]
+    images = [
+        {"id": 1, "file_name": "gone.png", "width": 20, "height": 10},
+        {"id": 2, "file_name": "bad.png", "width": 20, "height": 10},
+    ]
     ann_file = _coco_file(tmp_path, [], images=images[1:])
     (tmp_path / "img" / "bad.png").write_bytes(b"not a png at all")
     ann_file.write_text(json.dumps({"images": images, "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
@@ -194,7 +207,9 @@ def test_missing_and_corrupt_image_files_are_named(tmp_path: Path) -> None:
 def test_image_size_disagreeing_with_the_annotation_is_an_error(tmp_path: Path) -> None:
     ann_file = _coco_file(tmp_path, [], images=[{"id": 1, "file_name": "a.png", "width": 20, "height": 10}])
     _write_image(tmp_path / "img" / "a.png", 12, 20)
-    with pytest.raises(DataError, match=r"a\.png: the file is 20x12 \(width x height\) but .*instances\.json says 20x10"):
+    with pytest.raises(
+        DataError, match=r"a\.png: the file is 20x12 \(width x height\) but .*instances\.json says 20x10"
+    ):
         CocoDataset(ann_file, tmp_path / "img")
 
 
@@ -235,7 +250,9 @@ def test_voc_one_based_inclusive_boxes_and_difficult(tmp_path: Path) -> None:
 
 
 def test_voc_unknown_class_and_missing_split(tmp_path: Path) -> None:
-    objects = _voc_object("dog", (1, 1, 10, 10)) + _voc_object("cat", (2, 2, 9, 9)) + _voc_object("unicorn", (1, 1, 10, 10))
+    objects = (
+        _voc_object("dog", (1, 1, 10, 10)) + _voc_object("cat", (2, 2, 9, 9)) + _voc_object("unicorn", (1, 1, 10, 10))
+    )
     root = _voc_root(tmp_path, objects)
     with pytest.raises(DataError, match=r"x1\.xml, object 3 \(image x1\.jpg\): class name 'unicorn' is not one"):
         VocDataset(root, class_names=["cat", "dog"])
@@ -249,7 +266,9 @@ def test_voc_folder_of_ones_own_classes_reads_them_from_the_files(tmp_path: Path
     root = _voc_root(tmp_path, objects, split_names=("x1", "x2"))
     # An annotation outside the split: its names count all the same (train and val agree on the list).
     heart = _voc_object("heart", (1, 1, 5, 5))
-    (root / "Annotations" / "x3.xml").write_text(f"<annotation><size><width>40</width><height>30</height></size>{heart}</annotation>")
+    (root / "Annotations" / "x3.xml").write_text(
+        f"<annotation><size><width>40</width><height>30</height></size>{heart}</annotation>"
+    )
     dataset = VocDataset(root)
     assert dataset.class_names == ["arrow", "heart", "star"]
     assert dataset[0][1]["labels"].tolist() == [3, 1]
@@ -259,7 +278,9 @@ def test_voc_folder_of_ones_own_classes_reads_them_from_the_files(tmp_path: Path
 
 
 def test_voc_class_list_for_other_data_is_named_in_one_line(tmp_path: Path) -> None:
-    objects = _voc_object("star", (1, 1, 10, 10)) + _voc_object("arrow", (2, 2, 20, 20)) + _voc_object("dog", (2, 2, 9, 9))
+    objects = (
+        _voc_object("star", (1, 1, 10, 10)) + _voc_object("arrow", (2, 2, 20, 20)) + _voc_object("dog", (2, 2, 9, 9))
+    )
     root = _voc_root(tmp_path, objects)
     pascal = ["aeroplane", "bicycle", "bird", "boat", "bottle", "dog"]
     with pytest.raises(DataError, match=r"2 of 3 objects have a class name outside data\.class_names.*"

@@ -29,13 +29,19 @@ def test_eval_letterbox_scale_is_exact_and_padding_is_bottom_right(height: int, 
     np.testing.assert_allclose(out_boxes, boxes * [sx, sy, sx, sy], atol=1e-3)
     assert (image[resized_h:] == 0).all() and (image[:, resized_w:] == 0).all()
     assert image[:resized_h, :resized_w].min() > 0  # the content starts at the top-left corner
-    target = {"boxes": torch.from_numpy(out_boxes), "scale": torch.tensor([sx, sy]), "orig_size": torch.tensor([height, width])}
+    target = {
+        "boxes": torch.from_numpy(out_boxes),
+        "scale": torch.tensor([sx, sy]),
+        "orig_size": torch.tensor([height, width]),
+    }
     torch.testing.assert_close(boxes_to_original(target["boxes"], target), torch.from_numpy(boxes), atol=2e-3, rtol=0)
 
 
 def test_dataset_targets_map_back_to_the_stored_boxes(shapes_layouts) -> None:
     root = shapes_layouts["coco"]
-    dataset = CocoDataset(root / "annotations" / "instances_train.json", root / "train" / "images", transforms=eval_transforms(80))
+    dataset = CocoDataset(
+        root / "annotations" / "instances_train.json", root / "train" / "images", transforms=eval_transforms(80)
+    )
     for index in range(len(dataset)):
         image, target = dataset[index]
         assert image.shape == (3, 80, 80)
@@ -69,7 +75,9 @@ def test_small_boxes_are_dropped_counted_and_labels_follow() -> None:
 def test_train_transforms_keep_boxes_valid_on_real_samples(shapes_layouts) -> None:
     root = shapes_layouts["coco"]
     transform = train_transforms(64, crop=1.0, scale_jitter=0.3, min_area=0.0, min_visibility=0.0)
-    dataset = CocoDataset(root / "annotations" / "instances_train.json", root / "train" / "images", transforms=transform)
+    dataset = CocoDataset(
+        root / "annotations" / "instances_train.json", root / "train" / "images", transforms=transform
+    )
     for _ in range(3):
         for index in range(len(dataset)):
             image, target = dataset[index]
@@ -156,7 +164,9 @@ def test_bbox_safe_crop_keeps_every_box_whole_even_sub_pixel_ones_at_the_border(
 
 def test_scale_and_filter_boxes_by_hand() -> None:
     boxes = np.array([[0, 0, 10, 10], [2, 2, 3, 3], [8, 0, 30, 4], [5, 5, 5, 9]], np.float32)
-    kept, labels = scale_and_filter_boxes(boxes, np.array([1, 2, 3, 4]), (2.0, 0.5), (10, 40), min_area=4.0, min_visibility=0.5)
+    kept, labels = scale_and_filter_boxes(
+        boxes, np.array([1, 2, 3, 4]), (2.0, 0.5), (10, 40), min_area=4.0, min_visibility=0.5
+    )
     # [0, 0, 20, 5] area 100; [4, 1, 6, 1.5] area 1 < 4: dropped; [16, 0, 60, 2] clipped to x2 = 40:
     # 48 of 88 square pixels visible (0.55 >= 0.5); the zero-width box is dropped.
     np.testing.assert_allclose(kept, [[0, 0, 20, 5], [16, 0, 40, 2]])
@@ -183,7 +193,8 @@ def test_letterbox_boxes_agree_with_albumentations_own_box_processing(min_area: 
         labels = np.arange(len(boxes))
         reference = A.Compose(
             [A.LongestMaxSize(max_size=size),
-             A.PadIfNeeded(min_height=size, min_width=size, position="top_left", border_mode=cv2.BORDER_CONSTANT, fill=0)],
+             A.PadIfNeeded(min_height=size, min_width=size, position="top_left", border_mode=cv2.BORDER_CONSTANT,
+                           fill=0)],
             bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_area=min_area, clip=True),
         )(image=_image(height, width, trial), bboxes=boxes, labels=labels)
         transform = train_transforms(size, hflip=0.0, color_jitter=0.0, crop=0.0, min_area=min_area, min_visibility=0.0)

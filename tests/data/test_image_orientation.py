@@ -168,8 +168,8 @@ def test_empty_and_non_finite_image_files_are_refused_by_name(tmp_path: Path) ->
         read_image(nan)
     assert check_image_file(nan).kind == "non_finite_image"
     assert check_image_file(nan, decode=False).kind is None  # headers alone cannot see pixels
-    ann = write_coco(tmp_path, {"empty.jpg": (40, 30), "nan.tif": (40, 30)}, boxes={"empty.jpg": [1, 1, 9, 9],
-                                                                                   "nan.tif": [1, 1, 9, 9]})  # fmt: skip
+    ann = write_coco(tmp_path, {"empty.jpg": (40, 30), "nan.tif": (40, 30)},
+                     boxes={"empty.jpg": [1, 1, 9, 9], "nan.tif": [1, 1, 9, 9]})
     dataset = CocoDataset(ann, tmp_path / "images", on_bad_data="skip")
     assert {(Path(p.file).name, p.kind) for p in dataset.problems if p.severity == "error"} == {
         ("empty.jpg", "unreadable_image"),

@@ -33,9 +33,14 @@ def test_many_errors_are_capped_in_the_message_and_all_written_to_the_report(tmp
     with problem_report(report), pytest.raises(DataError) as error:
         log.apply(kept_images=1, kept_boxes=0)
     message = str(error.value)
-    assert message.startswith(f"labels.yaml: {count} problem(s) in the data (and 1 warning(s)): {count} wrong_field_count")
+    assert message.startswith(
+        f"labels.yaml: {count} problem(s) in the data (and 1 warning(s)): {count} wrong_field_count"
+    )
     assert f"a.txt, line {MAX_LISTED}: 4 fields" in message and f"a.txt, line {MAX_LISTED + 1}:" not in message
-    assert f"... and 10 more (`detkit check` with the same data arguments lists every one; all of them are in {report})" in message
+    assert (
+        f"... and 10 more (`detkit check` with the same data arguments lists every one; all of them are in {report})"
+        in message
+    )
     lines = [json.loads(line) for line in report.read_text().splitlines()]
     assert len(lines) == count + 1 and lines[-1]["kind"] == "missing_label_file" and lines[0]["source"] == "labels.yaml"
     assert len(error.value.problems) == count + 1

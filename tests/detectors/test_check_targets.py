@@ -8,7 +8,11 @@ from detkit.ops.image_sizes import image_sizes_tensor
 
 
 def _target(boxes, labels, image_id):
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "labels": torch.tensor(labels), "image_id": image_id}
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(labels),
+        "image_id": image_id,
+    }
 
 
 SIZES = image_sizes_tensor([(64, 64)] * 3, "cpu")

@@ -19,7 +19,9 @@ def make_detector(backbone_name: str, num_classes: int = 3) -> TwoStageDetector:
     backbone = build_backbone(backbone_name, out_features=["c4"], **SMALL_BACKBONE_ARGS.get(backbone_name, {}))
     return TwoStageDetector(
         backbone=backbone,
-        proposal_generator=functools.partial(RPN, anchor_sizes=(16, 32, 64), pre_nms_topk_train=200, post_nms_topk_train=100),
+        proposal_generator=functools.partial(
+            RPN, anchor_sizes=(16, 32, 64), pre_nms_topk_train=200, post_nms_topk_train=100
+        ),
         roi_head=functools.partial(FastRCNNHead, representation_size=64, batch_size_per_image=32),
         num_classes=num_classes,
     )
@@ -27,7 +29,11 @@ def make_detector(backbone_name: str, num_classes: int = 3) -> TwoStageDetector:
 
 def targets_with_objects(n: int = 2):
     return [
-        {"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0], [30.0, 20.0, 60.0, 50.0]]), "labels": torch.tensor([1, 3]), "image_id": i}
+        {
+            "boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0], [30.0, 20.0, 60.0, 50.0]]),
+            "labels": torch.tensor([1, 3]),
+            "image_id": i,
+        }
         for i in range(n)
     ]
 
@@ -79,7 +85,9 @@ def test_inference_output_format_and_list_input():
         assert det["boxes"].shape[1] == 4 and det["boxes"].shape[0] == det["scores"].shape[0] == det["labels"].shape[0]
         assert (det["labels"] >= 1).all() and (det["labels"] <= 3).all()
         # Boxes are clipped to each image's own size (not the padded batch).
-        assert (det["boxes"][:, 2] <= image.shape[2] + 1e-4).all() and (det["boxes"][:, 3] <= image.shape[1] + 1e-4).all()
+        assert (det["boxes"][:, 2] <= image.shape[2] + 1e-4).all() and (
+            det["boxes"][:, 3] <= image.shape[1] + 1e-4
+        ).all()
         assert (det["scores"][:-1] >= det["scores"][1:]).all()
 
 

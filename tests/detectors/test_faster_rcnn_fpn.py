@@ -12,7 +12,9 @@ LOSS_KEYS = {"loss_rpn_cls", "loss_rpn_box", "loss_cls", "loss_box"}
 
 
 def build(*overrides):
-    return build_model(load_config(["config=faster_rcnn_fpn_resnet18_shapes", "model.neck.out_channels=32", *overrides]), num_classes=5)
+    return build_model(
+        load_config(["config=faster_rcnn_fpn_resnet18_shapes", "model.neck.out_channels=32", *overrides]), num_classes=5
+    )
 
 
 def test_one_training_step_and_prediction():

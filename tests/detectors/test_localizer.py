@@ -15,7 +15,10 @@ BACKBONES = ("mobilenet_v1", "resnet18", "vgg16")
 
 
 def _targets(count: int) -> list[dict]:
-    return [{"boxes": torch.tensor([[8.0, 10.0, 40.0, 50.0]]), "labels": torch.tensor([1 + i]), "image_id": i} for i in range(count)]
+    return [
+        {"boxes": torch.tensor([[8.0, 10.0, 40.0, 50.0]]), "labels": torch.tensor([1 + i]), "image_id": i}
+        for i in range(count)
+    ]
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
@@ -46,7 +49,14 @@ class _OneObjectImages(Dataset):
         return {
             "images": [{"id": i, "width": 64, "height": 64} for i in range(4)],
             "annotations": [
-                {"id": i + 1, "image_id": i, "category_id": 1 + i, "bbox": [8.0, 10.0, 32.0, 40.0], "area": 1280.0, "iscrowd": 0}
+                {
+                    "id": i + 1,
+                    "image_id": i,
+                    "category_id": 1 + i,
+                    "bbox": [8.0, 10.0, 32.0, 40.0],
+                    "area": 1280.0,
+                    "iscrowd": 0,
+                }
                 for i in range(4)
             ],
             "categories": [{"id": i + 1, "name": n} for i, n in enumerate(self.class_names)],

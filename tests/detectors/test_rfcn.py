@@ -61,7 +61,9 @@ def test_inference_output_format(pooler: str) -> None:
     for det, image in zip(detections, images, strict=True):
         assert det["boxes"].shape[1] == 4 and det["boxes"].shape[0] == det["scores"].shape[0] == det["labels"].shape[0]
         assert ((det["labels"] >= 1) & (det["labels"] <= 5)).all()
-        assert (det["boxes"][:, 2] <= image.shape[2] + 1e-4).all() and (det["boxes"][:, 3] <= image.shape[1] + 1e-4).all()
+        assert (det["boxes"][:, 2] <= image.shape[2] + 1e-4).all() and (
+            det["boxes"][:, 3] <= image.shape[1] + 1e-4
+        ).all()
 
 
 def test_head_has_nothing_per_roi_but_pooling():

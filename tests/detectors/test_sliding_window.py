@@ -28,7 +28,9 @@ def _targets() -> list[dict]:
 
 @pytest.mark.parametrize("config", ["sliding_window_lenet_shapes", "sliding_window_mobilenet_v1_shapes"])
 def test_one_training_step_has_finite_losses(config: str) -> None:
-    model = _model(config, "model.backbone.width_mult=0.25" if "mobilenet" in config else "model.head.hidden_dim=16").train()
+    model = _model(
+        config, "model.backbone.width_mult=0.25" if "mobilenet" in config else "model.head.hidden_dim=16"
+    ).train()
     losses = model(torch.rand(2, 3, 64, 64), _targets())
     assert set(losses) == {"loss_cls", "loss_box"}
     assert all(torch.isfinite(v) for v in losses.values())
@@ -42,7 +44,8 @@ def test_eval_scores_every_window_and_reports_how_many() -> None:
     with torch.no_grad():
         detections = model([torch.rand(3, 64, 64), torch.rand(3, 48, 64)])
     expected = [
-        count_windows(h, w, sizes=[16, 32], aspect_ratios=[0.5, 1.0, 2.0], stride_fraction=0.34) for h, w in [(64, 64), (48, 64)]
+        count_windows(h, w, sizes=[16, 32], aspect_ratios=[0.5, 1.0, 2.0], stride_fraction=0.34)
+        for h, w in [(64, 64), (48, 64)]
     ]
     assert generator.last_windows_per_image == expected and expected[0] > expected[1] > 0
     for detection in detections:
@@ -57,7 +60,10 @@ def test_the_experiment_scores_ten_times_more_windows_than_selective_search_prop
 
 def test_box_statistics_count_boxes_and_recall() -> None:
     generator = SlidingWindows(sizes=[32], aspect_ratios=[1.0], stride_fraction=1.0)  # 4 windows on 64 x 64
-    target = {"boxes": torch.tensor([[0.0, 0, 32, 32], [8.0, 8, 24, 24]]), "proposals": torch.tensor([[8.0, 8, 24, 24]])}
+    target = {
+        "boxes": torch.tensor([[0.0, 0, 32, 32], [8.0, 8, 24, 24]]),
+        "proposals": torch.tensor([[8.0, 8, 24, 24]]),
+    }
     stats = box_statistics(generator, [(torch.zeros(3, 64, 64), target)])
     assert stats["windows"]["boxes_per_image"] == 4 and stats["proposals"]["boxes_per_image"] == 1
     # The first object is a window exactly; the second, 16 x 16 inside it, overlaps it by 0.25.

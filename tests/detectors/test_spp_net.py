@@ -64,7 +64,9 @@ def test_fc6_reads_the_concatenated_pyramid() -> None:
 
 
 def test_finetune_fc_only_trains_only_the_layers_after_the_pyramid() -> None:
-    cfg = load_config(["config=spp_net_mobilenet_v1_shapes", "model.backbone.width_mult=0.25", "model.finetune_fc_only=true"])
+    cfg = load_config(
+        ["config=spp_net_mobilenet_v1_shapes", "model.backbone.width_mult=0.25", "model.finetune_fc_only=true"]
+    )
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=5).train()
     trainable = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}

@@ -52,7 +52,10 @@ def test_one_training_step_and_prediction(detector, backbone):
         assert detection["boxes"].shape[1] == 4 and detection["labels"].dtype == torch.long
         assert len(detection["scores"]) <= model.head.max_detections
         if len(detection["boxes"]):
-            assert float(detection["boxes"][:, 2].max()) <= image.shape[2] and float(detection["boxes"][:, 3].max()) <= image.shape[1]
+            assert (
+                float(detection["boxes"][:, 2].max()) <= image.shape[2]
+                and float(detection["boxes"][:, 3].max()) <= image.shape[1]
+            )
             assert int(detection["labels"].min()) >= 1 and int(detection["labels"].max()) <= 5
 
 

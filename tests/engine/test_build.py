@@ -8,7 +8,9 @@ from omegaconf import OmegaConf
 from detkit.cli import config_choices
 from detkit.engine.build import ConfigError, build_model, config_dir, load_config, load_config_with_overrides
 
-DATA_LOCATIONS = ("data.root", "data.yaml", "data.train.ann_file", "data.train.img_dir", "data.val.ann_file", "data.val.img_dir")
+DATA_LOCATIONS = (
+    "data.root", "data.yaml", "data.train.ann_file", "data.train.img_dir", "data.val.ann_file", "data.val.img_dir"
+)  # fmt: skip
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "configs" / "config").glob("*.yaml"))
 
 

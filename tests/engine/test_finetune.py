@@ -17,9 +17,15 @@ from detkit.engine.hooks import UnfreezeHook
 
 # Hand-listed from each head's code: the layers whose outputs are per class.
 EXPECTED = {
-    "faster_rcnn_mobilenet_v1_shapes": [f"roi_head.predictor.{p}.{t}" for p in ("bbox_pred", "cls_score") for t in ("bias", "weight")],
-    "fast_rcnn_mobilenet_v1_shapes": [f"roi_head.predictor.{p}.{t}" for p in ("bbox_pred", "cls_score") for t in ("bias", "weight")],
-    "rcnn_mobilenet_v1_shapes": [f"head.predictor.{p}.{t}" for p in ("bbox_pred", "cls_score") for t in ("bias", "weight")],
+    "faster_rcnn_mobilenet_v1_shapes": [
+        f"roi_head.predictor.{p}.{t}" for p in ("bbox_pred", "cls_score") for t in ("bias", "weight")
+    ],
+    "fast_rcnn_mobilenet_v1_shapes": [
+        f"roi_head.predictor.{p}.{t}" for p in ("bbox_pred", "cls_score") for t in ("bias", "weight")
+    ],
+    "rcnn_mobilenet_v1_shapes": [
+        f"head.predictor.{p}.{t}" for p in ("bbox_pred", "cls_score") for t in ("bias", "weight")
+    ],
     "ssd_mobilenet_v1_shapes": [f"head.classifiers.{i}.{t}" for i in range(6) for t in ("bias", "weight")],
     "yolov1_mobilenet_v1_shapes": ["head.predictor.bias", "head.predictor.weight"],  # boxes and classes share the conv
     "yolov3_mobilenet_v1_shapes": [f"head.predictors.{i}.{t}" for i in range(3) for t in ("bias", "weight")],
@@ -27,7 +33,9 @@ EXPECTED = {
     "yolov4_mobilenet_v1_shapes": [f"head.predictors.{i}.{t}" for i in range(3) for t in ("bias", "weight")],
     "retinanet_mobilenet_v1_shapes": ["head.cls_predictor.bias", "head.cls_predictor.weight"],  # boxes: class-agnostic
     "rfcn_mobilenet_v1_shapes": ["roi_head.class_maps.bias", "roi_head.class_maps.weight"],  # k*k*(C+1) score maps
-    "spp_net_mobilenet_v1_shapes": [f"head.predictor.{p}.{t}" for p in ("bbox_pred", "cls_score") for t in ("bias", "weight")],
+    "spp_net_mobilenet_v1_shapes": [
+        f"head.predictor.{p}.{t}" for p in ("bbox_pred", "cls_score") for t in ("bias", "weight")
+    ],
     "localizer_lenet_shapes_single": ["head.cls_score.bias", "head.cls_score.weight"],  # one box per image
 }
 PRETRAIN = ["circle", "square", "triangle", "plus", "ring"]
@@ -46,7 +54,9 @@ def _checkpoint(tmp_path, cfg, names):
     return path, model.state_dict()
 
 
-@pytest.mark.parametrize("target", [OTHER, PRETRAIN, OTHER[:3]], ids=["same-count-other-classes", "same-classes", "fewer-classes"])
+@pytest.mark.parametrize(
+    "target", [OTHER, PRETRAIN, OTHER[:3]], ids=["same-count-other-classes", "same-classes", "fewer-classes"]
+)
 def test_finetune_reinitialises_exactly_the_class_dependent_tensors(tmp_path, target) -> None:
     cfg = load_config(["config=faster_rcnn_mobilenet_v1_shapes"])
     path, source = _checkpoint(tmp_path, cfg, PRETRAIN)

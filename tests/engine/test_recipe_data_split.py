@@ -11,7 +11,12 @@ from detkit.jobs.train_and_evaluate import schedule_length
 
 EXPERIMENTS = sorted(path.stem for path in (config_dir() / "config").glob("*.yaml"))
 DATA_PATHS = {
-    "coco": ["data.train.ann_file=a.json", "data.train.img_dir=img", "data.val.ann_file=b.json", "data.val.img_dir=img"],
+    "coco": [
+        "data.train.ann_file=a.json",
+        "data.train.img_dir=img",
+        "data.val.ann_file=b.json",
+        "data.val.img_dir=img",
+    ],
     "voc": ["data.root=VOCdevkit"],
     "yolo": ["data.yaml=data.yaml"],
 }
@@ -44,7 +49,9 @@ def test_data_configs_hold_no_recipe_keys() -> None:
 
 
 def test_a_user_override_still_wins() -> None:
-    cfg = load_config(["data=yolo", "data.yaml=d.yaml", "data.input_size=416", "data.num_workers=3", "engine.min_iters=0"])
+    cfg = load_config(
+        ["data=yolo", "data.yaml=d.yaml", "data.input_size=416", "data.num_workers=3", "engine.min_iters=0"]
+    )
     assert (cfg.data.input_size, cfg.data.num_workers, cfg.engine.min_iters) == (416, 3, 0)
 
 

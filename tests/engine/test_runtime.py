@@ -54,7 +54,11 @@ def test_the_shipped_engine_defaults_turn_the_gpu_switches_on():
 def test_configure_backends_leaves_a_cpu_run_alone():
     before = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
     configure_backends(_cfg(cudnn_benchmark=True, tf32=True), CPU)
-    assert (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == before
+    assert (
+        torch.backends.cudnn.benchmark,
+        torch.get_float32_matmul_precision(),
+        torch.backends.cudnn.allow_tf32,
+    ) == before
 
 
 def test_configure_backends_on_cuda_sets_cudnn_and_tf32(monkeypatch):
@@ -95,7 +99,9 @@ def test_compile_backbone_and_neck_in_place_keeps_checkpoint_keys_and_losses():
     model = build_model(cfg, num_classes=5).train()
     keys = list(model.state_dict())
     images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    targets = [{"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0]]), "labels": torch.tensor([1]), "image_id": i} for i in range(2)]
+    targets = [
+        {"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0]]), "labels": torch.tensor([1]), "image_id": i} for i in range(2)
+    ]
     eager = model(images, targets)
     # The "eager" backend runs the compiler's graph capture without code generation: it checks
     # the wiring in a second (inductor's code generation takes minutes on a shared 2-core CPU).
@@ -120,7 +126,9 @@ def test_compile_with_inductor_runs_a_training_step_on_the_cpu():
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=5).train()
     images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    targets = [{"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0]]), "labels": torch.tensor([1]), "image_id": i} for i in range(2)]
+    targets = [
+        {"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0]]), "labels": torch.tensor([1]), "image_id": i} for i in range(2)
+    ]
     eager = model(images, targets)
     compile_model(model)
     compiled = model(images, targets)

@@ -13,7 +13,9 @@ import torch
 from detkit.engine.build import build_model, load_config
 from detkit.heads.class_svms import ClassSVMs, SVMTrainer, fit_linear_svm
 
-_spec = importlib.util.spec_from_file_location("fast_rcnn_tests", Path(__file__).parents[1] / "detectors" / "test_fast_rcnn.py")
+_spec = importlib.util.spec_from_file_location(
+    "fast_rcnn_tests", Path(__file__).parents[1] / "detectors" / "test_fast_rcnn.py"
+)
 _fast_rcnn_tests = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_fast_rcnn_tests)
 make_batch = _fast_rcnn_tests.make_batch
@@ -54,7 +56,9 @@ def test_separates_two_clouds_and_warm_start_keeps_the_solution() -> None:
 def test_negatives_follow_the_papers_iou_rule_per_class() -> None:
     trainer = SVMTrainer(2, negative_iou=0.3, warmup_images=10)
     gt_boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
-    proposals = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 5.0], [0.0, 0.0, 10.0, 2.0], [20.0, 20.0, 30.0, 30.0]])
+    proposals = torch.tensor(
+        [[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 5.0], [0.0, 0.0, 10.0, 2.0], [20.0, 20.0, 30.0, 30.0]]
+    )
     features = torch.arange(4.0)[:, None].expand(4, 3).clone()  # row i is all i
     trainer.add_image(features, proposals, torch.full((1, 3), 9.0), gt_boxes, torch.tensor([1]))
     # Class 1: IoUs 1.0, 0.5, 0.2, 0.0 → only the last two are negatives (< 0.3); class 2 has no
@@ -106,7 +110,9 @@ def test_the_head_scores_with_fitted_svms_and_falls_back_to_the_softmax_before(c
         warnings = [r.getMessage() for r in caplog.records if "not fitted yet" in r.getMessage()]
         assert len(warnings) == 1 and warnings[0].startswith("RCNNHead:")
         model.head.classifier = "softmax"
-        assert [d["scores"].tolist() for d in model(images, targets)] == [d["scores"].tolist() for d in softmax_detections]
+        assert [d["scores"].tolist() for d in model(images, targets)] == [
+            d["scores"].tolist() for d in softmax_detections
+        ]
         model.head.classifier = "svm"
         # Hand-made SVMs: zero weights, so each class scores sigmoid(its bias) on every proposal.
         svms: ClassSVMs = model.head.svms
@@ -115,4 +121,6 @@ def test_the_head_scores_with_fitted_svms_and_falls_back_to_the_softmax_before(c
         detections = model(images, targets)
     for det in detections:
         assert det["labels"].numel() > 0 and (det["labels"] == 1).all()
-        torch.testing.assert_close(det["scores"], torch.full_like(det["scores"], torch.sigmoid(torch.tensor(2.0)).item()))
+        torch.testing.assert_close(
+            det["scores"], torch.full_like(det["scores"], torch.sigmoid(torch.tensor(2.0)).item())
+        )

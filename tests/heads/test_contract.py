@@ -62,7 +62,11 @@ def test_every_head_module_class_with_loss_and_predict_is_in_a_family():
     for module_info in pkgutil.iter_modules(detkit.heads.__path__):
         module = importlib.import_module(f"detkit.heads.{module_info.name}")
         for _, cls in inspect.getmembers(module, inspect.isclass):
-            is_head = issubclass(cls, nn.Module) and callable(getattr(cls, "loss", None)) and callable(getattr(cls, "predict", None))
+            is_head = (
+                issubclass(cls, nn.Module)
+                and callable(getattr(cls, "loss", None))
+                and callable(getattr(cls, "predict", None))
+            )
             if cls.__module__ == module.__name__ and is_head:
                 found.add(cls)
     in_families = {head for heads in FAMILIES.values() for head in heads}

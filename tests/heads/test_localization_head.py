@@ -17,7 +17,10 @@ def _head(**kwargs) -> LocalizationHead:
 
 
 def _target(boxes: list[list[float]], labels: list[int]) -> dict:
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32).view(-1, 4), "labels": torch.tensor(labels, dtype=torch.long)}
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).view(-1, 4),
+        "labels": torch.tensor(labels, dtype=torch.long),
+    }
 
 
 def test_targets_are_the_largest_object_normalised_by_the_image() -> None:

@@ -32,7 +32,10 @@ def _sizes(num_images: int) -> torch.Tensor:
 
 
 def _target(boxes, labels):
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32).view(-1, 4), "labels": torch.tensor(labels, dtype=torch.long)}
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).view(-1, 4),
+        "labels": torch.tensor(labels, dtype=torch.long),
+    }
 
 
 def _anchors() -> torch.Tensor:

@@ -42,7 +42,8 @@ def test_ohem_backpropagates_only_the_hardest_rois():
             layer.weight.normal_(std=0.5)
     features = torch.randn(1, 8, 8, 8)
     proposals = [torch.tensor([[0, 0, 30, 30], [2, 2, 32, 30], [30, 30, 60, 60], [0, 32, 30, 62],
-                               [10, 10, 40, 40], [33, 1, 63, 31], [5, 40, 25, 60], [40, 5, 60, 25]], dtype=torch.float32)]
+                               [10, 10, 40, 40], [33, 1, 63, 31], [5, 40, 25, 60], [40, 5, 60, 25]],
+                              dtype=torch.float32)]
     target = [{"boxes": torch.tensor([[1.0, 1.0, 31.0, 31.0]]), "labels": torch.tensor([2]), "image_id": 0}]
     losses = head.loss(features, proposals, torch.tensor([[64, 64]]), target)
 

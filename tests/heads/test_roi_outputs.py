@@ -27,7 +27,12 @@ def random_outputs(rois_per_image, num_classes, seed):
 def reference(class_scores, box_deltas, roi_boxes, roi_image, image_sizes, pre_nms_topk):
     """Per image: the candidates above the threshold, its best ``pre_nms_topk``, NMS per class, cap."""
     boxes, scores, keep = roi_candidates(
-        class_scores, box_deltas, roi_boxes, image_sizes[roi_image], coder=CODER, score_threshold=SETTINGS["score_threshold"]
+        class_scores,
+        box_deltas,
+        roi_boxes,
+        image_sizes[roi_image],
+        coder=CODER,
+        score_threshold=SETTINGS["score_threshold"],
     )
     out = []
     for image in range(image_sizes.shape[0]):
@@ -78,4 +83,6 @@ def test_padded_roi_detections_select_the_same():
             n = int(padded.counts[image])
             assert n == len(w["scores"])
             torch.testing.assert_close(padded.boxes[image, :n], w["boxes"])
-            assert torch.equal(padded.scores[image, :n], w["scores"]) and torch.equal(padded.labels[image, :n], w["labels"])
+            assert torch.equal(padded.scores[image, :n], w["scores"]) and torch.equal(
+                padded.labels[image, :n], w["labels"]
+            )

@@ -22,7 +22,10 @@ def make_head(**kwargs):
 def make_targets():
     # Image 0: the third box shares cell (col 2, row 3) with the larger second one, which is kept.
     return [
-        {"boxes": torch.tensor([[10.0, 10, 60, 50], [70, 80, 120, 126], [80, 100, 100, 110]]), "labels": torch.tensor([1, 3, 2])},
+        {
+            "boxes": torch.tensor([[10.0, 10, 60, 50], [70, 80, 120, 126], [80, 100, 100, 110]]),
+            "labels": torch.tensor([1, 3, 2]),
+        },
         {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)},
         {"boxes": torch.tensor([[0.0, 0, 128, 128]]), "labels": torch.tensor([2])},
     ]
@@ -145,4 +148,6 @@ def test_batched_predict_equals_per_image_reference():
         kept = sorted(kept, key=lambda r: -r[0])[:10]
         torch.testing.assert_close(detections["scores"], torch.tensor([r[0] for r in kept]))
         torch.testing.assert_close(detections["labels"], torch.tensor([r[1] for r in kept]))
-        torch.testing.assert_close(detections["boxes"], torch.tensor([r[2] for r in kept]).view(-1, 4), atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(
+            detections["boxes"], torch.tensor([r[2] for r in kept]).view(-1, 4), atol=1e-4, rtol=1e-5
+        )

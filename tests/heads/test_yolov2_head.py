@@ -80,7 +80,9 @@ def test_softmax_class_loss_and_negative_images():
 def test_sigmoid_classes_option_and_bad_arguments():
     head = constant_head(BIAS, class_activation="sigmoid")
     _, scores = head.dense_predictions({"p5": torch.randn(1, 4, 2, 2)}, torch.tensor([[64, 64]]))
-    torch.testing.assert_close(scores[0, 5], torch.sigmoid(torch.tensor(2.0)) * torch.sigmoid(torch.tensor([1.0, -1.0])))
+    torch.testing.assert_close(
+        scores[0, 5], torch.sigmoid(torch.tensor(2.0)) * torch.sigmoid(torch.tensor([1.0, -1.0]))
+    )
     with pytest.raises(ValueError, match="one map"):
         YOLOv2Head(feature_info=[*INFO, FeatureInfo("p4", 4, 16)], num_classes=2)
     with pytest.raises(ValueError, match="class_activation"):

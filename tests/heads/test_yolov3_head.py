@@ -29,7 +29,10 @@ def make_features(n=3):
 
 def make_targets():
     return [
-        {"boxes": torch.tensor([[5.0, 5, 19, 15], [30, 20, 70, 56], [7, 6, 20, 16]]), "labels": torch.tensor([1, 3, 2])},
+        {
+            "boxes": torch.tensor([[5.0, 5, 19, 15], [30, 20, 70, 56], [7, 6, 20, 16]]),
+            "labels": torch.tensor([1, 3, 2]),
+        },
         {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)},
         {"boxes": torch.tensor([[40.0, 40, 46, 48], [0, 0, 64, 64]]), "labels": torch.tensor([2, 1])},
     ]
@@ -83,7 +86,9 @@ def reference_loss(raw, targets, box_loss):
                 total["loss_box"] = total["loss_box"] + scale * generalized_box_iou_loss(pred_boxes[prior], box)
             total["loss_obj"] = total["loss_obj"] - F.logsigmoid(raw[n, prior, 4])
             one_hot = F.one_hot(torch.tensor(label - 1), 3).float()
-            total["loss_cls"] = total["loss_cls"] + F.binary_cross_entropy_with_logits(raw[n, prior, 5:], one_hot, reduction="sum")
+            total["loss_cls"] = total["loss_cls"] + F.binary_cross_entropy_with_logits(
+                raw[n, prior, 5:], one_hot, reduction="sum"
+            )
         if len(target["boxes"]):
             ignore = (box_iou(pred_boxes, target["boxes"]).max(dim=1).values > 0.5) & ~positive
         else:
@@ -158,11 +163,16 @@ def test_batched_predict_equals_per_image_reference():
                     for a in range(2):
                         tx, ty, tw, th, obj = raw[n, index, :5].tolist()
                         cx, cy = (1 / (1 + math.exp(-tx)) + col) * stride, (1 / (1 + math.exp(-ty)) + row) * stride
-                        w, h = float(anchors[level * 2 + a, 0]) * math.exp(tw), float(anchors[level * 2 + a, 1]) * math.exp(th)
+                        w, h = (
+                            float(anchors[level * 2 + a, 0]) * math.exp(tw),
+                            float(anchors[level * 2 + a, 1]) * math.exp(th),
+                        )
                         box = [min(max(cx - w / 2, 0), width), min(max(cy - h / 2, 0), height),
                                min(max(cx + w / 2, 0), width), min(max(cy + h / 2, 0), height)]
                         for c in range(3):
-                            candidates.append((float(raw[n, index, 4].sigmoid() * raw[n, index, 5 + c].sigmoid()), c + 1, box))
+                            candidates.append(
+                                (float(raw[n, index, 4].sigmoid() * raw[n, index, 5 + c].sigmoid()), c + 1, box)
+                            )
                         index += 1
         top = sorted(candidates, key=lambda r: -r[0])[:50]
         top = [r for r in top if r[0] > 0.2]

@@ -10,7 +10,9 @@ INFO = [FeatureInfo("c3", 12, 8), FeatureInfo("c4", 20, 16), FeatureInfo("c5", 2
 
 def features(height, width, n=2):
     torch.manual_seed(0)
-    return {info.name: torch.rand(n, info.channels, -(-height // info.stride), -(-width // info.stride)) for info in INFO}
+    return {
+        info.name: torch.rand(n, info.channels, -(-height // info.stride), -(-width // info.stride)) for info in INFO
+    }
 
 
 def test_retinanet_levels_p3_to_p7_names_channels_strides_and_shapes():
@@ -70,7 +72,9 @@ def test_extra_levels_from_p5_and_no_extra_levels():
 def test_on_every_backbone_through_feature_info(backbone):
     from detkit.backbones import build_backbone
 
-    net = build_backbone(backbone, out_features=("c3", "c4", "c5"), **({"width_mult": 0.25} if backbone == "mobilenet_v1" else {}))
+    net = build_backbone(
+        backbone, out_features=("c3", "c4", "c5"), **({"width_mult": 0.25} if backbone == "mobilenet_v1" else {})
+    )
     neck = FPN(feature_info=net.feature_info, out_channels=16).eval()
     with torch.no_grad():
         out = neck(net(torch.rand(1, 3, 96, 128)))

@@ -14,7 +14,9 @@ INFO = [FeatureInfo("c3", 12, 8), FeatureInfo("c4", 20, 16), FeatureInfo("c5", 2
 
 def features(height, width, n=2, requires_grad=False):
     return {
-        info.name: torch.rand(n, info.channels, -(-height // info.stride), -(-width // info.stride), requires_grad=requires_grad)
+        info.name: torch.rand(
+            n, info.channels, -(-height // info.stride), -(-width // info.stride), requires_grad=requires_grad
+        )
         for info in INFO
     }
 
@@ -31,7 +33,9 @@ def test_outputs_names_channels_strides_and_shapes(csp):
 
 def test_spp_sits_on_the_deepest_level_only_when_asked():
     assert sum(isinstance(m, SPPBlock) for m in PANNeck(feature_info=INFO, channels=(8, 16, 32)).modules()) == 1
-    assert not any(isinstance(m, SPPBlock) for m in PANNeck(feature_info=INFO, channels=(8, 16, 32), spp=False).modules())
+    assert not any(
+        isinstance(m, SPPBlock) for m in PANNeck(feature_info=INFO, channels=(8, 16, 32), spp=False).modules()
+    )
 
 
 def test_both_paths_every_output_sees_every_input():

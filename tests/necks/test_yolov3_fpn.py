@@ -8,7 +8,9 @@ INFO = [FeatureInfo("c3", 12, 8), FeatureInfo("c4", 20, 16), FeatureInfo("c5", 2
 
 
 def features(height, width, n=2):
-    return {info.name: torch.rand(n, info.channels, -(-height // info.stride), -(-width // info.stride)) for info in INFO}
+    return {
+        info.name: torch.rand(n, info.channels, -(-height // info.stride), -(-width // info.stride)) for info in INFO
+    }
 
 
 def test_outputs_names_channels_strides_and_shapes():

@@ -57,7 +57,10 @@ def test_random_candidates_match_the_per_class_loop(strategy, class_agnostic):
 
 def test_strategies_agree_when_the_cap_does_not_bind():
     boxes, scores, labels, valid = random_candidates(3, 150, 4, seed=2)
-    got = [batched_nms_padded(boxes, scores, labels, valid, iou_threshold=0.5, max_detections=500, strategy=s) for s in STRATEGIES]
+    got = [
+        batched_nms_padded(boxes, scores, labels, valid, iou_threshold=0.5, max_detections=500, strategy=s)
+        for s in STRATEGIES
+    ]
     assert torch.equal(got[0][0], got[1][0]) and torch.equal(got[0][1], got[1][1])
     assert (got[0][1] < 500).all()
     assert as_lists(*got[0]) == reference(boxes, scores, labels, valid, 0.5, 500)
@@ -77,9 +80,13 @@ def test_hand_made_overlaps(strategy):
     scores = torch.tensor([[0.9, 0.8, 0.7], [0.6, 0.5, 0.4], [0.9, 0.8, 0.7]])
     labels = torch.tensor([[1, 1, 2], [1, 1, 1], [1, 1, 2]])
     valid = torch.tensor([[True, True, True], [True, True, False], [True, True, True]])
-    index, counts = batched_nms_padded(boxes, scores, labels, valid, iou_threshold=0.5, max_detections=2, strategy=strategy)
+    index, counts = batched_nms_padded(
+        boxes, scores, labels, valid, iou_threshold=0.5, max_detections=2, strategy=strategy
+    )
     assert as_lists(index, counts) == [[0, 2], [0, 1], [0, 2]]
-    index, counts = batched_nms_padded(boxes, scores, labels, valid, iou_threshold=0.9, max_detections=1, strategy=strategy)
+    index, counts = batched_nms_padded(
+        boxes, scores, labels, valid, iou_threshold=0.9, max_detections=1, strategy=strategy
+    )
     assert as_lists(index, counts) == [[0], [0], [0]]  # the cap keeps the best one
 
 
@@ -120,6 +127,12 @@ def test_select_padded_fills_rows_and_zero_pads(strategy):
 def test_no_candidate_columns_give_empty_rows(strategy):
     boxes, scores, labels = torch.zeros(2, 0, 4), torch.zeros(2, 0), torch.zeros(2, 0, dtype=torch.long)
     index, counts = batched_nms_padded(
-        boxes, scores, labels, torch.zeros(2, 0, dtype=torch.bool), iou_threshold=0.5, max_detections=3, strategy=strategy
+        boxes,
+        scores,
+        labels,
+        torch.zeros(2, 0, dtype=torch.bool),
+        iou_threshold=0.5,
+        max_detections=3,
+        strategy=strategy,
     )
     assert index.shape == (2, 3) and counts.tolist() == [0, 0]

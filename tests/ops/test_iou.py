@@ -30,7 +30,9 @@ def test_elementwise_iou_is_the_diagonal_of_torchvision_and_broadcasts():
     stacked = torch.stack((boxes1, boxes2))
     torch.testing.assert_close(elementwise_box_iou(stacked, boxes2)[1], torch.ones(30))
     # Overlap 5 × 10 = 50 of union 100 + 100 − 50; a zero-area box overlaps nothing.
-    pair = elementwise_box_iou(torch.tensor([[0.0, 0, 10, 10], [3.0, 3, 3, 3]]), torch.tensor([[5.0, 0, 15, 10], [0.0, 0, 6, 6]]))
+    pair = elementwise_box_iou(
+        torch.tensor([[0.0, 0, 10, 10], [3.0, 3, 3, 3]]), torch.tensor([[5.0, 0, 15, 10], [0.0, 0, 6, 6]])
+    )
     torch.testing.assert_close(pair, torch.tensor([50 / 150, 0.0]))
 
 

@@ -28,7 +28,9 @@ def reference(boxes, scores, score_threshold, pre_nms_topk, iou_threshold, max_d
             kept_labels.append(torch.full((len(k_idx),), c + 1))
         sc = torch.cat(kept_scores)
         order = sc.argsort(descending=True)[:max_detections]
-        out.append({"boxes": torch.cat(kept_boxes)[order], "scores": sc[order], "labels": torch.cat(kept_labels)[order]})
+        out.append(
+            {"boxes": torch.cat(kept_boxes)[order], "scores": sc[order], "labels": torch.cat(kept_labels)[order]}
+        )
     return out
 
 

@@ -33,7 +33,9 @@ def test_onnx_export_of_a_non_divisible_grid(tmp_path):
 
     x = torch.randn(2, 4, 10, 10)
     path = tmp_path / "pool.onnx"
-    torch.onnx.export(Pool(), (x,), str(path), dynamo=False, opset_version=17, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    torch.onnx.export(
+        Pool(), (x,), str(path), dynamo=False, opset_version=17, input_names=["x"], dynamic_axes={"x": {0: "n"}}
+    )
     y = torch.randn(3, 4, 10, 10)
     (got,) = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": y.numpy()})
     torch.testing.assert_close(torch.from_numpy(got), F.adaptive_avg_pool2d(y, (7, 7)))

@@ -11,14 +11,23 @@ def test_levels_follow_the_fpn_rule_by_hand():
     # sqrt(area) 224 -> k0 = 4; 112 -> 3; 448 -> 5; 111 -> floor(4 + log2(111/224)) = 2, clamped to 3;
     # 1000 -> floor(4 + 2.16) = 6, clamped to 5; a 100 x 400 box has sqrt(area) 200 -> 3.
     boxes = torch.tensor(
-        [[0.0, 0, 224, 224], [10, 10, 122, 122], [0, 0, 448, 448], [0, 0, 111, 111], [0, 0, 1000, 1000], [0, 0, 100, 400]]
+        [
+            [0.0, 0, 224, 224],
+            [10, 10, 122, 122],
+            [0, 0, 448, 448],
+            [0, 0, 111, 111],
+            [0, 0, 1000, 1000],
+            [0, 0, 100, 400],
+        ]
     )
     assert roi_levels(boxes, min_level=3, max_level=5).tolist() == [4, 3, 5, 3, 5, 3]
     for side in (40.0, 70.0, 150.0, 300.0):
         expected = min(max(math.floor(4 + math.log2(side / 224)), 2), 6)
         assert int(roi_levels(torch.tensor([[0.0, 0, side, side]]), min_level=2, max_level=6)) == expected
     # A smaller canonical size moves RoIs of small images up the pyramid.
-    assert roi_levels(torch.tensor([[0.0, 0, 32, 32], [0, 0, 31, 31]]), min_level=3, max_level=5, canonical_size=32).tolist() == [4, 3]
+    assert roi_levels(
+        torch.tensor([[0.0, 0, 32, 32], [0, 0, 31, 31]]), min_level=3, max_level=5, canonical_size=32
+    ).tolist() == [4, 3]
 
 
 def test_each_roi_is_pooled_from_its_level():

@@ -29,7 +29,9 @@ def test_shape_priors_recall_by_hand() -> None:
 
 
 def test_placed_priors_recall_by_hand() -> None:
-    priors = Priors("rpn", 0.5, "placed", boxes=torch.tensor([[0.0, 0, 10, 10], [10, 0, 20, 10]]), matcher_threshold=0.7)
+    priors = Priors(
+        "rpn", 0.5, "placed", boxes=torch.tensor([[0.0, 0, 10, 10], [10, 0, 20, 10]]), matcher_threshold=0.7
+    )
     # Same box (1.0); a box straddling both (50/150 with each); a box twice as tall (100/200 = 0.5).
     gt = torch.tensor([[0, 0, 10, 10], [5, 0, 15, 10], [0, 0, 10, 20]], dtype=torch.float32)
     torch.testing.assert_close(best_prior_iou(gt, priors), torch.tensor([1.0, 1 / 3, 0.5]))

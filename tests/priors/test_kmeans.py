@@ -60,7 +60,11 @@ def test_bad_input_is_named():
 
 def test_group_by_level_small_to_large():
     anchors = torch.tensor([[90.0, 90], [1, 1], [5, 5], [30, 30], [2, 2], [40, 40]])
-    assert group_by_level(anchors, num_levels=3) == [[[1.0, 1.0], [2.0, 2.0]], [[5.0, 5.0], [30.0, 30.0]], [[40.0, 40.0], [90.0, 90.0]]]
+    assert group_by_level(anchors, num_levels=3) == [
+        [[1.0, 1.0], [2.0, 2.0]],
+        [[5.0, 5.0], [30.0, 30.0]],
+        [[40.0, 40.0], [90.0, 90.0]],
+    ]
     with pytest.raises(ValueError, match="evenly"):
         group_by_level(anchors, num_levels=4)
 

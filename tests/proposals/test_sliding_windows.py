@@ -48,11 +48,15 @@ def test_jitter_keeps_boxes_close() -> None:
     sizes = jittered[:, 2:] - jittered[:, :2]
     assert ((centres - torch.tensor([30.0, 30])).abs() <= torch.tensor([4.0, 2.0]) + 1e-4).all()
     ratio = sizes / torch.tensor([40.0, 20.0])
-    assert (ratio >= torch.exp(torch.tensor(-0.2)) - 1e-5).all() and (ratio <= torch.exp(torch.tensor(0.2)) + 1e-5).all()
+    assert (ratio >= torch.exp(torch.tensor(-0.2)) - 1e-5).all() and (
+        ratio <= torch.exp(torch.tensor(0.2)) + 1e-5
+    ).all()
 
 
 def test_generator_test_and_training_windows() -> None:
-    generator = SlidingWindows(sizes=[32], aspect_ratios=[1.0], stride_fraction=0.5, jitter_per_object=4, random_windows_train=10)
+    generator = SlidingWindows(
+        sizes=[32], aspect_ratios=[1.0], stride_fraction=0.5, jitter_per_object=4, random_windows_train=10
+    )
     sizes = torch.tensor([[160, 160], [96, 160]])
     windows, losses = generator.eval()(None, sizes)
     assert losses == {} and [w.shape[0] for w in windows] == [81, 45]

@@ -31,7 +31,9 @@ def test_prints_and_writes_every_kind(data_overrides, tmp_path, capsys):
     assert groups == group_by_level(kmeans_anchors(wh, 6, seed=1), 3)
     assert 0.5 < result["yolov3"]["mean_best_iou"] <= 1.0
     sizes = result["rpn"]["model.proposal_generator.anchor_sizes"]
-    assert len(sizes) == 3 and sizes == sorted(sizes) and len(result["rpn"]["model.proposal_generator.aspect_ratios"]) == 3
+    assert (
+        len(sizes) == 3 and sizes == sorted(sizes) and len(result["rpn"]["model.proposal_generator.aspect_ratios"]) == 3
+    )
     ssd = result["ssd"]
     assert all(r >= 1 for r in ssd["model.head.aspect_ratios"])
     assert 0 < ssd["model.head.min_scale"] < ssd["model.head.max_scale"] < 1

@@ -36,7 +36,9 @@ def test_fit_writes_an_svm_checkpoint_that_eval_reproduces(tmp_path: Path) -> No
 
     report = tmp_path / "svm.json"
     output = tmp_path / "svm.pt"
-    result = run_tool("fit_rcnn_svms.py", f"checkpoint={run_dir / 'last.pt'}", f"output={output}", f"metrics={report}", env=env)
+    result = run_tool(
+        "fit_rcnn_svms.py", f"checkpoint={run_dir / 'last.pt'}", f"output={output}", f"metrics={report}", env=env
+    )
     assert "Fitted 5 SVMs on 8 images" in result.stdout and "svm classifier" in result.stdout
     fitted = json.loads(report.read_text())
     assert fitted["svm_fit"]["images"] == 8 and sum(fitted["svm_fit"]["positives"]) > 0

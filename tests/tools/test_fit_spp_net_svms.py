@@ -33,7 +33,9 @@ def test_fit_svms_accepts_an_spp_net_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_tool("train.py", *TINY, f"output_dir={run_dir}", env=env)
     report, output = tmp_path / "svm.json", tmp_path / "svm.pt"
-    result = run_tool("fit_rcnn_svms.py", f"checkpoint={run_dir / 'last.pt'}", f"output={output}", f"metrics={report}", env=env)
+    result = run_tool(
+        "fit_rcnn_svms.py", f"checkpoint={run_dir / 'last.pt'}", f"output={output}", f"metrics={report}", env=env
+    )
     assert "Fitted 5 SVMs on 8 images" in result.stdout
     fitted = json.loads(report.read_text())
     assert sum(fitted["svm_fit"]["positives"]) > 0 and {"softmax", "svm"} <= set(fitted)

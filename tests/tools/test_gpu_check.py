@@ -36,8 +36,10 @@ def test_markdown_summary_holds_every_number_and_marks_failures():
         "cuda": "13.0", "date": "2026-12-01 06:00 UTC", "total_seconds": 301.0,
         "tests": {"returncode": 0, "counts": {"passed": 7, "skipped": 1}, "log": "gpu_tests.log"},
         "parity": {
-            "ssd": {"dtype": "bfloat16", "matched": 390, "compared": 400, "max_px": 0.25, "p95_px": 0.1, "mean_px": 0.02, "ok": True},
-            "yolov3": {"dtype": "bfloat16", "matched": 300, "compared": 400, "max_px": 3.5, "p95_px": 1.2, "mean_px": 0.3, "ok": False},
+            "ssd": {"dtype": "bfloat16", "matched": 390, "compared": 400, "max_px": 0.25, "p95_px": 0.1,
+                    "mean_px": 0.02, "ok": True},
+            "yolov3": {"dtype": "bfloat16", "matched": 300, "compared": 400, "max_px": 3.5, "p95_px": 1.2,
+                       "mean_px": 0.3, "ok": False},
             "rcnn": {"error": "RuntimeError: out of memory"},
         },
         "syncs": {"faster_rcnn": {"batch_size": 8, "autocast": "bfloat16", "per_step": 2.0,

@@ -64,7 +64,11 @@ def test_predict_searches_proposals_and_matches_the_dataset_path(tmp_path: Path)
     # in a fresh process with the training's environment, as predict runs: nothing an earlier test
     # left in this process (a data cache, thread settings) can make the two paths differ.
     found = subprocess.run(
-        [sys.executable, "-c", DATASET_PATH, str(run_dir / "last.pt")], env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", DATASET_PATH, str(run_dir / "last.pt")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert found.returncode == 0, found.stderr[-3000:]
     expected = json.loads(found.stdout.strip().splitlines()[-1])

@@ -54,7 +54,9 @@ def test_training_reduces_loss_and_reaches_map(trained_run):
     # AMD EPYC with seeds 0, 1, 2: 0.67, 0.66, 0.70 of the first record (an untrained model: about 1).
     assert statistics.median(losses[-10:]) < 0.8 * losses[0], losses
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert set(metrics["coco"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"}
+    assert set(metrics["coco"]) == {
+        "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"
+    }  # fmt: skip
     assert set(metrics["voc12"]["per_class"]) == {"circle", "square", "triangle", "plus", "ring"}
     assert metrics["split"] == "val" and metrics["val_images"] == 60
     # A bar well above chance (about 0) for 300 steps from scratch on 240 images; measured 0.41,
@@ -128,7 +130,9 @@ def test_predict_writes_pngs_and_json(trained_run):
 def test_eval_results_file_mode_and_errors(tmp_path):
     gt = {
         "images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.jpg"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 10, 20, 20], "area": 400, "iscrowd": 0}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 10, 20, 20], "area": 400, "iscrowd": 0}
+        ],
         "categories": [{"id": 7, "name": "thing"}],
     }
     dets = [{"image_id": 1, "category_id": 7, "bbox": [10, 10, 20, 20], "score": 0.9}]
@@ -141,9 +145,13 @@ def test_eval_results_file_mode_and_errors(tmp_path):
     # pycocotools' AP of a perfect detection is 1.0 up to the last bit, depending on NumPy's summation.
     perfect = pytest.approx(1.0, abs=1e-12)
     counts = {"objects": 1, "ignored": 0, "detections": 1}
-    assert table["classes"] == [{"class": "thing", "AP": perfect, "AP50": perfect, "VOC07": 1.0, "VOC12": 1.0, **counts}]
+    assert table["classes"] == [
+        {"class": "thing", "AP": perfect, "AP50": perfect, "VOC07": 1.0, "VOC12": 1.0, **counts}
+    ]
     run_tool("eval.py", "ground_truth=gt.json", "detections=dt.json", "report=pics", cache=tmp_path)
-    assert (tmp_path / "pics" / "confusion_matrix.png").is_file() and not (tmp_path / "pics" / "training_curves.png").exists()
+    assert (tmp_path / "pics" / "confusion_matrix.png").is_file() and not (
+        tmp_path / "pics" / "training_curves.png"
+    ).exists()
     bad = run_tool("eval.py", "ground_truth=gt.json", "detections=missing.json", cache=tmp_path, check=False)
     assert bad.returncode == 2 and "missing.json" in bad.stderr
 

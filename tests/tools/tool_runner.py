@@ -20,7 +20,12 @@ def run_tool(
 ) -> subprocess.CompletedProcess:
     """``python tools/<tool> args...``; with ``check`` a non-zero exit fails with the tool's output."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / tool), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=900
+        [sys.executable, str(REPO / "tools" / tool), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=900,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"{tool} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

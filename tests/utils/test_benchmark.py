@@ -59,7 +59,9 @@ def test_measure_trainer_runs_real_optimizer_steps() -> None:
     steps_seen = []
     optimizer.register_step_post_hook(lambda *_: steps_seen.append(1))
     batches = [random_batch(2, 64, 3, seed=seed) for seed in (0, 1)]
-    row = measure_trainer(model, optimizer, batches, device=torch.device("cpu"), amp=False, warmup=1, iters=2, repeats=2)
+    row = measure_trainer(
+        model, optimizer, batches, device=torch.device("cpu"), amp=False, warmup=1, iters=2, repeats=2
+    )
     assert row["trainer_iterations"] == 1 + 2 * 2 and len(steps_seen) == 5
     rate = row["trainer_train_images_per_s"]
     assert 0 < rate["min"] <= rate["median"] <= rate["max"]

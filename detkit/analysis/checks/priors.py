@@ -124,7 +124,8 @@ def _advice(cfg: DictConfig, report: dict, kind: str) -> dict[str, str]:
                            "finer feature map) is the fix; refitting their shapes is not"}  # fmt: skip
     command = fit_command(cfg, kind)
     return {"fit_command": command, "warning": f"{below}: fit the priors to this data with `{command}` and set the "
-                                               "printed values in the experiment, or train with engine.refit_priors=true"}  # fmt: skip
+                                               "printed values in the experiment, or train with "
+                                               "engine.refit_priors=true"}  # fmt: skip
 
 
 def describe_priors(cfg: DictConfig, dataset, model: nn.Module | None = None) -> dict:

@@ -41,7 +41,9 @@ def compare_windows(windows: str, rcnn: str, *, images: int, warmup: int, device
     window_model, _ = model_for(windows, num_classes=len(dataset.class_names))
     generator = getattr(window_model, "proposal_generator", None)
     if not isinstance(generator, SlidingWindows):
-        raise ValueError(f"{windows} is not a sliding-window detector (its proposal generator is {type(generator).__name__})")
+        raise ValueError(
+            f"{windows} is not a sliding-window detector (its proposal generator is {type(generator).__name__})"
+        )
     samples = [dataset[i] for i in range(min(warmup + images, len(dataset)))]
     timed = samples[warmup:]
     (window_seconds, window_dets), (rcnn_seconds, rcnn_dets) = seconds_per_image(

@@ -72,7 +72,8 @@ def training_syncs(family: str, device: torch.device, *, warmup: int = 2, steps:
     result = syncs_per_step(trainer.run_step, device, warmup=warmup, steps=steps)
     result["where"] = {_short(location): count for location, count in result["where"].items()}
     result.update(
-        experiment=cfg.experiment, batch_size=len(images), autocast=str(dtype).replace("torch.", "") if dtype else "off",
+        experiment=cfg.experiment, batch_size=len(images),
+        autocast=str(dtype).replace("torch.", "") if dtype else "off",
         seconds=round(time.perf_counter() - start, 2), loss=trainer.storage.get("total_loss"),
     )  # fmt: skip
     return result

@@ -47,7 +47,8 @@ def format_markdown(report: dict) -> str:
         "# detkit lineage",
         "",
         f"Machine: {machine_text(machine)}; device {machine['device']}, torch {machine['torch']}, "
-        f"{machine['threads']} CPU threads" + (f"; load average {load:.1f} when measuring began." if load is not None else "."),
+        f"{machine['threads']} CPU threads"
+        + (f"; load average {load:.1f} when measuring began." if load is not None else "."),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

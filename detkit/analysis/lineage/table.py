@@ -91,7 +91,9 @@ def read_run(folder: str | os.PathLike) -> TrainedRun:
     except json.JSONDecodeError as error:
         raise ConfigError(f"{folder / 'metrics.json'} is not valid JSON: {error}") from error
     absent = [key for key in ("experiment", "iterations", "train_seconds") if key not in metrics]
-    absent += [f"{group}.{key}" for group, key in (("voc12", "mAP"), ("coco", "AP")) if key not in metrics.get(group, {})]
+    absent += [
+        f"{group}.{key}" for group, key in (("voc12", "mAP"), ("coco", "AP")) if key not in metrics.get(group, {})
+    ]
     if absent:
         raise ConfigError(f"{folder / 'metrics.json'} lacks {', '.join(absent)}: it was not written by tools/train.py")
     checkpoint = folder / "last.pt"
@@ -140,7 +142,9 @@ def inference_rates(
     for batch_size in batch_sizes:
         usable = len(samples) // batch_size * batch_size
         if usable == 0:
-            raise ConfigError(f"batch size {batch_size} needs at least {batch_size} images; there are {len(samples)} to time")
+            raise ConfigError(
+                f"batch size {batch_size} needs at least {batch_size} images; there are {len(samples)} to time"
+            )
         batches = []
         for start in range(0, usable, batch_size):
             images, targets = collate_detection(samples[start : start + batch_size])
@@ -151,7 +155,9 @@ def inference_rates(
                 return model(*batch)
 
         forward(batches[0])  # the first call allocates buffers (and on a GPU, autotunes): not timed
-        seconds = time_repeats(lambda batches=batches: [forward(b) for b in batches], device=device, warmup=0, iters=1, repeats=repeats)
+        seconds = time_repeats(
+            lambda batches=batches: [forward(b) for b in batches], device=device, warmup=0, iters=1, repeats=repeats
+        )
         rates[batch_size] = {**rate_summary(usable, seconds), "images": usable}
     return rates
 
@@ -216,7 +222,9 @@ def lineage(
             "threads": torch.get_num_threads(),
             "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         }
-        rows = [measure_run(run, images=images, batch_sizes=batch_sizes, device=device, repeats=repeats) for run in runs]
+        rows = [
+            measure_run(run, images=images, batch_sizes=batch_sizes, device=device, repeats=repeats) for run in runs
+        ]
     finally:
         torch.set_num_threads(previous_threads)
     settings = {"images": images, "batch_sizes": list(batch_sizes), "repeats": repeats, "warmup_batches": 1}

@@ -37,7 +37,9 @@ def random_candidates(num_images: int, num_candidates: int, num_classes: int, *,
     return boxes, scores, labels
 
 
-def folded_group_nms(boxes: Tensor, scores: Tensor, labels: Tensor, *, iou_threshold: float, max_detections: int) -> list[Detections]:
+def folded_group_nms(
+    boxes: Tensor, scores: Tensor, labels: Tensor, *, iou_threshold: float, max_detections: int
+) -> list[Detections]:
     """The postprocessing as it was: flat candidates, one ``batched_nms`` with group = image ·
     (C + 1) + class, a stable sort by image, the per-image cap, a split into one dict per image."""
     num_images, num_candidates = scores.shape
@@ -77,19 +79,25 @@ def nms_timings(
     results: dict[str, dict] = {}
     for num_images, num_candidates in cases:
         boxes, scores, labels = (t.to(device) for t in random_candidates(num_images, num_candidates, num_classes))
-        case = _time_case(boxes, scores, labels, iou_threshold=iou_threshold, max_detections=max_detections, repeats=repeats)
+        case = _time_case(
+            boxes, scores, labels, iou_threshold=iou_threshold, max_detections=max_detections, repeats=repeats
+        )
         case["chosen_for_device"] = choose_strategy(device)
         results[f"{num_images}x{num_candidates}x{num_classes}"] = case
     return results
 
 
-def _time_case(boxes: Tensor, scores: Tensor, labels: Tensor, *, iou_threshold: float, max_detections: int, repeats: int) -> dict:
+def _time_case(
+    boxes: Tensor, scores: Tensor, labels: Tensor, *, iou_threshold: float, max_detections: int, repeats: int
+) -> dict:
     device = scores.device
     valid = torch.ones_like(scores, dtype=torch.bool)
     settings = dict(iou_threshold=iou_threshold, max_detections=max_detections)
     ways = {BEFORE: lambda: folded_group_nms(boxes, scores, labels, **settings)}
     for strategy in ("per_image", "one_call"):
-        ways[strategy] = lambda s=strategy: select_padded(boxes, scores, labels, valid, strategy=s, **settings).to_list()
+        ways[strategy] = lambda s=strategy: select_padded(
+            boxes, scores, labels, valid, strategy=s, **settings
+        ).to_list()
     expected = [len(d["scores"]) for d in ways[BEFORE]()]
     case: dict = {}
     for name, way in ways.items():
@@ -102,8 +110,14 @@ def _time_case(boxes: Tensor, scores: Tensor, labels: Tensor, *, iou_threshold: 
             way()
             _sync(device)
             milliseconds.append((time.perf_counter() - start) * 1e3)
-        case[name] = {"median_ms": statistics.median(milliseconds), "min_ms": min(milliseconds), "max_ms": max(milliseconds)}
-    case["speedup_over_before"] = {name: case[BEFORE]["median_ms"] / case[name]["median_ms"] for name in ("per_image", "one_call")}
+        case[name] = {
+            "median_ms": statistics.median(milliseconds),
+            "min_ms": min(milliseconds),
+            "max_ms": max(milliseconds),
+        }
+    case["speedup_over_before"] = {
+        name: case[BEFORE]["median_ms"] / case[name]["median_ms"] for name in ("per_image", "one_call")
+    }
     return case
 
 

@@ -76,5 +76,6 @@ def compare_rcnn_speed(fast: str, rcnn: str, *, images: int, batch_size: int, wa
         "images": len(timed), "batch_size": batch_size, "proposals_per_image": proposals,
         "fast_rcnn_s_per_image": fast_seconds, "rcnn_s_per_image": rcnn_seconds,
         "speedup": rcnn_seconds / fast_seconds, "machine": machine_description(target), "torch": torch.__version__,
-        "fast": fast, "fast_detector": type(fast_model).__name__, "rcnn": rcnn, "detections": {"fast_rcnn": fast_dets, "rcnn": rcnn_dets},
+        "fast": fast, "fast_detector": type(fast_model).__name__, "rcnn": rcnn,
+        "detections": {"fast_rcnn": fast_dets, "rcnn": rcnn_dets},
     }  # fmt: skip

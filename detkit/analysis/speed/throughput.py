@@ -19,7 +19,9 @@ from detkit.engine.hooks.ema import ModelEMA
 from detkit.engine.trainer import Trainer
 
 
-def random_batch(batch_size: int, size: int, num_classes: int, *, boxes_per_image: int = 4, device="cpu", seed: int = 0):
+def random_batch(
+    batch_size: int, size: int, num_classes: int, *, boxes_per_image: int = 4, device="cpu", seed: int = 0
+):
     """``Tensor[B, 3, size, size]`` in [0, 1] and targets with ``boxes_per_image`` random valid boxes."""
     g = torch.Generator().manual_seed(seed)
     images = torch.rand(batch_size, 3, size, size, generator=g)
@@ -38,7 +40,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_repeats(step: Callable[[], object], *, device: torch.device, warmup: int, iters: int, repeats: int) -> list[float]:
+def time_repeats(
+    step: Callable[[], object], *, device: torch.device, warmup: int, iters: int, repeats: int
+) -> list[float]:
     """Seconds per call of ``step``, once per repeat (``iters`` calls each), after ``warmup`` untimed calls."""
     for _ in range(warmup):
         step()
@@ -189,7 +193,10 @@ def measure_trainer(
     trainer.train()
     seconds = [(end - start) / iters for start, end in itertools.pairwise(clock.marks)]
     images_per_step = len(batches[0][0])
-    return {"trainer_train_images_per_s": rate_summary(images_per_step, seconds), "trainer_iterations": trainer.iters_done}
+    return {
+        "trainer_train_images_per_s": rate_summary(images_per_step, seconds),
+        "trainer_iterations": trainer.iters_done,
+    }
 
 
 def torchvision_peer(name: str, num_classes: int, size: int) -> nn.Module:
@@ -201,7 +208,9 @@ def torchvision_peer(name: str, num_classes: int, size: int) -> nn.Module:
 
     if name == "fasterrcnn_resnet18_c4":
         trunk = torchvision.models.resnet18()
-        backbone = nn.Sequential(trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool, trunk.layer1, trunk.layer2, trunk.layer3)
+        backbone = nn.Sequential(
+            trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool, trunk.layer1, trunk.layer2, trunk.layer3
+        )
         backbone.out_channels = 256
         anchors = AnchorGenerator(sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),))
         pooler = MultiScaleRoIAlign(featmap_names=["0"], output_size=7, sampling_ratio=2)
@@ -211,7 +220,9 @@ def torchvision_peer(name: str, num_classes: int, size: int) -> nn.Module:
     if name == "ssd300_vgg16":
         if size != 300:
             raise ValueError("torchvision's ssd300_vgg16 works at 300 px only; benchmark SSD with size=300")
-        return torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None, num_classes=num_classes + 1)
+        return torchvision.models.detection.ssd300_vgg16(
+            weights=None, weights_backbone=None, num_classes=num_classes + 1
+        )
     raise ValueError(f"unknown torchvision peer {name!r}; use fasterrcnn_resnet18_c4 or ssd300_vgg16")
 
 

@@ -36,10 +36,14 @@ def _read_json(ann_file: Path, log: ProblemLog) -> dict:
     except UnicodeDecodeError as error:
         raise log.fatal("malformed_annotation_file", ann_file, f"not UTF-8 text: {error}") from None
     if not isinstance(data, dict):
-        raise log.fatal("malformed_annotation_file", ann_file, "not a COCO annotation file: the top level is not an object")
+        raise log.fatal(
+            "malformed_annotation_file", ann_file, "not a COCO annotation file: the top level is not an object"
+        )
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
-            raise log.fatal("malformed_annotation_file", ann_file, f"not a COCO annotation file: it has no '{key}' list")
+            raise log.fatal(
+                "malformed_annotation_file", ann_file, f"not a COCO annotation file: it has no '{key}' list"
+            )
     if not isinstance(data.get("annotations", []), list):
         raise log.fatal("malformed_annotation_file", ann_file, "'annotations' is not a list")
     return data
@@ -172,7 +176,10 @@ def load_coco_records(
     raw[:, 2:] += raw[:, :2]
     categories = [a.get("category_id") for a in annotations]
     labels = np.array(
-        [label_of_category.get(c, 0) if isinstance(c, int | float) and not isinstance(c, bool) else 0 for c in categories],
+        [
+            label_of_category.get(c, 0) if isinstance(c, int | float) and not isinstance(c, bool) else 0
+            for c in categories
+        ],
         dtype=np.int64,
     )
     sizes = np.array([(e[2], e[3]) for e in entries], dtype=np.float64).reshape(-1, 2)[owner]

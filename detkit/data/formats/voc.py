@@ -50,7 +50,9 @@ def _coordinates(box: ElementTree.Element | None) -> tuple[list[float] | None, s
     return values, None
 
 
-def parse_voc_xml(xml_path: Path) -> tuple[str | None, int, int, list[tuple[str, bool, list[float] | None, str | None]]]:
+def parse_voc_xml(
+    xml_path: Path,
+) -> tuple[str | None, int, int, list[tuple[str, bool, list[float] | None, str | None]]]:
     """Read one VOC annotation: (filename or None, width, height, objects), each object
     ``(class name, difficult, [xmin, ymin, xmax, ymax] or None, why the box is malformed or None)``.
 
@@ -67,7 +69,9 @@ def parse_voc_xml(xml_path: Path) -> tuple[str | None, int, int, list[tuple[str,
         raise ValueError(f"line {line}, column {column + 1}", f"not valid XML: {message}") from None
     size = root.find("size")
     try:
-        width, height = (int(float(size.findtext(tag) or 0)) for tag in ("width", "height")) if size is not None else (0, 0)
+        width, height = (
+            (int(float(size.findtext(tag) or 0)) for tag in ("width", "height")) if size is not None else (0, 0)
+        )
     except ValueError:
         width, height = 0, 0
     objects = []
@@ -113,7 +117,9 @@ def default_class_names(annotation_dir: Path) -> list[str]:
         return list(VOC_CLASSES)
     names = sorted(found)
     where = annotation_dir.parent
-    logger.info("VOC data in %s is not PASCAL VOC: %d class names read from its XML files: %s", where, len(names), names)
+    logger.info(
+        "VOC data in %s is not PASCAL VOC: %d class names read from its XML files: %s", where, len(names), names
+    )
     return names
 
 

@@ -40,7 +40,9 @@ def read_data_yaml(data_yaml: Path, log: ProblemLog) -> tuple[Path, dict, list[s
         problem = getattr(error, "problem", None) or str(error)
         raise log.fatal("malformed_annotation_file", data_yaml, f"not valid YAML: {problem}", where=where) from None
     if not isinstance(config, dict) or "names" not in config:
-        raise log.fatal("malformed_annotation_file", data_yaml, "not a YOLO data YAML: it needs 'names' (and 'train', 'val')")
+        raise log.fatal(
+            "malformed_annotation_file", data_yaml, "not a YOLO data YAML: it needs 'names' (and 'train', 'val')"
+        )
     names = config["names"]
     if isinstance(names, dict):
         try:
@@ -52,9 +54,13 @@ def read_data_yaml(data_yaml: Path, log: ProblemLog) -> tuple[Path, dict, list[s
                             f"'names' keys must be 0..{len(names) - 1}, got {list(names)}")
         names = [by_index[k] for k in range(len(names))]
     if not isinstance(names, list) or not names:
-        raise log.fatal("malformed_annotation_file", data_yaml, "'names' must be a non-empty list or a dict {index: name}")
+        raise log.fatal(
+            "malformed_annotation_file", data_yaml, "'names' must be a non-empty list or a dict {index: name}"
+        )
     if "nc" in config and str(config["nc"]) != str(len(names)):
-        raise log.fatal("malformed_annotation_file", data_yaml, f"nc={config['nc']} but 'names' has {len(names)} entries")
+        raise log.fatal(
+            "malformed_annotation_file", data_yaml, f"nc={config['nc']} but 'names' has {len(names)} entries"
+        )
     root = Path(config.get("path") or ".")
     if not root.is_absolute():
         root = data_yaml.parent / root

@@ -48,7 +48,9 @@ def default_cache_root() -> Path:
 
 
 def _encode(sample: SceneSample) -> bytes:
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
+    ok, data = cv2.imencode(
+        ".jpg", cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]
+    )
     if not ok:
         raise OSError("could not encode a scenes image as JPEG")
     return data.tobytes()
@@ -59,9 +61,12 @@ def _coco_document(split: str, params: ScenesParams, items: list[tuple[str, Scen
     for index, (stem, sample) in enumerate(items):
         height, width = sample.image.shape[:2]
         images.append({"id": index + 1, "file_name": f"{stem}.jpg", "width": width, "height": height})
-        for (x1, y1, x2, y2), category in zip(sample.boxes.astype(int).tolist(), sample.category_ids.tolist(), strict=True):
+        for (x1, y1, x2, y2), category in zip(
+            sample.boxes.astype(int).tolist(), sample.category_ids.tolist(), strict=True
+        ):
             annotations.append({"id": len(annotations) + 1, "image_id": index + 1, "category_id": category,
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})  # fmt: skip
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1),
+                                "iscrowd": 0})  # fmt: skip
     categories = [{"id": cid, "name": name, "supercategory": "object"} for cid, name in SCENE_CATEGORIES.items()]
     info = {"description": f"detkit synthetic scenes, {split} split, parameters {params.digest()}"}
     return {"info": info, "licenses": [], "images": images, "annotations": annotations, "categories": categories}
@@ -106,7 +111,11 @@ def _yolo_lines(sample: SceneSample) -> str:
 
 def _write_split(root: Path, layouts: tuple[str, ...], params: ScenesParams, split: str) -> None:
     count = params.num_train if split == "train" else params.num_val
-    image_dirs = {"coco": root / "coco" / split, "voc": root / "voc" / "JPEGImages", "yolo": root / "yolo" / "images" / split}
+    image_dirs = {
+        "coco": root / "coco" / split,
+        "voc": root / "voc" / "JPEGImages",
+        "yolo": root / "yolo" / "images" / split,
+    }
     for layout in layouts:
         image_dirs[layout].mkdir(parents=True, exist_ok=True)
     if "voc" in layouts:
@@ -168,7 +177,9 @@ def ensure_scenes(params: ScenesParams, root: str | Path | None = None, layouts:
     if (folder / COMPLETE_MARKER).is_file():
         return folder
     base.mkdir(parents=True, exist_ok=True)
-    logger.info("generating the scenes data (%d train + %d val images) into %s", params.num_train, params.num_val, folder)
+    logger.info(
+        "generating the scenes data (%d train + %d val images) into %s", params.num_train, params.num_val, folder
+    )
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=base))
     try:
         write_scenes(staging, params, layouts)

@@ -64,7 +64,8 @@ class ScenesParams:
         if not 4 <= self.tiny_size[0] <= self.tiny_size[1] <= self.min_size <= self.max_size <= self.min_side:
             raise ValueError(
                 "need 4 <= tiny_size[0] <= tiny_size[1] <= min_size <= max_size <= min_side, got "
-                f"tiny_size={self.tiny_size}, min_size={self.min_size}, max_size={self.max_size}, min_side={self.min_side}"
+                f"tiny_size={self.tiny_size}, min_size={self.min_size}, max_size={self.max_size}, "
+                f"min_side={self.min_side}"
             )
         if self.max_objects < 1 or self.num_train < 0 or self.num_val < 0 or self.clutter_lines < 0:
             raise ValueError("max_objects must be >= 1 and num_train, num_val, clutter_lines >= 0")
@@ -219,7 +220,10 @@ def generate_scene(params: ScenesParams, split: str, index: int) -> SceneSample:
     if split not in SPLIT_CODES:
         raise ValueError(f"split must be one of {tuple(SPLIT_CODES)}, got {split!r}")
     rng = np.random.default_rng([params.seed, SPLIT_CODES[split], index])
-    height, width = int(rng.integers(params.min_side, params.max_side + 1)), int(rng.integers(params.min_side, params.max_side + 1))
+    height, width = (
+        int(rng.integers(params.min_side, params.max_side + 1)),
+        int(rng.integers(params.min_side, params.max_side + 1)),
+    )
     image = _background(rng, height, width)
     wanted = 0 if rng.random() < params.empty_fraction else int(rng.integers(1, params.max_objects + 1))
     kinds = list(SCENE_CATEGORIES.items())

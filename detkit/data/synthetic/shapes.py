@@ -45,7 +45,9 @@ def ensure_shapes(params: ShapesParams, root: str | Path | None = None) -> Path:
         return folder
     base.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    logger.info("generating the shapes data (%d train + %d val images) into %s", params.num_train, params.num_val, folder)
+    logger.info(
+        "generating the shapes data (%d train + %d val images) into %s", params.num_train, params.num_val, folder
+    )
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=base))
     try:
         write_coco_layout(staging, params)

@@ -229,7 +229,9 @@ def generate_sample(params: ShapesParams, split: str, index: int) -> ShapesSampl
             if min(box[2] - box[0], box[3] - box[1]) < min_visible_side:
                 continue
             occluded = [v & ~mask for v in visible]
-            if any(o.sum() < max(1.0, (1 - params.max_occlusion) * a) for o, a in zip(occluded, kept_area, strict=True)):
+            if any(
+                o.sum() < max(1.0, (1 - params.max_occlusion) * a) for o, a in zip(occluded, kept_area, strict=True)
+            ):
                 continue
             others = [mask_box(o) for o in occluded]
             if any(_box_iou(box, other) > _MAX_BOX_IOU for other in others):

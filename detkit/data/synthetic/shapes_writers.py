@@ -66,7 +66,9 @@ def write_coco_layout(root: str | Path, params: ShapesParams) -> Path:
     for split in SPLITS:
         images, annotations = [], []
         for index, (stem, sample) in enumerate(_generate_split(params, split, root / split / "images")):
-            images.append({"id": index + 1, "file_name": f"{stem}.{params.image_format}", "width": width, "height": height})
+            images.append(
+                {"id": index + 1, "file_name": f"{stem}.{params.image_format}", "width": width, "height": height}
+            )
             for (x1, y1, x2, y2), label in zip(_integer_boxes(sample), sample.labels.tolist(), strict=True):
                 annotations.append({
                     "id": len(annotations) + 1, "image_id": index + 1, "category_id": label,

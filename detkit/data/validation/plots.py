@@ -47,7 +47,9 @@ def draw_box_sizes(records: list[ImageRecord], path: Path, title: str) -> Path:
     boxes = [r.boxes for r in records]
     sizes = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)
     side = np.sqrt((sizes[:, 2] - sizes[:, 0]) * (sizes[:, 3] - sizes[:, 1]))
-    image_side = np.concatenate([np.full(len(r.boxes), np.sqrt(r.width * r.height)) for r in records]) if records else side
+    image_side = (
+        np.concatenate([np.full(len(r.boxes), np.sqrt(r.width * r.height)) for r in records]) if records else side
+    )
     figure = new_figure(11, 4.2, dpi=110)
     absolute, relative = figure.subplots(1, 2)
     figure.suptitle(f"{title}: box sizes ({len(side)} boxes)", fontsize=13)

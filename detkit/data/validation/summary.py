@@ -60,7 +60,9 @@ def check_dataset(dataset: DetectionDataset, *, read_images: bool = True) -> dic
     of image and box sizes and of the box aspect ratio w/h.
     """
     if not isinstance(dataset, DetectionDataset):
-        raise TypeError(f"check_dataset needs a detkit dataset (CocoDataset, VocDataset, ...), got {type(dataset).__name__}")
+        raise TypeError(
+            f"check_dataset needs a detkit dataset (CocoDataset, VocDataset, ...), got {type(dataset).__name__}"
+        )
     problems = list(dataset.problems)
     if read_images and not dataset.images_verified:
         problems += _undecodable(dataset)
