@@ -178,7 +178,9 @@ def _rgb_pixels(image: ImageInput, index: int) -> tuple[np.ndarray, str | None]:
         name = f"array input #{index}"
     else:
         if not hasattr(image, "convert"):
-            raise TypeError(f"cannot read an image from {type(image).__name__}; give a path, array, PIL image or tensor")
+            raise TypeError(
+                f"cannot read an image from {type(image).__name__}; give a path, array, PIL image or tensor"
+            )
         return pil_to_rgb(image, f"PIL image input #{index}"), None
     array = np.asarray(image)
     if array.ndim == 2:

@@ -19,18 +19,61 @@ logger = logging.getLogger(__name__)
 
 # Old import path → new one. A key is a whole module (everything in it moved along) or one name.
 MOVED: dict[str, str] = {
-    # Issue 9: the data side of proposals left detkit.proposals for detkit.data.proposals.
+    # The data side of proposals left detkit.proposals for detkit.data.proposals.
     "detkit.proposals.cache": "detkit.data.proposals.cache",
     "detkit.proposals.compute": "detkit.data.proposals.compute",
     "detkit.proposals.recall": "detkit.data.proposals.recall",
     "detkit.proposals.selective_search": "detkit.data.proposals.selective_search",
     "detkit.proposals.with_proposals": "detkit.data.proposals.with_proposals",
-    # Issue 9: IoU in every form in ops/iou.py; the conv-BN-LeakyReLU block in layers/.
+    # IoU in every form in ops/iou.py; the conv-BN-LeakyReLU block in layers/.
     "detkit.ops.boxes.box_iou": "detkit.ops.iou.box_iou",
     "detkit.ops.boxes.batched_box_iou": "detkit.ops.iou.batched_box_iou",
     "detkit.assign.yolo.elementwise_box_iou": "detkit.ops.iou.elementwise_box_iou",
     "detkit.assign.yolo.shape_iou": "detkit.ops.iou.shape_iou",
     "detkit.necks.yolov3_fpn.ConvBNLeaky": "detkit.layers.conv_bn_act.ConvBNLeaky",
+    # The layering of docs/ARCHITECTURE.md: data formats, augmentation, validation and synthetic data in
+    # sub-packages of data/; presentation in reporting/; jobs and analysis tools out of engine/, utils/ and
+    # evaluation/.
+    "detkit.utils.amp_parity": "detkit.analysis.device.amp_parity",
+    "detkit.utils.sync_count": "detkit.analysis.device.sync_count",
+    "detkit.utils.device_checks": "detkit.analysis.device.detector_checks",
+    "detkit.utils.check_batches": "detkit.analysis.device.check_batches",
+    "detkit.utils.benchmark": "detkit.analysis.speed.throughput",
+    "detkit.utils.benchmark_nms": "detkit.analysis.speed.nms",
+    "detkit.utils.rcnn_speed": "detkit.analysis.speed.rcnn",
+    "detkit.evaluation.benchmark": "detkit.analysis.speed.evaluators",
+    "detkit.utils.window_comparison": "detkit.analysis.checks.windows",
+    "detkit.evaluation.lineage": "detkit.analysis.lineage.table",
+    "detkit.evaluation.lineage_report": "detkit.analysis.lineage.report",
+    "detkit.evaluation.report": "detkit.reporting.report",
+    "detkit.evaluation.plots": "detkit.reporting.plots",
+    "detkit.evaluation.training_log": "detkit.reporting.training_log",
+    "detkit.evaluation.run_comparison": "detkit.reporting.run_comparison",
+    "detkit.evaluation.error_report": "detkit.reporting.error_report",
+    "detkit.evaluation.galleries": "detkit.reporting.galleries",
+    "detkit.evaluation.html_parts": "detkit.reporting.html_parts",
+    "detkit.evaluation.html_report": "detkit.reporting.html_report",
+    "detkit.evaluation.html_compare": "detkit.reporting.html_compare",
+    "detkit.engine.launch": "detkit.jobs.train_and_evaluate",
+    "detkit.engine.rcnn_svms": "detkit.jobs.fit_svms",
+    "detkit.engine.prior_check": "detkit.analysis.checks.priors",
+    "detkit.data.coco": "detkit.data.formats.coco",
+    "detkit.data.voc": "detkit.data.formats.voc",
+    "detkit.data.yolo": "detkit.data.formats.yolo",
+    "detkit.data.transforms": "detkit.data.augment.transforms",
+    "detkit.data.mosaic": "detkit.data.augment.mosaic",
+    "detkit.data.mixup": "detkit.data.augment.mixup",
+    "detkit.data.wrapper": "detkit.data.augment.wrapper",
+    "detkit.data.problems": "detkit.data.validation.problems",
+    "detkit.data.box_checks": "detkit.data.validation.box_checks",
+    "detkit.data.image_check_cache": "detkit.data.validation.image_check_cache",
+    "detkit.data.checks": "detkit.data.validation.summary",
+    "detkit.data.check_plots": "detkit.data.validation.plots",
+    "detkit.data.shapes": "detkit.data.synthetic.shapes",
+    "detkit.data.shapes_render": "detkit.data.synthetic.shapes_render",
+    "detkit.data.shapes_writers": "detkit.data.synthetic.shapes_writers",
+    "detkit.data.scenes": "detkit.data.synthetic.scenes",
+    "detkit.data.scenes_render": "detkit.data.synthetic.scenes_render",
 }
 
 

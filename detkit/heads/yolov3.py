@@ -115,7 +115,8 @@ class YOLOv3Head(nn.Module):
         """The anchor shapes, compared with each box centred, as the assignment picks an anchor."""
         threshold = self.ignore_threshold if self.extra_positive_threshold is None else self.extra_positive_threshold
         shapes = self.anchor_grid.anchors.detach().float().cpu().reshape(-1, 2)
-        return Priors("yolov3", float(threshold), "shape IoU of the best anchor (w, h centred on the box)", shapes=shapes)
+        rule = "shape IoU of the best anchor (w, h centred on the box)"
+        return Priors("yolov3", float(threshold), rule, shapes=shapes)
 
     def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
         """→ raw outputs ``Tensor[N, P, 5 + C]`` float32 (tx, ty, tw, th, objectness, classes;

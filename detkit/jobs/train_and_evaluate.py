@@ -295,10 +295,11 @@ def evaluate_checkpoint(
     checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = (), *, report_dir: str | Path | None = None
 ) -> dict:
     """Evaluate a training checkpoint on the validation split of its stored config (with
-    ``overrides`` on top, e.g. another ``data=``). The model comes from :func:`detkit.engine.loading.load_detector`, so a
-    checkpoint that does not fully match its model is refused with every mismatch named. With
-    ``report_dir``, the evaluation report (pictures, per-class table, error breakdown; training curves from the
-    ``log.jsonl`` beside the checkpoint) is written there too."""
+    ``overrides`` on top, e.g. another ``data=``). The model comes from
+    :func:`detkit.engine.loading.load_detector`, so a checkpoint that does not fully match its
+    model is refused with every mismatch named. With ``report_dir``, the evaluation report
+    (pictures, per-class table, error breakdown; training curves from the ``log.jsonl`` beside the
+    checkpoint) is written there too."""
     predictor = load_detector(checkpoint, overrides=overrides)
     cfg = predictor.cfg
     set_cpu_threads(cfg)

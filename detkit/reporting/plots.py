@@ -1,7 +1,7 @@
 """Evaluation pictures as PNG: precision-recall curves, confusion matrix, training curves.
 
-Figures come from ``detkit.utils.figures`` (no pyplot, so no window and no global state). Every function returns the arrays it drew, so tests
-can check what a picture shows without reading pixels.
+Figures come from ``detkit.utils.figures`` (no pyplot, so no window and no global state). Every
+function returns the arrays it drew, so tests can check what a picture shows without reading pixels.
 """
 
 from __future__ import annotations

@@ -10,10 +10,6 @@ import shutil
 import pytest
 import torch
 
-from detkit.cli import main
-from detkit.engine.config import ConfigError, config_dir, load_config
-from detkit.jobs.train_and_evaluate import train
-from detkit.analysis.lineage.table import BASELINE, ONE_STAGE, OTHER, TWO_STAGE, detector_of, read_run
 from detkit.analysis.lineage.report import (
     MARKER_HALF,
     _label_box,
@@ -22,6 +18,10 @@ from detkit.analysis.lineage.report import (
     duration,
     plot_lineage,
 )
+from detkit.analysis.lineage.table import BASELINE, ONE_STAGE, OTHER, TWO_STAGE, detector_of, read_run
+from detkit.cli import main
+from detkit.engine.config import ConfigError, config_dir, load_config
+from detkit.jobs.train_and_evaluate import train
 
 TINY = [
     "data.num_train=8",

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.data.base import DetectionDataset, ImageRecord
-from detkit.data.validation.box_checks import BoxChecker
-from detkit.data.collate import collate_detection
 from detkit.data.augment.mixup import MixUp
 from detkit.data.augment.mosaic import Mosaic
-from detkit.data.validation.problems import ProblemLog
 from detkit.data.augment.transforms import eval_transforms, train_transforms
+from detkit.data.base import DetectionDataset, ImageRecord
+from detkit.data.collate import collate_detection
+from detkit.data.validation.box_checks import BoxChecker
+from detkit.data.validation.problems import ProblemLog
 from detkit.engine.build import build_model, load_config
 
 THIN = (1e-3, 0.01, 0.3, 1.0, 2.0)  # box sides in pixels that rounding and filters find hard

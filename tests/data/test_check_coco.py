@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from detkit.cli import main as detkit_main
-from detkit.data.validation.summary import check_dataset
 from detkit.data.formats.coco import CocoDataset
 from detkit.data.validation.problems import DataError, problem_report
+from detkit.data.validation.summary import check_dataset
 from detkit.engine.config import load_config
 from detkit.jobs.train_and_evaluate import train
 from tests.data.planted import (

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from detkit.cli import main as detkit_main
-from detkit.data.validation.problems import DataError
 from detkit.data.formats.voc import VocDataset
+from detkit.data.validation.problems import DataError
 from detkit.engine.config import load_config
 from detkit.jobs.train_and_evaluate import train
 from tests.data.planted import (

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detkit.data.validation.problems import DataError
 from detkit.data.formats.yolo import YoloDataset
+from detkit.data.validation.problems import DataError
 from detkit.engine.config import load_config
 from detkit.jobs.train_and_evaluate import train
 from tests.data.planted import TINY_TRAIN, counted, found, write_image, write_truncated, write_unreadable

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detkit.data.validation.summary import check_dataset
 from detkit.data.formats.coco import CocoDataset
 from detkit.data.synthetic.shapes_render import SHAPE_CLASSES, generate_sample
+from detkit.data.validation.summary import check_dataset
 
 
 def test_report_matches_the_generated_data(shapes_layouts, small_shapes_params) -> None:

@@ -10,12 +10,12 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from detkit.data.formats.coco import CocoDataset
-from detkit.data.synthetic.shapes import ShapesDataset
-from detkit.data.synthetic.shapes_render import SHAPE_CLASSES
 from detkit.data.augment.transforms import eval_transforms, train_transforms
+from detkit.data.formats.coco import CocoDataset
 from detkit.data.formats.voc import VocDataset
 from detkit.data.formats.yolo import YoloDataset
+from detkit.data.synthetic.shapes import ShapesDataset
+from detkit.data.synthetic.shapes_render import SHAPE_CLASSES
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -15,10 +15,10 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detkit.data.formats.coco import CocoDataset
-from detkit.data.validation.problems import DataError
-from detkit.data.synthetic.shapes_render import SHAPE_CLASSES, generate_sample
 from detkit.data.formats.voc import VocDataset
 from detkit.data.formats.yolo import YoloDataset
+from detkit.data.synthetic.shapes_render import SHAPE_CLASSES, generate_sample
+from detkit.data.validation.problems import DataError
 from tests.data.log_capture import capture_log
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from detkit.data.formats.coco import CocoDataset
 from detkit.data.augment.transforms import bbox_safe_crop, eval_transforms, scale_and_filter_boxes, train_transforms
+from detkit.data.formats.coco import CocoDataset
 from detkit.structures import boxes_to_original
 
 

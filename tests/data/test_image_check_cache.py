@@ -14,8 +14,8 @@ import pytest
 
 from detkit.data import image_files
 from detkit.data.formats.coco import CocoDataset
-from detkit.data.validation.image_check_cache import RACY_SECONDS, cache_file, checked_image_files
 from detkit.data.formats.yolo import YoloDataset
+from detkit.data.validation.image_check_cache import RACY_SECONDS, cache_file, checked_image_files
 from tests.data.planted import HEIGHT, WIDTH, write_image, write_truncated
 
 NAMES = [f"img{i}.jpg" for i in range(5)]

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from detkit.cli import main as detkit_main
-from detkit.data.validation.summary import check_dataset
 from detkit.data.formats.coco import CocoDataset
-from detkit.data.image_files import check_image_file, read_image
-from detkit.data.validation.problems import DataError
 from detkit.data.formats.voc import VocDataset
 from detkit.data.formats.yolo import YoloDataset
+from detkit.data.image_files import check_image_file, read_image
+from detkit.data.validation.problems import DataError
+from detkit.data.validation.summary import check_dataset
 from detkit.engine.build import build_dataset
 from detkit.engine.config import load_config
 from tests.data.oriented import (

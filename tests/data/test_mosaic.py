@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.data.base import DetectionDataset, ImageRecord
 from detkit.data.augment.mosaic import FILL, Mosaic
 from detkit.data.augment.transforms import eval_transforms
+from detkit.data.base import DetectionDataset, ImageRecord
 from detkit.engine.build import ConfigError, build_dataset, load_config
 
 COLOURS = [(200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0)]

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detkit.data.validation.summary import check_dataset
 from detkit.data.formats.coco import CocoDataset
-from detkit.data.synthetic.scenes import COMPLETE_MARKER, ensure_scenes, write_scenes
-from detkit.data.synthetic.scenes_render import SCENE_CATEGORIES, ScenesParams, generate_scene
 from detkit.data.formats.voc import VocDataset
 from detkit.data.formats.yolo import YoloDataset
+from detkit.data.synthetic.scenes import COMPLETE_MARKER, ensure_scenes, write_scenes
+from detkit.data.synthetic.scenes_render import SCENE_CATEGORIES, ScenesParams, generate_scene
+from detkit.data.validation.summary import check_dataset
 
 # Small images and many empty / tiny objects so that a few images show every case.
 SMALL = ScenesParams(num_train=14, num_val=6, min_side=64, max_side=112, min_size=12, max_size=56,

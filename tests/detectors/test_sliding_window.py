@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from detkit.analysis.checks.windows import box_statistics
 from detkit.engine.build import build_model, load_config
 from detkit.export.graphs import detection_graph
 from detkit.proposals.sliding_windows import SlidingWindows, count_windows
-from detkit.analysis.checks.windows import box_statistics
 
 # Two window sizes over a 64 px image keep every test in seconds.
 SMALL = ["model.proposal_generator.sizes=[16,32]", "model.crop_size=32", "model.context_padding=2"]

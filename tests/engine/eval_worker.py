@@ -5,8 +5,8 @@ import os
 
 import torch
 
-from detkit.data.synthetic.shapes import ShapesDataset
 from detkit.data.augment.transforms import eval_transforms
+from detkit.data.synthetic.shapes import ShapesDataset
 from detkit.engine import dist
 from detkit.engine.inference import evaluate_model
 

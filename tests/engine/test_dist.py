@@ -69,8 +69,8 @@ def test_two_process_gloo_ddp_run(tmp_path):
 
 
 def test_distributed_evaluation_equals_single_process(tmp_path):
-    from detkit.data.synthetic.shapes import ShapesDataset
     from detkit.data.augment.transforms import eval_transforms
+    from detkit.data.synthetic.shapes import ShapesDataset
     from detkit.engine.build import build_model
     from detkit.engine.config import load_config
     from detkit.engine.inference import evaluate_model

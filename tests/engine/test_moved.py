@@ -1,5 +1,7 @@
-"""Checkpoints written before classes moved (issue 9) still build and load: their stored config
-names old import paths, which detkit.engine.moved maps to the new ones."""
+"""Checkpoints written before classes moved still build and load: their stored config names old
+import paths, which detkit.engine.moved maps to the new ones. Two generations of old configs: before
+the data side of proposals moved to detkit/data/proposals, and before the packages were layered
+(data formats, synthetic data and transforms in sub-packages of detkit/data)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,14 @@ from detkit.engine.build import build_model, config_from_yaml, load_config_with_
 from detkit.engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from detkit.engine.moved import moved_target
 
-BEFORE = Path(__file__).parent / "fixtures" / "before_issue9"
+FIXTURES = Path(__file__).parent / "fixtures"
+BEFORE = FIXTURES / "before_proposals_move"
+BEFORE_LAYERING = FIXTURES / "before_layering"
+LAYERING_EXPERIMENTS = [
+    "rfcn_mobilenet_v1_shapes_quick",  # the default experiment, on the built-in shapes data
+    "yolov3_mobilenet_v1_shapes_coco",  # data=coco
+    "ssd_mobilenet_v1_shapes_voc",  # data=voc
+]
 EXPERIMENTS = [
     "fast_rcnn_mobilenet_v1_shapes",  # WithProposals moved to detkit.data.proposals
     "faster_rcnn_mobilenet_v1_shapes",  # the RPN's conv now comes from detkit.layers
@@ -24,9 +33,9 @@ EXPERIMENTS = [
 ]
 
 
-def _old_state_dict_shapes(name: str) -> dict[str, list[int]]:
+def _old_state_dict_shapes(name: str, folder: Path = BEFORE) -> dict[str, list[int]]:
     entries = {}
-    for line in (BEFORE / f"{name}.keys").read_text().splitlines():
+    for line in (folder / f"{name}.keys").read_text().splitlines():
         key, shape = line.split(" ", 1)
         entries[key] = ast.literal_eval(shape)
     return entries
@@ -75,3 +84,36 @@ def test_checkpoint_written_before_the_moves_loads_strictly(tmp_path, name):
     load_checkpoint(path, model=rebuilt, restore_rng=False)
     for key, value in model.state_dict().items():
         assert torch.equal(rebuilt.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("name", LAYERING_EXPERIMENTS)
+def test_config_written_before_the_layering_names_classes_that_still_resolve(name):
+    old_yaml = (BEFORE_LAYERING / f"{name}.yaml").read_text()
+    old_targets = {"detkit.data.shapes.ShapesDataset", "detkit.data.coco.CocoDataset", "detkit.data.voc.VocDataset"}
+    assert any(f"_target_: {target}" in old_yaml for target in old_targets)  # the fixture is old
+    cfg = config_from_yaml(old_yaml)
+    for split in ("train", "val"):
+        target = cfg.data[split]._target_
+        assert target.startswith("detkit.data.formats.") or target.startswith("detkit.data.synthetic."), target
+        assert get_class(target).__module__ == target.rsplit(".", 1)[0]
+    model = build_model(cfg, num_classes=5)
+    assert {key: list(value.shape) for key, value in model.state_dict().items()} == _old_state_dict_shapes(
+        name, BEFORE_LAYERING
+    )
+
+
+def test_default_checkpoint_written_before_the_layering_loads_and_predicts(tmp_path):
+    """The default experiment's checkpoint as the old code wrote it: ``detkit.load`` builds it
+    from its stored config and runs it on an image."""
+    import numpy as np
+
+    import detkit
+
+    old_yaml = (BEFORE_LAYERING / "rfcn_mobilenet_v1_shapes_quick.yaml").read_text()
+    model = build_model(config_from_yaml(old_yaml), num_classes=5)
+    path = save_checkpoint(tmp_path / "old.pt", model=model, iteration=1, epoch=0, config_yaml=old_yaml,
+                           class_names=["circle", "square", "triangle", "plus", "ring"])  # fmt: skip
+    predictor = detkit.load(path, device="cpu")
+    result = predictor(np.zeros((48, 64, 3), np.uint8))
+    assert set(result) == {"boxes", "scores", "labels", "names"}
+    assert predictor.cfg.data.val._target_ == "detkit.data.synthetic.shapes.ShapesDataset"

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 from omegaconf import OmegaConf
 
+from detkit.analysis.checks.priors import check_priors, describe_priors
 from detkit.data.base import ImageRecord
 from detkit.engine.build import build_model
 from detkit.engine.config import load_config
-from detkit.analysis.checks.priors import check_priors, describe_priors
 from detkit.priors.coverage import model_priors
 from tests.data.log_capture import capture_log
 

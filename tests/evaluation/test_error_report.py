@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from detkit.reporting.error_report import format_errors_markdown, plot_error_breakdown
 from detkit.evaluation.errors import CAUSES, error_breakdown
+from detkit.reporting.error_report import format_errors_markdown, plot_error_breakdown
 from detkit.reporting.report import evaluate_with_report, format_metrics_table
 
 A = [0, 0, 100, 100]

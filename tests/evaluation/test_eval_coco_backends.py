@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from detkit.evaluation import COCO_METRIC_KEYS, coco_evaluate, evaluate
 from detkit.analysis.speed.evaluators import main as benchmark_main
+from detkit.evaluation import COCO_METRIC_KEYS, coco_evaluate, evaluate
 from detkit.evaluation.coco import faster_coco_eval_available
 from detkit.evaluation.synthetic import synthetic_coco
 from tests.evaluation.conftest import COCO100_DIR

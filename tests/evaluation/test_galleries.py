@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from detkit.reporting.error_report import CAUSE_COLOURS
 from detkit.evaluation.errors import assign_errors
-from detkit.reporting.galleries import PANEL_SIZE, worst_images, write_error_galleries
 from detkit.evaluation.inputs import load_detections, load_ground_truth
+from detkit.reporting.error_report import CAUSE_COLOURS
+from detkit.reporting.galleries import PANEL_SIZE, worst_images, write_error_galleries
 
 A = [0, 0, 100, 100]
 B = [200, 200, 300, 300]

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
+from detkit.data.augment.transforms import eval_transforms
 from detkit.data.base import image_to_tensor, read_image
 from detkit.data.synthetic.shapes_render import ShapesParams, generate_sample
-from detkit.data.augment.transforms import eval_transforms
 from detkit.export import export_checkpoint
 from detkit.structures import boxes_to_original
 from tests.export.detectors import INPUT_SIZE, needs_onnx, save_small_checkpoint

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detkit.engine.build import build_model, load_config
 from detkit.analysis.device.amp_parity import amp_box_parity, compare_detections
 from detkit.analysis.device.check_batches import shapes_batch
+from detkit.engine.build import build_model, load_config
 
 
 def _det(boxes, scores, labels):

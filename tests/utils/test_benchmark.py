@@ -8,10 +8,7 @@ import json
 import pytest
 import torch
 
-from detkit.commands.benchmark import throughput_report
-from detkit.engine.build import build_model
-from detkit.engine.config import load_config
-from detkit.ops.nms import select_padded
+from detkit.analysis.speed.nms import folded_group_nms, nms_timings, random_candidates
 from detkit.analysis.speed.throughput import (
     format_rows,
     measure,
@@ -21,7 +18,10 @@ from detkit.analysis.speed.throughput import (
     rate_summary,
     time_repeats,
 )
-from detkit.analysis.speed.nms import folded_group_nms, nms_timings, random_candidates
+from detkit.commands.benchmark import throughput_report
+from detkit.engine.build import build_model
+from detkit.engine.config import load_config
+from detkit.ops.nms import select_padded
 
 
 def test_time_repeats_runs_warmup_then_each_repeat() -> None:

@@ -1,1 +1,3 @@
-"""The lineage table: trained detectors of every family side by side in accuracy and inference speed, as a table and a picture."""
+"""The lineage table: trained detectors of every family side by side in accuracy and inference speed,
+as a table and a picture.
+"""

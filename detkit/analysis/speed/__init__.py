@@ -1,1 +1,3 @@
-"""Speed measurements: training and inference throughput beside torchvision, NMS strategies, R-CNN against single-pass detectors, the COCO evaluators."""
+"""Speed measurements: training and inference throughput beside torchvision, NMS strategies, R-CNN
+against single-pass detectors, the COCO evaluators.
+"""

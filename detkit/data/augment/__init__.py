@@ -1,1 +1,3 @@
-"""Training-time augmentation and the letterbox every split goes through: albumentations transforms, mosaic, MixUp."""
+"""Training-time augmentation and the letterbox every split goes through: albumentations transforms,
+mosaic, MixUp.
+"""

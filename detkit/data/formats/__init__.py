@@ -1,1 +1,3 @@
-"""Readers of the annotation formats users have: COCO JSON, PASCAL VOC XML, Ultralytics YOLO text files."""
+"""Readers of the annotation formats users have: COCO JSON, PASCAL VOC XML, Ultralytics YOLO text
+files.
+"""

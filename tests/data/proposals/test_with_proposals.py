@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.data.proposals.with_proposals import WithProposals
 from detkit.data.augment.transforms import DetectionTransform, eval_transforms, train_transforms
+from detkit.data.proposals.with_proposals import WithProposals
 from tests.data.proposals.drawn_images import HEIGHT, WIDTH
 
 SEARCH = {"strategy": "single", "search_size": None, "min_size": 3.0}
