@@ -1,6 +1,6 @@
 """The GPU check (docs/GPU_CHECK.md): `python tools/gpu_check.py output=gpu_check/`.
 
-The same as `detkit gpu-check ...`; the code lives in detkit/commands/gpu_check.py.
+The same as `detkit gpu-check ...`; the check itself lives in detkit/analysis/device/gpu_check.py.
 """
 
 import sys

@@ -110,6 +110,18 @@ class Detector(nn.Module):
         return batch
 
 
+def merge_losses(*parts: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The losses of a detector's stages in one dict; two stages naming a loss alike is a bug in
+    the stages (one loss would silently replace the other), so it is refused."""
+    merged: dict[str, Tensor] = {}
+    for part in parts:
+        clash = merged.keys() & part.keys()
+        if clash:
+            raise ValueError(f"two stages of the detector return the same losses: {sorted(clash)}")
+        merged.update(part)
+    return merged
+
+
 def check_targets(targets: list[Target], image_sizes: Tensor) -> None:
     """Fail early, naming the image, on targets that would turn into NaN losses later.
 

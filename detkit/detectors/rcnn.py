@@ -18,7 +18,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from detkit.detectors.base import Detector, with_backbone_normalization
+from detkit.detectors.base import Detector, merge_losses, with_backbone_normalization
 from detkit.heads.base import RoIHead
 from detkit.ops.roi import rois_from_boxes, warp_crops
 from detkit.proposals.precomputed import PrecomputedProposals
@@ -102,10 +102,8 @@ class RCNN(Detector):
         return torch.cat([self.crop_features(batch, chunk) for chunk in rois.split(self.chunk_size)])
 
     def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
-        proposals, losses = self.proposal_generator(None, image_sizes, targets)
-        losses = dict(losses)
-        losses.update(self.head.loss(partial(self.crop_features, batch), proposals, image_sizes, targets))
-        return losses
+        proposals, proposal_losses = self.proposal_generator(None, image_sizes, targets)
+        return merge_losses(proposal_losses, self.head.loss(partial(self.crop_features, batch), proposals, image_sizes, targets))
 
     def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
         proposals, _ = self.proposal_generator(None, image_sizes, targets)

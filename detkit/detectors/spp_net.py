@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from detkit.backbones.base import freeze_batchnorm
-from detkit.detectors.base import Detector, with_backbone_normalization
+from detkit.detectors.base import Detector, merge_losses, with_backbone_normalization
 from detkit.heads.base import RoIHead
 from detkit.ops.roi import rois_from_boxes
 from detkit.proposals.precomputed import PrecomputedProposals
@@ -66,10 +66,8 @@ class SPPNet(Detector):
         return self.backbone(batch)[self.feature_name]
 
     def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
-        proposals, losses = self.proposal_generator(None, image_sizes, targets)
-        losses = dict(losses)
-        losses.update(self.head.loss(self.features(batch), proposals, image_sizes, targets))
-        return losses
+        proposals, proposal_losses = self.proposal_generator(None, image_sizes, targets)
+        return merge_losses(proposal_losses, self.head.loss(self.features(batch), proposals, image_sizes, targets))
 
     def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
         proposals, _ = self.proposal_generator(None, image_sizes, targets)

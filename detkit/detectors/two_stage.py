@@ -10,12 +10,33 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from detkit.detectors.base import Detector, with_backbone_normalization
+from detkit.detectors.base import Detector, merge_losses, with_backbone_normalization
 from detkit.heads.base import RoIHead
 from detkit.structures import Detections, Target
 
 
-class TwoStageDetector(Detector):
+class ProposalsThenRoIs(Detector):
+    """What every two-stage detector does with its parts: features, proposals from them, then the
+    RoI head on the same features. A subclass says what its features are (one map, or a pyramid)."""
+
+    proposal_generator: nn.Module
+    roi_head: RoIHead
+
+    def features(self, batch: Tensor) -> Tensor | dict[str, Tensor]:
+        raise NotImplementedError
+
+    def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
+        features = self.features(batch)
+        proposals, proposal_losses = self.proposal_generator(features, image_sizes, targets)
+        return merge_losses(proposal_losses, self.roi_head.loss(features, proposals, image_sizes, targets))
+
+    def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
+        features = self.features(batch)
+        proposals, _ = self.proposal_generator(features, image_sizes, targets)
+        return self.roi_head.predict(features, proposals, image_sizes)
+
+
+class TwoStageDetector(ProposalsThenRoIs):
     """``proposal_generator`` and ``roi_head`` are factories (``_partial_: true`` in the config)
     called with ``in_channels`` and ``stride`` of the backbone output ``feature_name``; the RoI
     head follows ``detkit.heads.base.RoIHead``, with that output's map as its ``features``."""
@@ -43,13 +64,5 @@ class TwoStageDetector(Detector):
         self.roi_head: RoIHead = roi_head(in_channels=info.channels, stride=info.stride, num_classes=num_classes)
         self.num_classes = num_classes
 
-    def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
-        features = self.backbone(batch)[self.feature_name]
-        proposals, losses = self.proposal_generator(features, image_sizes, targets)
-        losses.update(self.roi_head.loss(features, proposals, image_sizes, targets))
-        return losses
-
-    def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
-        features = self.backbone(batch)[self.feature_name]
-        proposals, _ = self.proposal_generator(features, image_sizes, targets)
-        return self.roi_head.predict(features, proposals, image_sizes)
+    def features(self, batch: Tensor) -> Tensor:
+        return self.backbone(batch)[self.feature_name]

@@ -11,12 +11,13 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from detkit.detectors.base import Detector, with_backbone_normalization
+from detkit.detectors.base import with_backbone_normalization
+from detkit.detectors.two_stage import ProposalsThenRoIs
 from detkit.heads.base import RoIHead
-from detkit.structures import Detections, FeatureInfo, Target
+from detkit.structures import FeatureInfo
 
 
-class FPNTwoStageDetector(Detector):
+class FPNTwoStageDetector(ProposalsThenRoIs):
     """``neck``, ``proposal_generator`` and ``roi_head`` are factories (``_partial_: true`` in the
     config). The neck is called with the backbone's ``feature_info`` and exposes its own; the
     proposal generator (``detkit.proposals.fpn_rpn.FPNRPN``) with the neck's ``feature_info`` and
@@ -42,14 +43,3 @@ class FPNTwoStageDetector(Detector):
 
     def features(self, batch: Tensor) -> dict[str, Tensor]:
         return self.neck(self.backbone(batch))
-
-    def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
-        features = self.features(batch)
-        proposals, losses = self.proposal_generator(features, image_sizes, targets)
-        losses.update(self.roi_head.loss(features, proposals, image_sizes, targets))
-        return losses
-
-    def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
-        features = self.features(batch)
-        proposals, _ = self.proposal_generator(features, image_sizes, targets)
-        return self.roi_head.predict(features, proposals, image_sizes)

@@ -34,6 +34,8 @@ MOVED: dict[str, str] = {
     # The layering of docs/ARCHITECTURE.md: data formats, augmentation, validation and synthetic data in
     # sub-packages of data/; presentation in reporting/; jobs and analysis tools out of engine/, utils/ and
     # evaluation/.
+    "detkit.heads.proposal_head.ProposalHead": "detkit.heads.roi_head_base.RoIHeadBase",
+    "detkit.heads.proposal_head": "detkit.heads.roi_head_base",
     "detkit.utils.amp_parity": "detkit.analysis.device.amp_parity",
     "detkit.utils.sync_count": "detkit.analysis.device.sync_count",
     "detkit.utils.device_checks": "detkit.analysis.device.detector_checks",

@@ -12,6 +12,7 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +176,7 @@ class Trainer:
         """
         step_start = time.perf_counter()
         data_time, num_images = 0.0, 0
-        micro_steps: list[tuple[list[str], Tensor, Sequence[Mapping[str, Any]]]] = []
+        micro_steps: list[MicroStep] = []
         for micro_step in range(self.grad_accum_steps):
             fetch_start = time.perf_counter()
             images, targets = move_batch(self._data.next(), self.device)
@@ -191,7 +192,7 @@ class Trainer:
                 self.scaler.scale(sum(losses.values()) / self.grad_accum_steps).backward()
             # Detached device values: read back with the rest of the step, not one sync each.
             detached = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
-            micro_steps.append((list(losses), detached, targets))
+            micro_steps.append(MicroStep(list(losses), detached, targets))
 
         grad_norm = None
         if self.grad_clip_norm is not None:
@@ -201,7 +202,7 @@ class Trainer:
             ]
             grad_norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip_norm)
         loss_sums = self._read_back(micro_steps, grad_norm)
-        lr = float(self.optimizer.param_groups[0]["lr"])
+        rates = learning_rates(self.optimizer)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -209,7 +210,7 @@ class Trainer:
         step_time = time.perf_counter() - step_start
         self.storage = {
             **loss_sums,
-            "lr": lr,
+            **rates,
             "images_per_s": num_images * get_world_size() / max(step_time, 1e-9),
             "data_time": data_time,
             "step_time": step_time,
@@ -217,12 +218,12 @@ class Trainer:
 
     def _read_back(
         self,
-        micro_steps: list[tuple[list[str], Tensor, Sequence[Mapping[str, Any]]]],
+        micro_steps: list[MicroStep],
         grad_norm: Tensor | None,
     ) -> dict[str, float]:
         """The step's loss values (averaged over micro-steps), ``total_loss`` and ``grad_norm``
         as floats, in one device-to-host copy; raises ``FloatingPointError`` for a non-finite loss."""
-        stacked = torch.cat([values for _, values, _ in micro_steps])
+        stacked = torch.cat([step.loss_values for step in micro_steps])
         non_finite = (~torch.isfinite(stacked)).any().reshape(1).to(stacked.dtype)
         if is_distributed():
             # Every rank must raise together, or the healthy ones would wait forever in the next
@@ -232,11 +233,14 @@ class Trainer:
         if grad_norm is not None:
             parts.append(grad_norm.detach().float().reshape(1).to(stacked.device))
         host = torch.cat(parts).tolist()  # the step's one sync
+        loss_values, any_non_finite = host[: len(stacked)], host[len(stacked)] > 0
         per_step, offset = [], 0
-        for names, _, targets in micro_steps:
-            per_step.append((dict(zip(names, host[offset : offset + len(names)], strict=True)), targets))
-            offset += len(names)
-        if host[len(stacked)] > 0:  # a non-finite loss here or (distributed) on another rank
+        for step in micro_steps:
+            count = len(step.loss_names)
+            values = dict(zip(step.loss_names, loss_values[offset : offset + count], strict=True))
+            per_step.append((values, step.targets))
+            offset += count
+        if any_non_finite:  # a non-finite loss here or (distributed) on another rank
             for step_values, targets in per_step:
                 bad = [name for name, value in step_values.items() if not math.isfinite(value)]
                 if bad:
@@ -248,7 +252,7 @@ class Trainer:
             for name, value in step_values.items():
                 sums[name] = sums.get(name, 0.0) + value / self.grad_accum_steps
         if grad_norm is not None:
-            sums["grad_norm"] = host[-1]
+            sums["grad_norm"] = host[len(stacked) + 1]
         return sums
 
     def _non_finite_message(
@@ -281,7 +285,7 @@ class Trainer:
         return {
             "iters_done": self.iters_done,
             "data": all_gather_object(self._data.state_dict()),
-            "hooks": {name: hook.state_dict() for name, hook in self._named_hooks().items()},
+            "hooks": {name: hook.state_dict() for name, hook in self._stateful_hooks().items()},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -296,7 +300,7 @@ class Trainer:
         else:
             self._data.load_state_dict(data_states[get_rank()])
         saved_hooks = state.get("hooks", {})
-        for name, hook in self._named_hooks().items():
+        for name, hook in self._stateful_hooks().items():
             if name in saved_hooks:
                 hook.load_state_dict(saved_hooks[name])
 
@@ -325,15 +329,41 @@ class Trainer:
         self._resume_rng = capture_rng_state() if restore_rng else None
         return checkpoint
 
-    def _named_hooks(self) -> dict[str, HookBase]:
+    def _stateful_hooks(self) -> dict[str, HookBase]:
+        """The hooks that have state to checkpoint, by their ``state_key``."""
         named: dict[str, HookBase] = {}
         for hook in self.hooks:
-            name, n = type(hook).__name__, 1
-            while name in named:
-                n += 1
-                name = f"{type(hook).__name__}#{n}"
-            named[name] = hook
+            if type(hook).state_dict is HookBase.state_dict:
+                continue  # nothing to save
+            if hook.state_key in named:
+                raise ValueError(
+                    f"two hooks save their state under {hook.state_key!r} ({type(named[hook.state_key]).__name__}, "
+                    f"{type(hook).__name__}); give one of them its own state_key"
+                )
+            named[hook.state_key] = hook
         return named
+
+
+@dataclass
+class MicroStep:
+    """One micro-batch of a step: its loss names, their values still on the device (detached,
+    ``float32[len(loss_names)]``, read back with the rest of the step) and its targets (named in
+    the error when a loss is not finite)."""
+
+    loss_names: list[str]
+    loss_values: Tensor
+    targets: Sequence[Mapping[str, Any]]
+
+
+def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """``lr``: the first parameter group's learning rate; ``lr_group<i>`` for each later group whose
+    rate differs from it (a backbone trained slower than the head, say)."""
+    groups = optimizer.param_groups
+    rates = {"lr": float(groups[0]["lr"])}
+    for index, group in enumerate(groups[1:], start=1):
+        if float(group["lr"]) != rates["lr"]:
+            rates[f"lr_group{index}"] = float(group["lr"])
+    return rates
 
 
 def _loss_terms(loss_dict: Any) -> dict[str, Tensor]:

@@ -7,11 +7,14 @@ what the head looks at, then the image sizes, then (training) the targets. Expor
 (``detkit.export``) needs fixed-shape outputs instead of ragged lists: ``dense_predictions`` and
 ``predict_padded``.
 
-- :class:`DenseHead`: single-stage heads (SSD, YOLOv1, YOLOv3), called by
-  ``detkit.detectors.single_stage.SingleStageDetector`` with the backbone's (or neck's) maps.
-- :class:`RoIHead`: heads that score proposals (Fast R-CNN, R-CNN), called by
-  ``detkit.detectors.two_stage.TwoStageDetector`` and ``detkit.detectors.rcnn.RCNN`` with the
-  proposals and where the RoIs' features come from.
+- :class:`DenseHead`: single-stage heads (SSD, RetinaNet, YOLOv1, YOLOv2, YOLOv3 / YOLOv4, the
+  single-object localiser), called by ``detkit.detectors.single_stage.SingleStageDetector`` with
+  the backbone's (or neck's) maps.
+- :class:`RoIHead`: heads that score proposals (Fast R-CNN and Faster R-CNN, with and without FPN;
+  R-FCN; SPP-net; R-CNN), called by ``detkit.detectors.two_stage.TwoStageDetector`` (and its FPN
+  variant), ``detkit.detectors.spp_net.SPPNet`` and ``detkit.detectors.rcnn.RCNN`` with the
+  proposals and where the RoIs' features come from. What they share (RoI sampling, scoring,
+  postprocessing) is ``detkit.heads.roi_head_base.RoIHeadBase``.
 
 Protocols, not base classes: a head is any ``nn.Module`` with these methods
 (``tests/heads/test_contract.py`` checks that every head of detkit has them with these names).

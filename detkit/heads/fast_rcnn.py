@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detkit.heads.proposal_head import ProposalHead
+from detkit.heads.roi_head_base import RoIHeadBase
 from detkit.heads.roi_outputs import BoxPredictor, roi_losses, softmax_scores
 from detkit.ops.roi import RoiKind, pool_rois
 from detkit.structures import Target
@@ -31,11 +31,11 @@ class TwoFCHead(nn.Module):
         return F.relu(self.fc7(F.relu(self.fc6(pooled.flatten(1)))))
 
 
-class FastRCNNHead(ProposalHead):
+class FastRCNNHead(RoIHeadBase):
     """RoI pooling (``pooler``: ``roi_pool`` or ``roi_align``, ``pool_size`` bins per side) on the
     map of stride ``stride``, fc6 and fc7 of width ``representation_size``, then the classifier and
     box regressor. Training samples ``batch_size_per_image`` RoIs per image; the other arguments
-    are ``detkit.heads.proposal_head.ProposalHead``'s."""
+    are ``detkit.heads.roi_head_base.RoIHeadBase``'s."""
 
     def __init__(
         self,

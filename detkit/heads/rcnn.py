@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from detkit.heads.class_svms import ClassSVMs, attach_svms, head_class_scores
-from detkit.heads.proposal_head import ProposalHead
+from detkit.heads.roi_head_base import RoIHeadBase
 from detkit.heads.roi_outputs import BoxPredictor, roi_losses
 from detkit.structures import Target
 
@@ -26,7 +26,7 @@ FeatureExtractor = Callable[[Tensor], Tensor]
 CLASSIFIERS = ("softmax", "svm")
 
 
-class RCNNHead(ProposalHead):
+class RCNNHead(RoIHeadBase):
     """(C+1)-way softmax classifier and class-specific box regressor on pooled crop features.
 
     Training samples ``rois_per_batch`` RoIs over the whole image batch, at most

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detkit.heads.proposal_head import ProposalHead
+from detkit.heads.roi_head_base import RoIHeadBase
 from detkit.heads.roi_outputs import roi_losses, softmax_scores
 from detkit.ops.ps_roi import PSRoiKind, ps_pool_rois, vote
 from detkit.structures import Target
@@ -54,7 +54,7 @@ def hardest_per_image(loss: Tensor, image_index: Tensor, per_image: int) -> Tens
     return order[rank < per_image]
 
 
-class RFCNHead(ProposalHead):
+class RFCNHead(RoIHeadBase):
     """``grid_size`` k (the paper: 7); ``reduced_channels``: output channels of the 1 × 1
     dimension-reduction convolution (None: none, the maps read the backbone directly);
     ``pooler``: ``ps_roi_align`` or ``ps_roi_pool``. Without ``ohem``, ``batch_size_per_image``

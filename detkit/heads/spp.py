@@ -18,14 +18,14 @@ from torch import Tensor
 
 from detkit.heads.class_svms import ClassSVMs, attach_svms, head_class_scores
 from detkit.heads.fast_rcnn import TwoFCHead
-from detkit.heads.proposal_head import ProposalHead
 from detkit.heads.rcnn import CLASSIFIERS
+from detkit.heads.roi_head_base import RoIHeadBase
 from detkit.heads.roi_outputs import BoxPredictor, roi_losses
 from detkit.ops.spatial_pyramid import SPP_NET_LEVELS, pyramid_length, spatial_pyramid_pool
 from detkit.structures import Target
 
 
-class SPPHead(ProposalHead):
+class SPPHead(RoIHeadBase):
     """``levels``: bins per side of each pyramid level; ``representation_size``: width F of fc6
     and fc7. Training samples ``batch_size_per_image`` RoIs per image, at most
     ``positive_fraction`` foreground (IoU ≥ ``fg_iou_threshold``), the rest background (best IoU

@@ -11,8 +11,9 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
+from detkit.data.synthetic.boxes import mask_box
 from detkit.data.synthetic.shapes import COMPLETE_MARKER, ShapesDataset, default_cache_root, ensure_shapes
-from detkit.data.synthetic.shapes_render import SHAPE_CLASSES, ShapesParams, generate_sample, mask_box
+from detkit.data.synthetic.shapes_render import SHAPE_CLASSES, ShapesParams, generate_sample
 
 PARAMS = ShapesParams(image_size=(80, 112), num_train=60, num_val=10, min_size=10, max_size=56, seed=7)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from detkit.engine.hooks import HookBase
-from detkit.engine.trainer import Trainer
+from detkit.engine.trainer import Trainer, learning_rates
 
 from .toy import LinearDetector, ToyDataset, ToyDetector, make_loader
 
@@ -206,3 +206,48 @@ def test_set_epoch_is_called_once_per_data_pass():
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.01), loader, max_iters=5, device="cpu")
     trainer.train()
     assert epochs == [0, 1, 2]  # 2 batches per pass, 5 iterations
+
+
+def test_every_parameter_groups_learning_rate_is_logged_when_they_differ():
+    model = ToyDetector()
+    head, rest = list(model.parameters())[:1], list(model.parameters())[1:]
+    optimizer = torch.optim.SGD([{"params": head, "lr": 0.1}, {"params": rest, "lr": 0.01}], lr=0.1)
+    trainer = Trainer(model, optimizer, make_loader(ToyDataset(4)), max_iters=1, device="cpu")
+    trainer.train()
+    assert trainer.storage["lr"] == 0.1 and trainer.storage["lr_group1"] == 0.01
+    same = torch.optim.SGD([{"params": head}, {"params": rest}], lr=0.05)
+    assert learning_rates(same) == {"lr": 0.05}
+
+
+class CountingHook(HookBase):
+    def __init__(self, key: str | None = None) -> None:
+        self.count, self.key = 0, key
+
+    @property
+    def state_key(self) -> str:
+        return self.key or super().state_key
+
+    def state_dict(self):
+        return {"count": self.count}
+
+    def load_state_dict(self, state):
+        self.count = state["count"]
+
+
+def test_hook_state_is_saved_by_name_so_reordered_hooks_resume():
+    model = ToyDetector()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    first, second = CountingHook("first"), CountingHook("second")
+    first.count, second.count = 3, 7
+    saved = Trainer(model, optimizer, make_loader(ToyDataset(4)), hooks=[first, second], max_iters=1,
+                    device="cpu").state_dict()  # fmt: skip
+    assert saved["hooks"] == {"first": {"count": 3}, "second": {"count": 7}}
+    again_first, again_second = CountingHook("first"), CountingHook("second")
+    Trainer(model, optimizer, make_loader(ToyDataset(4)), hooks=[again_second, again_first], max_iters=1,
+            device="cpu").load_state_dict(saved)  # fmt: skip
+    assert (again_first.count, again_second.count) == (3, 7)
+    # Two hooks of one class saving under one name would overwrite each other: refused, named.
+    twins = Trainer(model, optimizer, make_loader(ToyDataset(4)), hooks=[CountingHook(), CountingHook()],
+                    max_iters=1, device="cpu")  # fmt: skip
+    with pytest.raises(ValueError, match="two hooks save their state under 'CountingHook'"):
+        twins.state_dict()

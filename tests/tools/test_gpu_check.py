@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from detkit.analysis.device.gpu_check import format_markdown, pytest_counts
 from detkit.cli import main
-from detkit.commands.gpu_check import format_markdown, pytest_counts
 
 
 def test_without_cuda_it_refuses_with_one_error_line(monkeypatch, tmp_path, capsys):

@@ -19,7 +19,7 @@ from detkit.ops.iou import box_iou
 from detkit.structures import Detections, Target
 
 
-def compare_detections(
+def corner_shifts(
     reference: Sequence[Detections], other: Sequence[Detections], *, top_k: int = 100, min_iou: float = 0.5
 ) -> dict:
     """Per-pair corner shifts between ``reference`` and ``other`` detections of the same images.
@@ -63,7 +63,7 @@ def amp_box_parity(
     top_k: int = 100,
 ) -> dict:
     """``model`` (eval mode) on ``images: Tensor[N, 3, H, W]`` in float32 and under autocast to
-    ``dtype`` on ``device``; :func:`compare_detections` of the two."""
+    ``dtype`` on ``device``; :func:`corner_shifts` of the two."""
     model = model.eval().to(device)
     images = images.to(device)
     if targets is not None:
@@ -71,4 +71,4 @@ def amp_box_parity(
     reference = model(images, targets)
     with torch.autocast(device.type, dtype=dtype):
         mixed = model(images, targets)
-    return compare_detections(reference, mixed, top_k=top_k)
+    return corner_shifts(reference, mixed, top_k=top_k)

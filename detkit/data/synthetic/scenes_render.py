@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from detkit.data.synthetic.boxes import mask_box, pair_iou
+
 # COCO category id → name; ids deliberately not 1..C so that loaders must map them.
 SCENE_CATEGORIES: dict[int, str] = {3: "star", 7: "arrow", 12: "heart", 20: "digit", 31: "checker"}
 GENERATOR_VERSION = 1  # bump when the drawing changes, so older caches are not reused
@@ -204,17 +206,6 @@ def _place(alpha: np.ndarray, fill: np.ndarray, long_side: float, angle: float, 
     return placed_alpha, placed_fill, float((alpha >= 0.5).sum() * scale * scale)
 
 
-def _tight_box(mask: np.ndarray) -> np.ndarray:
-    cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
-
-
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def generate_scene(params: ScenesParams, split: str, index: int) -> SceneSample:
     """Image ``index`` of ``split`` ("train" or "val"); the same arguments always give the same sample."""
     if split not in SPLIT_CODES:
@@ -255,13 +246,13 @@ def generate_scene(params: ScenesParams, split: str, index: int) -> SceneSample:
             under = image[mask].mean(axis=0)
             if np.abs(placed_fill[mask].mean(axis=0) - under).max() < 40:
                 continue  # too close to the background to be seen
-            box = _tight_box(mask)
+            box = mask_box(mask)
             covered = [v & ~mask for v in visible]
             if any(c.sum() < (1 - params.max_occlusion) * a or c.sum() < _MIN_VISIBLE * a
                    for c, a in zip(covered, areas, strict=True)):  # fmt: skip
                 continue
-            boxes = [_tight_box(c) for c in covered] + [box]
-            if any(_box_iou(a, b) > _MAX_BOX_IOU for i, a in enumerate(boxes) for b in boxes[i + 1 :]):
+            boxes = [mask_box(c) for c in covered] + [box]
+            if any(pair_iou(a, b) > _MAX_BOX_IOU for i, a in enumerate(boxes) for b in boxes[i + 1 :]):
                 continue
             image = image * (1 - placed_alpha[..., None]) + placed_fill * placed_alpha[..., None]
             visible = covered + [mask]
@@ -274,7 +265,7 @@ def generate_scene(params: ScenesParams, split: str, index: int) -> SceneSample:
     occluded = [int(v.sum()) < a for v, a in zip(visible, areas, strict=True)]
     return SceneSample(
         image=np.clip(np.round(image), 0, 255).astype(np.uint8),
-        boxes=np.array([_tight_box(v) for v in visible], dtype=np.float32).reshape(-1, 4),
+        boxes=np.array([mask_box(v) for v in visible], dtype=np.float32).reshape(-1, 4),
         category_ids=np.array(ids, dtype=np.int64),
         truncated=np.array(truncated, dtype=bool),
         occluded=np.array(occluded, dtype=bool),

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from detkit.data.synthetic.boxes import mask_box, pair_iou
+
 SHAPE_CLASSES = ("circle", "square", "triangle", "plus", "ring")
 # Bump when the drawing changes, so that caches made by older code are not reused.
 GENERATOR_VERSION = 1
@@ -157,21 +159,6 @@ def _draw_shape(kind: str, outline, centre: tuple[float, float], angle: float, h
     return mask.astype(bool)
 
 
-def mask_box(mask: np.ndarray) -> np.ndarray:
-    """Tight ``xyxy`` box [4] of a non-empty bool mask [H, W]: the last pixel column/row + 1."""
-    cols, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
-
-
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter_w = min(a[2], b[2]) - max(a[0], b[0])
-    inter_h = min(a[3], b[3]) - max(a[1], b[1])
-    if inter_w <= 0 or inter_h <= 0:
-        return 0.0
-    inter = inter_w * inter_h
-    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
-
-
 def _pick_colour(rng: np.random.Generator, background: np.ndarray, mask: np.ndarray, neighbours: list[np.ndarray]):
     """The most distinct of a few random colours from the background under ``mask`` and nearby objects."""
     references = [background[mask].mean(axis=0)] + neighbours
@@ -234,11 +221,11 @@ def generate_sample(params: ShapesParams, split: str, index: int) -> ShapesSampl
             ):
                 continue
             others = [mask_box(o) for o in occluded]
-            if any(_box_iou(box, other) > _MAX_BOX_IOU for other in others):
+            if any(pair_iou(box, other) > _MAX_BOX_IOU for other in others):
                 continue
-            if any(_box_iou(a, b) > _MAX_BOX_IOU for i, a in enumerate(others) for b in others[i + 1:]):
+            if any(pair_iou(a, b) > _MAX_BOX_IOU for i, a in enumerate(others) for b in others[i + 1:]):
                 continue
-            neighbours = [c for c, other in zip(colours, others, strict=True) if _box_iou(box, other) > 0]
+            neighbours = [c for c, other in zip(colours, others, strict=True) if pair_iou(box, other) > 0]
             colours.append(_pick_colour(rng, background, mask, neighbours))
             visible = occluded + [mask]
             kept_area.append(area)

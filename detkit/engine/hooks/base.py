@@ -37,6 +37,13 @@ class HookBase:
     def after_train(self) -> None:
         """Called once at the end, also when training failed (``trainer.failed``) or stopped early."""
 
+    @property
+    def state_key(self) -> str:
+        """The name this hook's state is saved under in a checkpoint: its class name. A name rather
+        than a position, so that reordering or adding hooks keeps resume working; a hook class used
+        twice in one run with state to save must give each instance its own key."""
+        return type(self).__name__
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detkit.analysis.device.amp_parity import amp_box_parity, compare_detections
+from detkit.analysis.device.amp_parity import amp_box_parity, corner_shifts
 from detkit.analysis.device.check_batches import shapes_batch
 from detkit.engine.build import build_model, load_config
 
@@ -20,7 +20,7 @@ def test_matched_pairs_and_their_corner_shifts_by_hand():
     reference = [_det([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]], [0.9, 0.8, 0.7], [1, 2, 1])]
     # Box 0 moved by 0.25 px at one corner; box 1 by 1 px; box 2 exists only with another label.
     other = [_det([[20, 20, 41, 40], [0, 0, 10.25, 10], [50, 50, 60, 60]], [0.8, 0.9, 0.7], [2, 1, 3])]
-    result = compare_detections(reference, other)
+    result = corner_shifts(reference, other)
     assert result["compared"] == 3 and result["matched"] == 2
     assert result["max_px"] == pytest.approx(1.0) and result["mean_px"] == pytest.approx(0.625)
 
@@ -29,16 +29,16 @@ def test_a_neighbour_standing_in_for_a_suppressed_box_is_not_matched():
     # AMP kept only the neighbour B' of two fp32 boxes A, B: B' matches B (its mutual best), not A.
     reference = [_det([[0, 0, 10, 10], [3, 0, 13, 10]], [0.9, 0.8], [1, 1])]
     other = [_det([[3, 0, 13, 10]], [0.9], [1])]
-    result = compare_detections(reference, other)
+    result = corner_shifts(reference, other)
     assert result["matched"] == 1 and result["max_px"] == 0.0
 
 
 def test_top_k_and_empty_images():
     reference = [_det([[0, 0, 10, 10], [20, 20, 30, 30]], [0.1, 0.9], [1, 1]), _det([], [], [])]
     other = [_det([[20, 20, 30, 31]], [0.9], [1]), _det([], [], [])]
-    result = compare_detections(reference, other, top_k=1)
+    result = corner_shifts(reference, other, top_k=1)
     assert result["compared"] == 1 and result["matched"] == 1 and result["max_px"] == 1.0
-    nothing = compare_detections([_det([], [], [])], [_det([], [], [])])
+    nothing = corner_shifts([_det([], [], [])], [_det([], [], [])])
     assert nothing == {"compared": 0, "matched": 0, "max_px": None, "p95_px": None, "mean_px": None}
 
 

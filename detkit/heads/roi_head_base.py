@@ -14,7 +14,6 @@ Shapes: N images, P proposals per image, R RoIs, C object classes (+1 background
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -22,13 +21,14 @@ from torch import Tensor, nn
 from detkit.assign.matcher import Matcher
 from detkit.assign.sampler import BalancedSampler
 from detkit.coders.delta_xywh import DeltaXYWHCoder
+from detkit.heads.base import RoIFeatures
 from detkit.heads.roi_outputs import empty_detections, padded_roi_detections, roi_detections, sample_rois
 from detkit.ops.nms import PaddedDetections
 from detkit.ops.roi import padded_rois, rois_from_boxes
 from detkit.structures import Detections, Target
 
 
-class ProposalHead(nn.Module):
+class RoIHeadBase(nn.Module):
     """Training RoIs: a proposal is foreground with IoU ≥ ``fg_iou_threshold`` with a ground-truth
     box, background with its best IoU in ``bg_iou_range``; ``sample_size`` of them are kept (per
     image or over the batch, as the head's loss asks), at most ``positive_fraction`` foreground.
@@ -65,7 +65,7 @@ class ProposalHead(nn.Module):
         # the square of the candidates) when many RoIs clear score_threshold.
         self.pre_nms_topk = pre_nms_topk
 
-    def scores_and_deltas(self, features: Any, rois: Tensor) -> tuple[Tensor, Tensor]:
+    def scores_and_deltas(self, features: RoIFeatures, rois: Tensor) -> tuple[Tensor, Tensor]:
         """``rois: Tensor[R, 5]`` (image index, xyxy) → object-class scores ``Tensor[R, C]`` (no
         background column) and class-specific ``box_deltas: Tensor[R, C, 4]``."""
         raise NotImplementedError
@@ -90,7 +90,7 @@ class ProposalHead(nn.Module):
         }
 
     @torch.no_grad()
-    def predict(self, features: Any, proposals: list[Tensor], image_sizes: Tensor) -> list[Detections]:
+    def predict(self, features: RoIFeatures, proposals: list[Tensor], image_sizes: Tensor) -> list[Detections]:
         """Score and refine every proposal (``proposals[i]: Tensor[P_i, 4]`` xyxy), then the
         batched postprocessing."""
         if sum(p.shape[0] for p in proposals) == 0:
@@ -105,7 +105,7 @@ class ProposalHead(nn.Module):
 
     @torch.no_grad()
     def predict_padded(
-        self, features: Any, proposals: Tensor, valid: Tensor, image_sizes: Tensor, max_detections: int
+        self, features: RoIFeatures, proposals: Tensor, valid: Tensor, image_sizes: Tensor, max_detections: int
     ) -> PaddedDetections:
         """``predict`` on ``proposals: Tensor[N, P, 4] xyxy`` padded per image (``valid: Tensor[N,
         P]`` marks the real ones), with a fixed-shape result of ``max_detections`` per image."""
