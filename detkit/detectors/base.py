@@ -17,6 +17,7 @@ from detkit.backbones.base import IMAGENET_MEAN, IMAGENET_STD
 from detkit.ops.image_sizes import image_sizes_tensor
 from detkit.ops.pixels import common_dtype, to_unit_float
 from detkit.structures import Detections, Target
+from detkit.utils.stages import stage
 
 
 def with_backbone_normalization(backbone: nn.Module, detector_kwargs: dict) -> dict:
@@ -52,7 +53,8 @@ class Detector(nn.Module):
         return self.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor | list[Tensor], targets: list[Target] | None = None):
-        batch, image_sizes = self.preprocess(images)
+        with stage("preprocess"):
+            batch, image_sizes = self.preprocess(images)
         if self.training:
             if targets is None:
                 raise ValueError("a detector in train() mode needs targets; call model.eval() for inference")

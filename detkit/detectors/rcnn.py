@@ -23,6 +23,7 @@ from detkit.heads.base import RoIHead
 from detkit.ops.roi import rois_from_boxes, warp_crops
 from detkit.proposals.precomputed import PrecomputedProposals
 from detkit.structures import Detections, Target
+from detkit.utils.stages import stage
 
 
 class RCNN(Detector):
@@ -102,8 +103,11 @@ class RCNN(Detector):
         return torch.cat([self.crop_features(batch, chunk) for chunk in rois.split(self.chunk_size)])
 
     def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
-        proposals, proposal_losses = self.proposal_generator(None, image_sizes, targets)
-        return merge_losses(proposal_losses, self.head.loss(partial(self.crop_features, batch), proposals, image_sizes, targets))
+        with stage("proposals"):
+            proposals, proposal_losses = self.proposal_generator(None, image_sizes, targets)
+        with stage("head"):
+            head_losses = self.head.loss(partial(self.crop_features, batch), proposals, image_sizes, targets)
+        return merge_losses(proposal_losses, head_losses)
 
     def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
         proposals, _ = self.proposal_generator(None, image_sizes, targets)

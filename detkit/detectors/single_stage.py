@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from detkit.detectors.base import Detector, with_backbone_normalization
 from detkit.heads.base import DenseHead
 from detkit.structures import Detections, FeatureInfo, Target
+from detkit.utils.stages import stage
 
 
 class SingleStageDetector(Detector):
@@ -43,13 +44,19 @@ class SingleStageDetector(Detector):
         self.multiscale = multiscale
 
     def features(self, batch: Tensor) -> dict[str, Tensor]:
-        features = self.backbone(batch)
-        return self.neck(features) if self.neck is not None else features
+        with stage("backbone"):
+            features = self.backbone(batch)
+        if self.neck is None:
+            return features
+        with stage("neck"):
+            return self.neck(features)
 
     def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
         if self.multiscale is not None:
             batch, image_sizes, targets = self.multiscale(batch, image_sizes, targets)
-        return self.head.loss(self.features(batch), image_sizes, targets)
+        features = self.features(batch)
+        with stage("head"):
+            return self.head.loss(features, image_sizes, targets)
 
     def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
         return self.head.predict(self.features(batch), image_sizes)

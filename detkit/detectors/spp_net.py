@@ -22,6 +22,7 @@ from detkit.heads.base import RoIHead
 from detkit.ops.roi import rois_from_boxes
 from detkit.proposals.precomputed import PrecomputedProposals
 from detkit.structures import Detections, Target
+from detkit.utils.stages import stage
 
 
 class SPPNet(Detector):
@@ -63,11 +64,16 @@ class SPPNet(Detector):
 
     def features(self, batch: Tensor) -> Tensor:
         """The last conv map ``Tensor[N, C, H', W']`` of the normalised ``batch``: one pass per image."""
-        return self.backbone(batch)[self.feature_name]
+        with stage("backbone"):
+            return self.backbone(batch)[self.feature_name]
 
     def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
-        proposals, proposal_losses = self.proposal_generator(None, image_sizes, targets)
-        return merge_losses(proposal_losses, self.head.loss(self.features(batch), proposals, image_sizes, targets))
+        with stage("proposals"):
+            proposals, proposal_losses = self.proposal_generator(None, image_sizes, targets)
+        features = self.features(batch)
+        with stage("head"):
+            head_losses = self.head.loss(features, proposals, image_sizes, targets)
+        return merge_losses(proposal_losses, head_losses)
 
     def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
         proposals, _ = self.proposal_generator(None, image_sizes, targets)

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from detkit.detectors.base import Detector, merge_losses, with_backbone_normalization
 from detkit.heads.base import RoIHead
 from detkit.structures import Detections, Target
+from detkit.utils.stages import stage
 
 
 class ProposalsThenRoIs(Detector):
@@ -27,8 +28,11 @@ class ProposalsThenRoIs(Detector):
 
     def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
         features = self.features(batch)
-        proposals, proposal_losses = self.proposal_generator(features, image_sizes, targets)
-        return merge_losses(proposal_losses, self.roi_head.loss(features, proposals, image_sizes, targets))
+        with stage("proposals"):
+            proposals, proposal_losses = self.proposal_generator(features, image_sizes, targets)
+        with stage("head"):
+            head_losses = self.roi_head.loss(features, proposals, image_sizes, targets)
+        return merge_losses(proposal_losses, head_losses)
 
     def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
         features = self.features(batch)
@@ -65,4 +69,5 @@ class TwoStageDetector(ProposalsThenRoIs):
         self.num_classes = num_classes
 
     def features(self, batch: Tensor) -> Tensor:
-        return self.backbone(batch)[self.feature_name]
+        with stage("backbone"):
+            return self.backbone(batch)[self.feature_name]

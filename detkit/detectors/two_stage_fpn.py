@@ -15,6 +15,7 @@ from detkit.detectors.base import with_backbone_normalization
 from detkit.detectors.two_stage import ProposalsThenRoIs
 from detkit.heads.base import RoIHead
 from detkit.structures import FeatureInfo
+from detkit.utils.stages import stage
 
 
 class FPNTwoStageDetector(ProposalsThenRoIs):
@@ -42,4 +43,7 @@ class FPNTwoStageDetector(ProposalsThenRoIs):
         self.num_classes = num_classes
 
     def features(self, batch: Tensor) -> dict[str, Tensor]:
-        return self.neck(self.backbone(batch))
+        with stage("backbone"):
+            levels = self.backbone(batch)
+        with stage("neck"):
+            return self.neck(levels)

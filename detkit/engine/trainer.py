@@ -26,6 +26,7 @@ from detkit.engine.dist import all_gather_object, all_reduce_max_, get_rank, get
 from detkit.engine.hooks.base import HookBase
 from detkit.engine.hooks.ema import ModelEMA
 from detkit.utils.seeding import capture_rng_state
+from detkit.utils.stages import stage
 
 logger = logging.getLogger(__name__)
 
@@ -179,17 +180,19 @@ class Trainer:
         micro_steps: list[MicroStep] = []
         for micro_step in range(self.grad_accum_steps):
             fetch_start = time.perf_counter()
-            images, targets = move_batch(self._data.next(), self.device)
+            with stage("data"):
+                images, targets = move_batch(self._data.next(), self.device)
             data_time += time.perf_counter() - fetch_start
             num_images += len(images)
             # DDP: all-reduce gradients only on the last micro-batch of the step.
             last = micro_step == self.grad_accum_steps - 1
             sync = nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
             with sync:
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_enabled):
+                with stage("forward"), torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_enabled):
                     loss_dict = self.model(images, targets)
                 losses = _loss_terms(loss_dict)
-                self.scaler.scale(sum(losses.values()) / self.grad_accum_steps).backward()
+                with stage("backward"):
+                    self.scaler.scale(sum(losses.values()) / self.grad_accum_steps).backward()
             # Detached device values: read back with the rest of the step, not one sync each.
             detached = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
             micro_steps.append(MicroStep(list(losses), detached, targets))
@@ -201,11 +204,13 @@ class Trainer:
                 p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None
             ]
             grad_norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip_norm)
-        loss_sums = self._read_back(micro_steps, grad_norm)
+        with stage("read back"):
+            loss_sums = self._read_back(micro_steps, grad_norm)
         rates = learning_rates(self.optimizer)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        with stage("optimizer"):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
 
         step_time = time.perf_counter() - step_start
         self.storage = {
@@ -268,15 +273,15 @@ class Trainer:
             "out-of-image boxes), or lower the learning rate / enable gradient clipping."
         )
 
-    def _call_hooks(self, stage: str, guard: bool = False) -> None:
+    def _call_hooks(self, event: str, guard: bool = False) -> None:
         for hook in self.hooks:
             if not guard:
-                getattr(hook, stage)()
+                getattr(hook, event)()
                 continue
             try:  # already failing: a hook error must not hide the original exception
-                getattr(hook, stage)()
+                getattr(hook, event)()
             except Exception:
-                logger.exception("%s.%s failed while handling an earlier error", type(hook).__name__, stage)
+                logger.exception("%s.%s failed while handling an earlier error", type(hook).__name__, event)
 
     # -- resume ------------------------------------------------------------------------------
 

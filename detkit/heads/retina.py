@@ -38,6 +38,7 @@ from detkit.ops.iou import batched_box_iou
 from detkit.ops.nms import postprocess_dense
 from detkit.priors.anchors import AnchorGenerator
 from detkit.structures import Detections, FeatureInfo, Target
+from detkit.utils.stages import stage
 
 RETINA_BOX_LOSSES = ("smooth_l1", *IOU_LOSS_KINDS)
 OCTAVE_SCALES = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
@@ -193,7 +194,8 @@ class RetinaNetHead(nn.Module):
         logits, deltas = self(features)
         anchors = self.anchors(features).to(deltas)
         gt_boxes, gt_valid = pad_boxes([t["boxes"].to(anchors) for t in targets])
-        matched_index, match_labels = self.matcher(batched_box_iou(gt_boxes, anchors), gt_valid)
+        with stage("assign"):
+            matched_index, match_labels = self.matcher(batched_box_iou(gt_boxes, anchors), gt_valid)
         positive = match_labels == 1
         counted = match_labels >= 0  # ignored anchors (IoU in [0.4, 0.5)) give no classification loss
         # The paper's normaliser: positives of the whole batch (at least 1, for images without objects).

@@ -26,6 +26,7 @@ from detkit.heads.roi_outputs import empty_detections, padded_roi_detections, ro
 from detkit.ops.nms import PaddedDetections
 from detkit.ops.roi import padded_rois, rois_from_boxes
 from detkit.structures import Detections, Target
+from detkit.utils.stages import stage
 
 
 class RoIHeadBase(nn.Module):
@@ -76,10 +77,11 @@ class RoIHeadBase(nn.Module):
         """``detkit.heads.roi_outputs.sample_rois`` with this head's matcher, coder and (unless
         ``sampler`` replaces it) sampler: ``rois``, ``class_targets``, ``box_targets``,
         ``is_positive`` and each RoI's best IoU."""
-        return sample_rois(
-            proposals, targets, matcher=self.matcher, sampler=self.sampler if sampler is None else sampler,
-            coder=self.coder, add_gt_as_proposals=self.add_gt_as_proposals, per_image=per_image,
-        )  # fmt: skip
+        with stage("assign"):
+            return sample_rois(
+                proposals, targets, matcher=self.matcher, sampler=self.sampler if sampler is None else sampler,
+                coder=self.coder, add_gt_as_proposals=self.add_gt_as_proposals, per_image=per_image,
+            )  # fmt: skip
 
     def _selection(self) -> dict:
         return {

@@ -33,6 +33,7 @@ from detkit.ops.nms import postprocess_dense
 from detkit.priors.coverage import BlankBatch, Priors
 from detkit.priors.default_boxes import SSD300_ASPECT_RATIOS, DefaultBoxGenerator
 from detkit.structures import Detections, FeatureInfo, Target
+from detkit.utils.stages import stage
 
 
 def _prediction_conv(in_channels: int, out_channels: int, depthwise: bool) -> nn.Module:
@@ -176,7 +177,8 @@ class SSDHead(nn.Module):
         priors = self.priors(features, image_sizes)
         num_images, num_priors = logits.shape[:2]
         gt_boxes, gt_valid = pad_boxes([t["boxes"].to(priors) for t in targets])
-        matched_index, match_labels = self.matcher(batched_box_iou(gt_boxes, priors), gt_valid)
+        with stage("assign"):
+            matched_index, match_labels = self.matcher(batched_box_iou(gt_boxes, priors), gt_valid)
         positive = match_labels == 1
         negative = match_labels == 0
         if gt_boxes.shape[1] > 0:
@@ -187,13 +189,14 @@ class SSDHead(nn.Module):
         class_losses = F.cross_entropy(
             logits.reshape(-1, self.num_classes + 1).float(), class_targets.reshape(-1), reduction="none"
         ).view(num_images, num_priors)
-        hard_negative = hard_negative_mining(
-            class_losses.detach(),
-            positive,
-            negative,
-            ratio=self.neg_pos_ratio,
-            min_negatives=self.min_negatives,
-        )
+        with stage("assign"):
+            hard_negative = hard_negative_mining(
+                class_losses.detach(),
+                positive,
+                negative,
+                ratio=self.neg_pos_ratio,
+                min_negatives=self.min_negatives,
+            )
         normalizer = positive.sum().clamp(min=1)
         loss_cls = torch.where(positive | hard_negative, class_losses, 0.0).sum() / normalizer
         if gt_boxes.shape[1] == 0:

@@ -45,6 +45,7 @@ from detkit.ops.pool import adaptive_avg_pool2d
 from detkit.priors.coverage import BlankBatch
 from detkit.priors.grid import grid_cells
 from detkit.structures import Detections, FeatureInfo, Target
+from detkit.utils.stages import stage
 
 YOLOV1_LOSSES = ("paper", "smooth_l1_ce")
 
@@ -143,9 +144,10 @@ class YOLOv1Head(nn.Module):
         pred_boxes = self.coder.decode(codes, cells, cell_size, canvas)
         gt_boxes, gt_valid = pad_boxes([t["boxes"].to(codes) for t in targets])
         gt_labels = pad_values([t["labels"].to(codes.device) for t in targets])
-        assignment = assign_yolov1(
-            gt_boxes, gt_valid, pred_boxes.detach(), grid_size=self.grid_size, cell_size=cell_size
-        )
+        with stage("assign"):
+            assignment = assign_yolov1(
+                gt_boxes, gt_valid, pred_boxes.detach(), grid_size=self.grid_size, cell_size=cell_size
+            )
         responsible = assignment.responsible
         has_object = assignment.gt_index >= 0
         target_codes = self.coder.encode(assignment.matched_boxes[:, :, None, :], cells, cell_size, canvas)

@@ -46,6 +46,7 @@ from detkit.ops.nms import postprocess_dense
 from detkit.priors.coverage import BlankBatch, Priors
 from detkit.priors.grid import AnchorGrid
 from detkit.structures import Detections, FeatureInfo, Target
+from detkit.utils.stages import stage
 
 # darknet's yolov3.cfg anchors (k-means on COCO at 416×416), (w, h) pixels, per stride 8, 16, 32.
 COCO_ANCHORS = (
@@ -146,16 +147,17 @@ class YOLOv3Head(nn.Module):
         codes, boxes = self._decode(raw, sizes)
         gt_boxes, gt_valid = pad_boxes([t["boxes"].to(raw) for t in targets])
         gt_labels = pad_values([t["labels"].to(raw.device) for t in targets])
-        assignment = assign_yolov3(
-            gt_boxes,
-            gt_valid,
-            boxes.detach(),
-            anchors=self.anchor_grid.anchors,
-            strides=self.anchor_grid.strides,
-            feature_sizes=sizes,
-            ignore_threshold=self.ignore_threshold,
-            extra_positive_threshold=self.extra_positive_threshold,
-        )
+        with stage("assign"):
+            assignment = assign_yolov3(
+                gt_boxes,
+                gt_valid,
+                boxes.detach(),
+                anchors=self.anchor_grid.anchors,
+                strides=self.anchor_grid.strides,
+                feature_sizes=sizes,
+                ignore_threshold=self.ignore_threshold,
+                extra_positive_threshold=self.extra_positive_threshold,
+            )
         positive = assignment.gt_index >= 0
         image_index, prior_index = positive.nonzero(as_tuple=True)
         gt_index = assignment.gt_index[positive]

@@ -40,6 +40,7 @@ from detkit.engine.hooks import (
     LRSchedulerHook,
     ModelEMA,
     ProgressHook,
+    StepProfileHook,
     TensorBoardHook,
     UnfreezeHook,
 )
@@ -206,6 +207,8 @@ def train(cfg: DictConfig) -> dict:
         )
     )
     hooks.append(JSONLinesHook(run_dir / "log.jsonl", every_iters=int(eng.log_every_iters)))
+    if int(eng.get("profile_steps", 0)) > 0:
+        hooks.append(StepProfileHook(run_dir, start=int(eng.get("profile_start", 20)), steps=int(eng.profile_steps)))
     if eng.tensorboard:
         hooks.append(TensorBoardHook(run_dir / "tensorboard", every_iters=int(eng.log_every_iters)))
     trainer = Trainer(

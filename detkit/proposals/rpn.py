@@ -22,6 +22,7 @@ from detkit.ops.nms import postprocess_padded, select_padded
 from detkit.priors.anchors import AnchorGenerator
 from detkit.priors.coverage import BlankBatch, Priors
 from detkit.structures import Target
+from detkit.utils.stages import stage
 
 
 class RPN(nn.Module):
@@ -145,8 +146,9 @@ class RPN(nn.Module):
 
     def _loss(self, objectness: Tensor, deltas: Tensor, anchors: Tensor, targets: list[Target]) -> dict[str, Tensor]:
         gt_boxes, gt_valid = pad_boxes([t["boxes"] for t in targets])
-        matched_index, labels = self.matcher(batched_box_iou(gt_boxes, anchors), gt_valid)
-        positive, negative = self.sampler(labels)
+        with stage("assign"):
+            matched_index, labels = self.matcher(batched_box_iou(gt_boxes, anchors), gt_valid)
+            positive, negative = self.sampler(labels)
         sampled = positive | negative
         normalizer = sampled.sum().clamp(min=1)
         loss_cls = binary_cross_entropy(objectness[sampled], positive[sampled], normalizer=normalizer)

@@ -7,6 +7,7 @@ from detkit.engine.hooks.ema import EMAHook, ModelEMA
 from detkit.engine.hooks.eval import EarlyStoppingHook, EvalHook
 from detkit.engine.hooks.lr import LR_SCHEDULES, LRSchedulerHook, build_lr_lambda, build_lr_scheduler
 from detkit.engine.hooks.metrics import MetricTracker, flatten_metrics, lookup_metric
+from detkit.engine.hooks.profile import StepProfileHook
 from detkit.engine.hooks.unfreeze import UnfreezeHook
 from detkit.engine.hooks.writers import JSONLinesHook, TensorBoardHook
 
@@ -23,6 +24,7 @@ __all__ = [
     "ModelEMA",
     "ProgressHook",
     "ScalarWindow",
+    "StepProfileHook",
     "TensorBoardHook",
     "UnfreezeHook",
     "build_lr_lambda",
