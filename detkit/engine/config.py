@@ -133,13 +133,21 @@ def load_config_with_overrides(base: DictConfig | str, overrides: Sequence[str])
             with open_dict(cfg):
                 OmegaConf.update(cfg, key.replace("/", "."), OmegaConf.load(group_file), merge=False)
             continue
-        if OmegaConf.select(cfg, key, default="__missing__") == "__missing__" and not override.startswith("+"):
+        if not _has_key(cfg, key) and not override.startswith("+"):
             close = difflib.get_close_matches(key, _flat_keys(OmegaConf.to_container(cfg)), n=5)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(f"unknown config key {key!r}.{hint}")
         with open_dict(cfg):
             OmegaConf.update(cfg, key, yaml.safe_load(value) if value else None, merge=True)
     return cfg
+
+
+def _has_key(cfg: DictConfig, key: str) -> bool:
+    """Whether dotted ``key`` names an entry of ``cfg``, including one whose value is still the
+    mandatory ``???`` (a swapped-in data group's paths), which ``OmegaConf.select`` reports as absent."""
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    return isinstance(parent, DictConfig) and leaf in parent.keys()
 
 
 def instantiate_dataset(cfg: DictConfig, split: str, *, transforms=None):

@@ -92,3 +92,15 @@ def test_config_choices_lists_groups():
     assert {"data", "model", "model/backbone", "config", "optimizer", "scheduler", "engine"} <= set(choices)
     assert {"resnet18", "vgg16", "mobilenet_v1"} <= set(choices["model/backbone"])
     assert config_dir().is_dir()
+
+
+def test_stored_config_takes_another_data_group_and_its_mandatory_paths():
+    """``detkit eval checkpoint=… data=coco data.val.ann_file=…``: the swapped-in group's ``???``
+    paths are keys that can be set, not unknown ones."""
+    from detkit.engine.config import config_to_yaml
+
+    stored = config_to_yaml(load_config(["config=rfcn_mobilenet_v1_shapes_quick"]))
+    cfg = load_config_with_overrides(stored, ["data=coco", "data.val.ann_file=val.json", "data.val.img_dir=images"])
+    assert cfg.data.val.ann_file == "val.json" and cfg.data.val.img_dir == "images"
+    with pytest.raises(ConfigError, match="unknown config key 'data.val.ann_fle'"):
+        load_config_with_overrides(stored, ["data=coco", "data.val.ann_fle=val.json"])
