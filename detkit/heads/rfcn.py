@@ -124,7 +124,9 @@ class RFCNHead(RoIHeadBase):
 
     def _outputs(self, features: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
         """``class_logits: Tensor[R, C+1]`` and class-agnostic ``box_deltas: Tensor[R, 4]``."""
-        class_maps, box_maps = self.maps(features)
+        return self._pool(*self.maps(features), rois)
+
+    def _pool(self, class_maps: Tensor, box_maps: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
         pool = {"output_size": self.grid_size, "spatial_scale": self.spatial_scale, "kind": self.pooler,
                 "sampling_ratio": self.sampling_ratio}  # fmt: skip
         return vote(ps_pool_rois(class_maps, rois, **pool)), vote(ps_pool_rois(box_maps, rois, **pool))
@@ -147,15 +149,24 @@ class RFCNHead(RoIHeadBase):
         rois, class_targets, box_targets, is_positive, _ = self.training_rois(
             proposals, targets, sampler=AllMatched() if self.ohem else None
         )
-        class_logits, box_deltas = self._outputs(features, rois)
-        if self.ohem:
-            with torch.no_grad():
+        if not self.ohem:
+            class_logits, box_deltas = self._outputs(features, rois)
+        else:
+            class_maps, box_maps = self.maps(features)
+            with torch.no_grad():  # every RoI scored, to rank them
+                class_logits, box_deltas = self._pool(class_maps, box_maps, rois)
                 loss = per_roi_losses(
                     class_logits, box_deltas, class_targets, box_targets, box_loss_beta=self.box_loss_beta
                 )
                 hard = hardest_per_image(loss, rois[:, 0].long(), self.ohem_batch_size)
-            # Every RoI was scored; only the hard ones reach the loss, so only they backpropagate.
-            class_logits, box_deltas = class_logits[hard], box_deltas[hard]
+                in_roi_order, to_roi_order = hard.sort()
+            # Only the hard RoIs reach the loss. They are pooled a second time, with gradients, so that
+            # the pooling's backward (the costliest part of the head on a CPU) runs over them alone
+            # rather than over every scored RoI. Pooled in the RoIs' own order and put back in the
+            # ranking's, the gradients are the same as one pass over all RoIs would give.
+            class_logits, box_deltas = self._pool(class_maps, box_maps, rois[in_roi_order])
+            from_roi_order = to_roi_order.argsort()
+            class_logits, box_deltas = class_logits[from_roi_order], box_deltas[from_roi_order]
             class_targets, box_targets, is_positive = class_targets[hard], box_targets[hard], is_positive[hard]
         return roi_losses(
             class_logits, self._per_class(box_deltas), class_targets, box_targets, is_positive,

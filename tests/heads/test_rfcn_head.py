@@ -75,3 +75,43 @@ def test_scores_are_the_vote_of_position_sensitive_pooling():
                 expected[c] += class_maps[0, c * 4 + i * 2 + j, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].mean() / 4
     assert torch.allclose(logits[0], expected, atol=1e-5)
     assert deltas.shape == (1, 4)
+
+
+def test_ohem_gradients_equal_one_pooling_pass_over_every_roi():
+    """The head pools the hard RoIs a second time with gradients (a cheaper backward); the losses and
+    every gradient are those of pooling all RoIs once with gradients and keeping the hard ones."""
+    from detkit.heads.rfcn import AllMatched
+    from detkit.heads.roi_outputs import roi_losses
+
+    torch.manual_seed(0)
+    head = RFCNHead(in_channels=8, stride=8, num_classes=3, grid_size=3, reduced_channels=6, ohem=True,
+                    ohem_batch_size=5, add_gt_as_proposals=True)  # fmt: skip
+    features = torch.randn(2, 8, 10, 10)
+    corners = torch.rand(2, 30, 2) * 50
+    proposals = [torch.cat((c, c + 8 + torch.rand(30, 2) * 20), dim=1) for c in corners]
+    targets = [
+        {"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0], [40.0, 30.0, 70.0, 62.0]]), "labels": torch.tensor([1, 3])},
+        {"boxes": torch.tensor([[10.0, 10.0, 50.0, 44.0]]), "labels": torch.tensor([2])},
+    ]
+
+    def gradients(loss_fn) -> tuple[dict, list[torch.Tensor]]:
+        head.zero_grad()
+        leaf = features.clone().requires_grad_(True)
+        losses = loss_fn(leaf)
+        sum(losses.values()).backward()
+        return losses, [leaf.grad, *(p.grad for p in head.parameters())]
+
+    def one_pass(leaf):
+        rois, classes, box_targets, positive, _ = head.training_rois(proposals, targets, sampler=AllMatched())
+        logits, deltas = head._outputs(leaf, rois)
+        each = per_roi_losses(logits.detach(), deltas.detach(), classes, box_targets, box_loss_beta=head.box_loss_beta)
+        hard = hardest_per_image(each, rois[:, 0].long(), head.ohem_batch_size)
+        return roi_losses(logits[hard], head._per_class(deltas[hard]), classes[hard], box_targets[hard],
+                          positive[hard], box_loss_beta=head.box_loss_beta)  # fmt: skip
+
+    losses, grads = gradients(lambda leaf: head.loss(leaf, proposals, torch.tensor([[80, 80]] * 2), targets))
+    expected_losses, expected_grads = gradients(one_pass)
+    for key, value in expected_losses.items():
+        assert torch.equal(losses[key], value), key
+    for got, want in zip(grads, expected_grads, strict=True):
+        assert torch.allclose(got, want, rtol=0, atol=1e-7)
