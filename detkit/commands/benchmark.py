@@ -14,8 +14,10 @@ initialisation, so compare it across rows). Extra rows: detkit's backbone forwar
 (the floor under a training step) and, for SSD, detkit doing torchvision's amount of
 postprocessing work. The detkit row also times the real Trainer (forward, loss, backward, the
 configured optimizer, LR schedule and EMA hooks) on a few in-memory batches: `trainer_train_images_per_s`
-beside the model-only `train_images_per_s` (trainer=false leaves it out). Prints a table and the
-ratios; writes JSON with output=PATH.
+beside the model-only `train_images_per_s` (trainer=false leaves it out); profile=true adds where
+those steps' time went, stage by stage (`step_profile`: backbone, neck, proposals, head, target
+assignment, backward, optimizer; printed as a table too). Prints a table and the ratios; writes
+JSON with output=PATH.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ PRESETS = {
     },
 }  # fmt: skip
 OWN_KEYS = ("preset", "size", "train_batch", "infer_batch", "peer", "device", "amp", "channels_last", "iters",
-            "warmup", "repeats", "num_classes", "output", "mode", "trainer")  # fmt: skip
+            "warmup", "repeats", "num_classes", "output", "mode", "trainer", "profile")  # fmt: skip
 MODES = ("models", "nms")
 
 
@@ -70,6 +72,7 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
     )
     from detkit.engine.build import build_model
     from detkit.engine.dist import select_device
+    from detkit.engine.hooks.profile import format_stage_report
 
     preset = PRESETS.get(own.get("preset", "faster_rcnn"))
     if preset is None:
@@ -106,7 +109,10 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
         model = factory()
         rows[label] = measure(model, num_classes=num_classes, device=device, **settings)
         if label == detkit_label and own.get("trainer", "true").lower() == "true":
-            rows[label].update(trainer_row(cfg, model, num_classes=num_classes, device=device, settings=settings))
+            profile = own.get("profile", "false").lower() == "true"
+            rows[label].update(
+                trainer_row(cfg, model, num_classes=num_classes, device=device, settings=settings, profile=profile)
+            )
         if label == detkit_label:
             floor = {k: settings[k] for k in ("size", "amp", "channels_last", "warmup", "iters", "repeats")}
             rows[f"{label} backbone forward+backward (floor)"] = {
@@ -118,6 +124,9 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
         if on_gpu:
             torch.cuda.empty_cache()
     print(format_rows(rows))
+    for label, row in rows.items():
+        if "step_profile" in row:
+            print(f"\n{label}, where a training step's time goes:\n{format_stage_report(row['step_profile'])}")
     return {
         "device": torch.cuda.get_device_name(device) if on_gpu else "cpu",
         "torch": torch.__version__,
@@ -128,7 +137,7 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
     }
 
 
-def trainer_row(cfg, model, *, num_classes: int, device, settings: dict) -> dict:
+def trainer_row(cfg, model, *, num_classes: int, device, settings: dict, profile: bool = False) -> dict:
     """The Trainer's images/s with the experiment's optimizer, LR schedule and EMA (no evaluation
     or checkpoint hooks: they run every epoch, not every step) on two random batches in memory."""
     import torch
@@ -149,7 +158,7 @@ def trainer_row(cfg, model, *, num_classes: int, device, settings: dict) -> dict
     return measure_trainer(
         model, optimizer, batches, device=device, amp=settings["amp"], warmup=settings["warmup"],
         iters=settings["iters"], repeats=settings["repeats"], scheduler=build_scheduler(cfg, optimizer, steps),
-        ema=ema, hooks=hooks,
+        ema=ema, hooks=hooks, profile=profile,
     )  # fmt: skip
 
 

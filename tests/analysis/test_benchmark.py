@@ -67,6 +67,20 @@ def test_measure_trainer_runs_real_optimizer_steps() -> None:
     assert 0 < rate["min"] <= rate["median"] <= rate["max"]
     changed = [name for name, p in model.named_parameters() if not torch.equal(p.detach(), before[name])]
     assert len(changed) > len(before) // 2  # the optimizer moved the weights
+    assert "step_profile" not in row
+
+
+def test_measure_trainer_profiles_the_timed_steps_stage_by_stage() -> None:
+    cfg = load_config(["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=3)
+    batches = [random_batch(2, 64, 3, seed=seed) for seed in (0, 1)]
+    row = measure_trainer(model, torch.optim.SGD(model.parameters(), lr=0.01), batches, device=torch.device("cpu"),
+                          amp=False, warmup=1, iters=2, repeats=1, profile=True)  # fmt: skip
+    profile = row["step_profile"]
+    assert profile["steps"] == 2 and profile["first_step"] == 1
+    stages = {entry["stage"] for entry in profile["rows"]}
+    assert {"forward / backbone", "forward / head", "forward / head / assign", "backward", "optimizer"} <= stages
 
 
 @pytest.mark.slow  # a full report: model-only rates, the trainer and the backbone floor (~60 s on a busy 2-core box)
