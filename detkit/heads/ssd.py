@@ -131,7 +131,6 @@ class SSDHead(nn.Module):
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
 
-
     def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> Priors:
         """The default boxes placed on the detector's feature maps for a blank input."""
         batch, image_sizes = blank_batch()

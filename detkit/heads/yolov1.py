@@ -112,7 +112,6 @@ class YOLOv1Head(nn.Module):
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
 
-
     def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> str:
         """Nothing for the prior coverage check (``detkit.priors.coverage``) to measure."""
         return "YOLOv1 has no priors: each object belongs to the grid cell holding its centre"

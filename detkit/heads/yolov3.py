@@ -111,7 +111,6 @@ class YOLOv3Head(nn.Module):
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
 
-
     def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> Priors:
         """The anchor shapes, compared with each box centred, as the assignment picks an anchor."""
         threshold = self.ignore_threshold if self.extra_positive_threshold is None else self.extra_positive_threshold

@@ -41,7 +41,6 @@ class PrecomputedProposals(nn.Module):
         self.max_proposals = {True: int(max_proposals_train), False: int(max_proposals_test)}
         self.min_size = float(min_size)
 
-
     def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> str:
         """Nothing for the prior coverage check to measure: the proposals come from outside."""
         return f"{type(detector).__name__} has no anchors or default boxes: its proposals come from selective search"

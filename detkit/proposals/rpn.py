@@ -65,7 +65,6 @@ class RPN(nn.Module):
         self.min_size = min_size
         self.box_loss_beta = box_loss_beta
 
-
     def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> Priors | None:
         """The anchors placed on the detector's one feature map for a blank input; None for a
         detector without a single named feature map (FPN), whose anchors are not checked."""
