@@ -18,7 +18,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from detkit.detectors.base import Detector, merge_losses, with_backbone_normalization
+from detkit.detectors.base import Detector, backbone_output, merge_losses, with_backbone_normalization
 from detkit.heads.base import RoIHead
 from detkit.ops.roi import rois_from_boxes, warp_crops
 from detkit.proposals.precomputed import PrecomputedProposals
@@ -53,11 +53,7 @@ class RCNN(Detector):
         **detector_kwargs,
     ) -> None:
         super().__init__(size_divisor=size_divisor, **with_backbone_normalization(backbone, detector_kwargs))
-        infos = {info.name: info for info in backbone.feature_info}
-        if feature_name not in infos:
-            raise ValueError(
-                f"backbone has no output {feature_name!r}; it has {sorted(infos)} (set model.backbone.out_features)"
-            )
+        info = backbone_output(backbone, feature_name)
         if crop_size < 2 * context_padding + 1:
             raise ValueError(
                 f"crop_size {crop_size} leaves no room for context_padding {context_padding} on each side"
@@ -66,7 +62,7 @@ class RCNN(Detector):
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         self.backbone = backbone
         self.feature_name = feature_name
-        self.head: RoIHead = head(in_channels=infos[feature_name].channels, num_classes=num_classes)
+        self.head: RoIHead = head(in_channels=info.channels, num_classes=num_classes)
         self.proposal_generator = (
             proposal_generator if proposal_generator is not None else PrecomputedProposals()
         )
@@ -103,7 +99,8 @@ class RCNN(Detector):
 
     def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
         proposals, proposal_losses = self.proposal_generator(None, image_sizes, targets)
-        return merge_losses(proposal_losses, self.head.loss(partial(self.crop_features, batch), proposals, image_sizes, targets))
+        head_losses = self.head.loss(partial(self.crop_features, batch), proposals, image_sizes, targets)
+        return merge_losses(proposal_losses, head_losses)
 
     def predict(self, batch: Tensor, image_sizes: Tensor, targets: list[Target] | None) -> list[Detections]:
         proposals, _ = self.proposal_generator(None, image_sizes, targets)
