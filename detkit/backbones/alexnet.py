@@ -28,7 +28,7 @@ import torchvision
 from torch import Tensor, nn
 
 from detkit.backbones import BACKBONES
-from detkit.backbones.base import FEATURE_STAGES, Backbone, Pretrained, init_conv_weights
+from detkit.backbones.base import FEATURE_STAGES, Pretrained, SequentialFeaturesBackbone, init_conv_weights
 from detkit.backbones.pretrained import torchvision_imagenet_weights
 
 # Plan entries: ("conv", out_channels, kernel, stride, padding), ("pool",) (3x3 max pool, stride 2,
@@ -77,7 +77,7 @@ def build_layers(plan: Sequence[tuple], *, batch_norm: bool) -> tuple[list[nn.Mo
     return layers, ends, channels
 
 
-class PlainConvBackbone(Backbone):
+class PlainConvBackbone(SequentialFeaturesBackbone):
     """A ``features`` Sequential built from a layer plan, cut after stage ``depth``, read out at
     the ends of stages 2, 3 and 4 (AlexNet, ZFNet, the LeNet-style toy).
 
@@ -88,33 +88,8 @@ class PlainConvBackbone(Backbone):
     def __init__(self, plan: Sequence[tuple], *, batch_norm: bool, out_features: str | Sequence[str]) -> None:
         layers, ends, channels = build_layers(plan, batch_norm=batch_norm)
         super().__init__(out_features=out_features, channels=channels)
-        self.features = nn.Sequential(*layers[: ends[self.depth]])
-        self._full_length = ends[-1]
-        self._ends = ends[: self.depth + 1]
-        self._outputs = {ends[FEATURE_STAGES[name]] - 1: name for name in self.out_features}
+        self.set_features(nn.Sequential(*layers[: ends[self.depth]]), ends)
         init_conv_weights(self.modules())
-
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        x = images
-        features: dict[str, Tensor] = {}
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in self._outputs:
-                features[self._outputs[index]] = x
-        return features
-
-    def stage_modules(self) -> list[list[nn.Module]]:
-        starts = [0] + self._ends[:-1]
-        return [list(self.features[start:end]) for start, end in zip(starts, self._ends, strict=True)]
-
-    def is_unbuilt_key(self, key: str) -> bool:
-        parts = key.split(".")
-        return (
-            len(parts) > 2
-            and parts[0] == "features"
-            and parts[1].isdigit()
-            and len(self.features) <= int(parts[1]) < self._full_length
-        )
 
 
 def _no_imagenet_weights(arch: str) -> tuple[dict[str, Tensor], str]:

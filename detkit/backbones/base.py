@@ -188,35 +188,90 @@ class Backbone(nn.Module):
         freeze_batchnorm(self, lambda bn: id(bn) in frozen_ids)
 
 
-# Backbones that are a stem followed by one sequence of blocks (MobileNet v1, EfficientNet-Lite):
-# what they share, as functions rather than another level of subclassing.
+# The two layouts several backbones share, as bases: what is left to a subclass is building its
+# layers; running them, grouping them into stages for freezing and telling which weights-file keys
+# belong to stages it did not build are the same.
 
 
-def run_blocks(x: Tensor, stem: nn.Module, blocks: nn.Sequential, outputs: dict[int, str]) -> dict[str, Tensor]:
-    """``stem`` then ``blocks`` on ``x``; the output of block ``i`` is kept as ``outputs[i]``."""
-    x = stem(x)
-    features: dict[str, Tensor] = {}
-    for index, block in enumerate(blocks):
-        x = block(x)
-        if index in outputs:
-            features[outputs[index]] = x
-    return features
+class SequentialFeaturesBackbone(Backbone):
+    """A backbone whose layers are one ``features`` Sequential indexed like the full network's
+    (AlexNet, ZFNet, the LeNet-style toy, VGG-16), so ``features.N.*`` keys of its weights load as
+    they are. A subclass builds the layers up to the end of stage ``depth`` and passes them to
+    ``set_features``; each output is the last layer of its stage (c3 ends stage 2, c4 stage 3,
+    c5 stage 4)."""
+
+    features: nn.Sequential
+
+    def set_features(self, features: nn.Sequential, stage_ends: Sequence[int]) -> None:
+        """``stage_ends``: exclusive end, in the full network's ``features``, of the stem and of
+        stages 1..4."""
+        self.features = features
+        self._full_length = stage_ends[-1]
+        self._ends = list(stage_ends[: self.depth + 1])
+        self._outputs = {stage_ends[FEATURE_STAGES[name]] - 1: name for name in self.out_features}
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        x = images
+        features: dict[str, Tensor] = {}
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in self._outputs:
+                features[self._outputs[index]] = x
+        return features
+
+    def stage_modules(self) -> list[list[nn.Module]]:
+        starts = [0] + self._ends[:-1]
+        return [list(self.features[start:end]) for start, end in zip(starts, self._ends, strict=True)]
+
+    def is_unbuilt_key(self, key: str) -> bool:
+        parts = key.split(".")
+        return (
+            len(parts) > 2
+            and parts[0] == "features"
+            and parts[1].isdigit()
+            and len(self.features) <= int(parts[1]) < self._full_length
+        )
 
 
-def block_stages(
-    stem: nn.Module, blocks: nn.Sequential, stage_ends: Sequence[int], depth: int
-) -> list[list[nn.Module]]:
-    """The stem with the blocks before ``stage_ends[0]``, then each built stage's blocks, for freezing
-    (``stage_ends``: exclusive end in ``blocks`` of the stem and of stages 1..4)."""
-    ends = tuple(stage_ends[: depth + 1])
-    starts = (0,) + ends[:-1]
-    groups = [list(blocks[start:end]) for start, end in zip(starts, ends, strict=True)]
-    groups[0].insert(0, stem)
-    return groups
+class StemBlocksBackbone(Backbone):
+    """A ``stem`` followed by one sequence of ``blocks`` (MobileNet v1, EfficientNet-Lite). A
+    subclass builds the stem and the blocks up to the end of stage ``depth`` and passes them to
+    ``set_stem_and_blocks``; each output is the last block of its stage."""
 
+    stem: nn.Module
+    blocks: nn.Sequential
 
-def is_unbuilt_block(key: str, built: int, total: int) -> bool:
-    """Whether state-dict ``key`` belongs to a block ``blocks.<i>`` with ``built <= i < total``."""
-    parts = key.split(".")
-    return len(parts) > 2 and parts[0] == "blocks" and parts[1].isdigit() and built <= int(parts[1]) < total
+    def set_stem_and_blocks(self, stem: nn.Module, blocks: nn.Sequential, stage_ends: Sequence[int]) -> None:
+        """``stage_ends``: exclusive end, in the full network's ``blocks``, of the stem and of
+        stages 1..4 (the stem's own end counts the blocks that belong to it)."""
+        self.stem = stem
+        self.blocks = blocks
+        self._stage_ends = tuple(stage_ends)
+        self._outputs = {stage_ends[FEATURE_STAGES[name]] - 1: name for name in self.out_features}
 
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        x = self.stem(images)
+        features: dict[str, Tensor] = {}
+        for index, block in enumerate(self.blocks):
+            x = block(x)
+            if index in self._outputs:
+                features[self._outputs[index]] = x
+        return features
+
+    def stage_modules(self) -> list[list[nn.Module]]:
+        """The stem with the blocks before the stem's end, then each built stage's blocks."""
+        ends = self._stage_ends[: self.depth + 1]
+        starts = (0,) + ends[:-1]
+        groups = [list(self.blocks[start:end]) for start, end in zip(starts, ends, strict=True)]
+        groups[0].insert(0, self.stem)
+        return groups
+
+    def is_unbuilt_key(self, key: str) -> bool:
+        """Whether ``key`` belongs to a block ``blocks.<i>`` of the full network that was not built."""
+        parts = key.split(".")
+        return (
+            len(parts) > 2
+            and parts[0] == "blocks"
+            and parts[1].isdigit()
+            and len(self.blocks) <= int(parts[1]) < self._stage_ends[-1]
+        )

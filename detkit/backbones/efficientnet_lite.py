@@ -37,12 +37,9 @@ from torch import Tensor, nn
 from detkit.backbones import BACKBONES
 from detkit.backbones.base import (
     FEATURE_STAGES,
-    Backbone,
     Pretrained,
-    block_stages,
+    StemBlocksBackbone,
     init_conv_weights,
-    is_unbuilt_block,
-    run_blocks,
 )
 from detkit.backbones.pretrained import find_weights_file, read_state_dict
 
@@ -141,7 +138,7 @@ class InvertedResidual(nn.Module):
         return out + x if self.residual else out
 
 
-class EfficientNetLiteBackbone(Backbone):
+class EfficientNetLiteBackbone(StemBlocksBackbone):
     """``stem`` then ``blocks[:end of stage depth]``, read out at the ends of stages 2, 3 and 4.
 
     ``forward(images: Tensor[N, 3, H, W]) -> {"c3": [N, 40, H/8, W/8], "c4": [N, 112, H/16, W/16],
@@ -154,25 +151,15 @@ class EfficientNetLiteBackbone(Backbone):
     def __init__(self, *, out_features: str | Sequence[str]) -> None:
         channels = {name: BLOCK_PLAN[STAGE_ENDS[stage] - 1][3] for name, stage in FEATURE_STAGES.items()}
         super().__init__(out_features=out_features, channels=channels)
-        self.stem = conv_bn(3, STEM_CHANNELS, 3, stride=2)
+        stem = conv_bn(3, STEM_CHANNELS, 3, stride=2)
         blocks, in_channels = [], STEM_CHANNELS
         for kernel, stride, expansion, out_channels in BLOCK_PLAN[: STAGE_ENDS[self.depth]]:
             blocks.append(
                 InvertedResidual(in_channels, out_channels, kernel=kernel, stride=stride, expansion=expansion)
             )
             in_channels = out_channels
-        self.blocks = nn.Sequential(*blocks)
-        self._outputs = {STAGE_ENDS[FEATURE_STAGES[name]] - 1: name for name in self.out_features}
+        self.set_stem_and_blocks(stem, nn.Sequential(*blocks), STAGE_ENDS)
         init_conv_weights(self.modules())
-
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        return run_blocks(images, self.stem, self.blocks, self._outputs)
-
-    def stage_modules(self) -> list[list[nn.Module]]:
-        return block_stages(self.stem, self.blocks, STAGE_ENDS, self.depth)
-
-    def is_unbuilt_key(self, key: str) -> bool:
-        return is_unbuilt_block(key, len(self.blocks), len(BLOCK_PLAN))
 
 
 # The weights file's module names (the EfficientNet-PyTorch layout) → this module's.

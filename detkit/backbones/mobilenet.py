@@ -24,12 +24,9 @@ from torch import Tensor, nn
 from detkit.backbones import BACKBONES
 from detkit.backbones.base import (
     FEATURE_STAGES,
-    Backbone,
     Pretrained,
-    block_stages,
+    StemBlocksBackbone,
     init_conv_weights,
-    is_unbuilt_block,
-    run_blocks,
 )
 from detkit.backbones.pretrained import find_weights_file, read_state_dict
 from detkit.layers.conv_bn_act import conv_bn_act
@@ -81,7 +78,7 @@ class DepthwiseSeparableConv(nn.Module):
         return self.relu(self.pointwise_bn(self.pointwise(x)))
 
 
-class MobileNetV1Backbone(Backbone):
+class MobileNetV1Backbone(StemBlocksBackbone):
     """``stem`` then ``blocks[:end of stage depth]``, read out at the ends of stages 2, 3 and 4.
 
     ``forward(images: Tensor[N, 3, H, W]) -> {"c3": [N, 256a, H/8, W/8], "c4": [N, 512a, H/16, W/16],
@@ -96,23 +93,13 @@ class MobileNetV1Backbone(Backbone):
         super().__init__(out_features=out_features, channels=channels)
         self.width_mult = float(width_mult)
         stem_channels = scaled_channels(_STEM_CHANNELS, width_mult)
-        self.stem = nn.Sequential(*conv_bn_act(3, stem_channels, 3, stride=2, padding=1))
+        stem = nn.Sequential(*conv_bn_act(3, stem_channels, 3, stride=2, padding=1))
         blocks, in_channels = [], stem_channels
         for out_channels, stride in plan[: _STAGE_ENDS[self.depth]]:
             blocks.append(DepthwiseSeparableConv(in_channels, out_channels, stride))
             in_channels = out_channels
-        self.blocks = nn.Sequential(*blocks)
-        self._outputs = {_STAGE_ENDS[FEATURE_STAGES[name]] - 1: name for name in self.out_features}
+        self.set_stem_and_blocks(stem, nn.Sequential(*blocks), _STAGE_ENDS)
         init_conv_weights(self.modules())
-
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        return run_blocks(images, self.stem, self.blocks, self._outputs)
-
-    def stage_modules(self) -> list[list[nn.Module]]:
-        return block_stages(self.stem, self.blocks, _STAGE_ENDS, self.depth)
-
-    def is_unbuilt_key(self, key: str) -> bool:
-        return is_unbuilt_block(key, len(self.blocks), len(_BLOCK_PLAN))
 
 
 def weights_file_name(width_mult: float) -> str:

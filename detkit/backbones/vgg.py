@@ -18,11 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torchvision
-from torch import Tensor, nn
+from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
 from detkit.backbones import BACKBONES
-from detkit.backbones.base import FEATURE_STAGES, Backbone, Pretrained, init_conv_weights
+from detkit.backbones.base import Pretrained, SequentialFeaturesBackbone, init_conv_weights
 from detkit.backbones.pretrained import torchvision_imagenet_weights
 
 _VGG16_PLAN = cfgs["D"]  # 13 convolutions in 5 blocks, "M" = 2x2 max pool
@@ -37,7 +37,7 @@ def _stage_ends(batch_norm: bool) -> tuple[list[int], list[int]]:
     return plan_ends, [sum(sizes[:end]) for end in plan_ends]
 
 
-class VGGBackbone(Backbone):
+class VGGBackbone(SequentialFeaturesBackbone):
     """VGG-16's ``features`` up to the end of stage ``depth``, read out at the ends of stages 2, 3 and 4.
 
     ``forward(images: Tensor[N, 3, H, W]) -> {"c3": [N, 512, H/8, W/8], "c4": [N, 512, H/16, W/16],
@@ -48,37 +48,12 @@ class VGGBackbone(Backbone):
         super().__init__(out_features=out_features, channels={"c3": 512, "c4": 512, "c5": 512})
         plan_ends, layer_ends = _stage_ends(batch_norm)
         # Built from a truncated plan: same layer indices (torchvision's keys), no unused layers.
-        self.features = make_layers(_VGG16_PLAN[: plan_ends[self.depth]], batch_norm=batch_norm)
-        for layer in self.features:
+        features = make_layers(_VGG16_PLAN[: plan_ends[self.depth]], batch_norm=batch_norm)
+        for layer in features:
             if isinstance(layer, nn.MaxPool2d):
                 layer.ceil_mode = True
-        self._full_length = layer_ends[-1]
-        self._ends = layer_ends[: self.depth + 1]
-        # Each output is the last layer of its stage: c3 ends stage 2, c4 stage 3, c5 stage 4.
-        self._outputs = {layer_ends[FEATURE_STAGES[name]] - 1: name for name in self.out_features}
+        self.set_features(features, layer_ends)
         init_conv_weights(self.modules())
-
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        x = images
-        features: dict[str, Tensor] = {}
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in self._outputs:
-                features[self._outputs[index]] = x
-        return features
-
-    def stage_modules(self) -> list[list[nn.Module]]:
-        starts = [0] + self._ends[:-1]
-        return [list(self.features[start:end]) for start, end in zip(starts, self._ends, strict=True)]
-
-    def is_unbuilt_key(self, key: str) -> bool:
-        parts = key.split(".")
-        return (
-            len(parts) > 2
-            and parts[0] == "features"
-            and parts[1].isdigit()
-            and len(self.features) <= int(parts[1]) < self._full_length
-        )
 
 
 @BACKBONES.register

@@ -150,7 +150,8 @@ class DetectionDataset:
     """A detection split held as ``ImageRecord`` s; the common part of every detkit loader.
 
     ``class_names[i]`` is label ``i + 1``; ``category_ids[i]`` is the dataset's own id for label
-    ``i + 1`` (what ``coco_ground_truth`` and detection results use). With a ``problems`` log (what
+    ``i + 1`` (what ``coco_ground_truth`` and detection results use); None numbers them as the
+    labels, 1..K, for formats without ids of their own (VOC, YOLO). With a ``problems`` log (what
     the loader found in the annotation files), the image files are checked (``check_records``;
     ``verify_images=False`` reads their headers only, which misses truncated files) and the log's
     ``on_bad_data`` policy is applied: every problem in one error, or the bad items dropped.
@@ -162,11 +163,13 @@ class DetectionDataset:
         records: list[ImageRecord],
         *,
         class_names: Sequence[str],
-        category_ids: Sequence[int],
+        category_ids: Sequence[int] | None = None,
         transforms: DetectionTransformFn | None = None,
         problems: ProblemLog | None = None,
         verify_images: bool = True,
     ) -> None:
+        if category_ids is None:
+            category_ids = range(1, len(class_names) + 1)
         if len(class_names) != len(category_ids):
             raise ValueError("class_names and category_ids must have the same length")
         self.class_names = list(class_names)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from detkit.backbones.base import IMAGENET_MEAN, IMAGENET_STD
 from detkit.ops.image_sizes import image_sizes_tensor
 from detkit.ops.pixels import common_dtype, to_unit_float
-from detkit.structures import Detections, Target
+from detkit.structures import Detections, FeatureInfo, Target
 from detkit.utils.stages import stage
 
 
@@ -28,6 +28,17 @@ def with_backbone_normalization(backbone: nn.Module, detector_kwargs: dict) -> d
         "pixel_std": getattr(backbone, "pixel_std", IMAGENET_STD),
         **detector_kwargs,
     }
+
+
+def backbone_output(backbone: nn.Module, feature_name: str) -> FeatureInfo:
+    """The backbone output a single-map detector reads (name, channels, stride), or a clear error
+    naming the outputs the backbone has."""
+    infos = {info.name: info for info in backbone.feature_info}
+    if feature_name not in infos:
+        raise ValueError(
+            f"backbone has no output {feature_name!r}; it has {sorted(infos)} (set model.backbone.out_features)"
+        )
+    return infos[feature_name]
 
 
 class Detector(nn.Module):

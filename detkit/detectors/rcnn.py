@@ -18,7 +18,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from detkit.detectors.base import Detector, merge_losses, with_backbone_normalization
+from detkit.detectors.base import Detector, backbone_output, merge_losses, with_backbone_normalization
 from detkit.heads.base import RoIHead
 from detkit.ops.roi import rois_from_boxes, warp_crops
 from detkit.proposals.precomputed import PrecomputedProposals
@@ -54,11 +54,7 @@ class RCNN(Detector):
         **detector_kwargs,
     ) -> None:
         super().__init__(size_divisor=size_divisor, **with_backbone_normalization(backbone, detector_kwargs))
-        infos = {info.name: info for info in backbone.feature_info}
-        if feature_name not in infos:
-            raise ValueError(
-                f"backbone has no output {feature_name!r}; it has {sorted(infos)} (set model.backbone.out_features)"
-            )
+        info = backbone_output(backbone, feature_name)
         if crop_size < 2 * context_padding + 1:
             raise ValueError(
                 f"crop_size {crop_size} leaves no room for context_padding {context_padding} on each side"
@@ -67,7 +63,7 @@ class RCNN(Detector):
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         self.backbone = backbone
         self.feature_name = feature_name
-        self.head: RoIHead = head(in_channels=infos[feature_name].channels, num_classes=num_classes)
+        self.head: RoIHead = head(in_channels=info.channels, num_classes=num_classes)
         self.proposal_generator = (
             proposal_generator if proposal_generator is not None else PrecomputedProposals()
         )

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from detkit.backbones.base import freeze_batchnorm
-from detkit.detectors.base import Detector, merge_losses, with_backbone_normalization
+from detkit.detectors.base import Detector, backbone_output, merge_losses, with_backbone_normalization
 from detkit.heads.base import RoIHead
 from detkit.ops.roi import rois_from_boxes
 from detkit.proposals.precomputed import PrecomputedProposals
@@ -46,12 +46,7 @@ class SPPNet(Detector):
         **detector_kwargs,
     ) -> None:
         super().__init__(**with_backbone_normalization(backbone, detector_kwargs))
-        infos = {info.name: info for info in backbone.feature_info}
-        if feature_name not in infos:
-            raise ValueError(
-                f"backbone has no output {feature_name!r}; it has {sorted(infos)} (set model.backbone.out_features)"
-            )
-        info = infos[feature_name]
+        info = backbone_output(backbone, feature_name)
         self.backbone = backbone
         self.feature_name = feature_name
         self.head: RoIHead = head(in_channels=info.channels, stride=info.stride, num_classes=num_classes)

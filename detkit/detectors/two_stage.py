@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from detkit.detectors.base import Detector, merge_losses, with_backbone_normalization
+from detkit.detectors.base import Detector, backbone_output, merge_losses, with_backbone_normalization
 from detkit.heads.base import RoIHead
 from detkit.structures import Detections, Target
 from detkit.utils.stages import stage
@@ -56,12 +56,7 @@ class TwoStageDetector(ProposalsThenRoIs):
         **detector_kwargs,
     ) -> None:
         super().__init__(**with_backbone_normalization(backbone, detector_kwargs))
-        infos = {info.name: info for info in backbone.feature_info}
-        if feature_name not in infos:
-            raise ValueError(
-                f"backbone has no output {feature_name!r}; it has {sorted(infos)} (set model.backbone.out_features)"
-            )
-        info = infos[feature_name]
+        info = backbone_output(backbone, feature_name)
         self.backbone = backbone
         self.feature_name = feature_name
         self.proposal_generator = proposal_generator(in_channels=info.channels, stride=info.stride)

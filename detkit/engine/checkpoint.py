@@ -17,9 +17,7 @@ A checkpoint is a dict of tensors and plain Python data only (it loads with
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import torch
 from torch import nn
 
 from detkit.engine.dist import get_rank, get_world_size, unwrap_model
+from detkit.utils.atomic_file import atomic_file
 from detkit.utils.seeding import capture_rng_state, restore_rng_state
 
 logger = logging.getLogger(__name__)
@@ -77,16 +76,8 @@ def save_checkpoint(
     # CPU tensors: the file then loads on a machine without the GPU it was trained on.
     state = _to_cpu(state)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as file:
+        torch.save(state, file)
     return path
 
 

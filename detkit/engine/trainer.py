@@ -309,6 +309,17 @@ class Trainer:
             if name in saved_hooks:
                 hook.load_state_dict(saved_hooks[name])
 
+    def checkpointed_parts(self) -> dict[str, Any]:
+        """The objects whose state a checkpoint holds besides the trainer's own (``save_checkpoint``
+        and ``load_checkpoint`` take them by these names): one list, so saving and resuming agree."""
+        return {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "scaler": self.scaler,
+            "ema": self.ema,
+        }
+
     def resume(self, path: str | Path, *, restore_rng: bool = True) -> dict[str, Any]:
         """Load a checkpoint written by CheckpointHook so that ``train()`` continues exactly.
 
@@ -316,15 +327,7 @@ class Trainer:
         order (the interrupted pass is replayed to the same batch) and the RNG states.
         Returns the checkpoint dict (``config_yaml``, ``class_names``, ...).
         """
-        checkpoint = load_checkpoint(
-            path,
-            model=self.model,
-            optimizer=self.optimizer,
-            scheduler=self.scheduler,
-            scaler=self.scaler,
-            ema=self.ema,
-            restore_rng=restore_rng,
-        )
+        checkpoint = load_checkpoint(path, **self.checkpointed_parts(), restore_rng=restore_rng)
         trainer_state = checkpoint["extra"].get("trainer")
         if trainer_state is not None:
             self.load_state_dict(trainer_state)

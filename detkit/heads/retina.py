@@ -30,14 +30,14 @@ from torch import Tensor, nn
 
 from detkit.assign.matcher import Matcher
 from detkit.coders.delta_xywh import DeltaXYWHCoder
+from detkit.heads.dense_head_base import DenseHeadBase
 from detkit.layers.norm import norm_layer
 from detkit.losses import focal_loss, smooth_l1, zero_loss
 from detkit.losses.iou import IOU_LOSS_KINDS, iou_loss
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
 from detkit.ops.iou import batched_box_iou
-from detkit.ops.nms import postprocess_dense
 from detkit.priors.anchors import AnchorGenerator
-from detkit.structures import Detections, FeatureInfo, Target
+from detkit.structures import FeatureInfo, Target
 from detkit.utils.stages import stage
 
 RETINA_BOX_LOSSES = ("smooth_l1", *IOU_LOSS_KINDS)
@@ -77,7 +77,7 @@ def _run_subnet(subnet: nn.Sequential, level_norms: nn.ModuleList | None, x: Ten
     return x
 
 
-class RetinaNetHead(nn.Module):
+class RetinaNetHead(DenseHeadBase):
     """``forward(features) -> (class_logits: Tensor[N, P, C], deltas: Tensor[N, P, 4])``; ``loss``
     and ``predict`` follow the dense-head contract (``detkit.heads.base.DenseHead``).
 
@@ -114,7 +114,10 @@ class RetinaNetHead(nn.Module):
         nms_threshold: float = 0.5,
         max_detections: int = 100,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            score_threshold=score_threshold, pre_nms_topk=pre_nms_topk, nms_threshold=nms_threshold,
+            max_detections=max_detections,
+        )
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if box_loss not in RETINA_BOX_LOSSES:
@@ -164,10 +167,6 @@ class RetinaNetHead(nn.Module):
         self.box_loss = box_loss
         self.box_loss_beta = box_loss_beta
         self.box_loss_weight = box_loss_weight
-        self.score_threshold = score_threshold
-        self.pre_nms_topk = pre_nms_topk
-        self.nms_threshold = nms_threshold
-        self.max_detections = max_detections
 
     def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         logits, deltas = [], []
@@ -231,14 +230,3 @@ class RetinaNetHead(nn.Module):
         logits, deltas = self(features)
         boxes = self.coder.decode(deltas, self.anchors(features).to(deltas))
         return clip_boxes_per_image(boxes, image_sizes), logits.sigmoid()
-
-    @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], image_sizes: Tensor) -> list[Detections]:
-        """Detections per image, boxes ``xyxy`` in the input image's pixels (clipped to it)."""
-        return postprocess_dense(
-            *self.dense_predictions(features, image_sizes),
-            score_threshold=self.score_threshold,
-            pre_nms_topk=self.pre_nms_topk,
-            iou_threshold=self.nms_threshold,
-            max_detections=self.max_detections,
-        )

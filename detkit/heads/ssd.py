@@ -24,15 +24,15 @@ from torch import Tensor, nn
 from detkit.assign.hard_negative import hard_negative_mining
 from detkit.assign.matcher import Matcher
 from detkit.coders.delta_xywh import DeltaXYWHCoder
+from detkit.heads.dense_head_base import DenseHeadBase
 from detkit.layers.conv_bn_act import conv_bn_act
 from detkit.losses import smooth_l1, zero_loss
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
 from detkit.ops.image_sizes import host_image_sizes
 from detkit.ops.iou import batched_box_iou
-from detkit.ops.nms import postprocess_dense
 from detkit.priors.coverage import BlankBatch, Priors
 from detkit.priors.default_boxes import SSD300_ASPECT_RATIOS, DefaultBoxGenerator
-from detkit.structures import Detections, FeatureInfo, Target
+from detkit.structures import FeatureInfo, Target
 from detkit.utils.stages import stage
 
 
@@ -59,7 +59,7 @@ def _per_level_ratios(aspect_ratios: Sequence, num_levels: int) -> list[list[flo
     return per_level
 
 
-class SSDHead(nn.Module):
+class SSDHead(DenseHeadBase):
     """``forward(features) -> (class_logits: Tensor[N, A, C+1], deltas: Tensor[N, A, 4])``;
     ``loss`` and ``predict`` follow the single-stage detector's head contract.
 
@@ -93,7 +93,10 @@ class SSDHead(nn.Module):
         nms_threshold: float = 0.45,
         max_detections: int = 200,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            score_threshold=score_threshold, pre_nms_topk=pre_nms_topk, nms_threshold=nms_threshold,
+            max_detections=max_detections,
+        )
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.feature_info = list(feature_info)
@@ -126,10 +129,6 @@ class SSDHead(nn.Module):
         self.neg_pos_ratio = neg_pos_ratio
         self.min_negatives = min_negatives
         self.box_loss_beta = box_loss_beta
-        self.score_threshold = score_threshold
-        self.pre_nms_topk = pre_nms_topk
-        self.nms_threshold = nms_threshold
-        self.max_detections = max_detections
 
     def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> Priors:
         """The default boxes placed on the detector's feature maps for a blank input."""
@@ -218,14 +217,3 @@ class SSDHead(nn.Module):
         priors = self.priors(features, image_sizes)
         scores = logits.float().softmax(dim=-1)[..., 1:]
         return clip_boxes_per_image(self.coder.decode(deltas, priors), image_sizes), scores
-
-    @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], image_sizes: Tensor) -> list[Detections]:
-        """Detections per image, boxes ``xyxy`` in the input image's pixels (clipped to it)."""
-        return postprocess_dense(
-            *self.dense_predictions(features, image_sizes),
-            score_threshold=self.score_threshold,
-            pre_nms_topk=self.pre_nms_topk,
-            iou_threshold=self.nms_threshold,
-            max_detections=self.max_detections,
-        )

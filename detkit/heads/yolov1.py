@@ -37,20 +37,20 @@ from torch import Tensor, nn
 
 from detkit.assign.yolo import assign_yolov1
 from detkit.coders.yolo import YOLOv1Coder
+from detkit.heads.dense_head_base import DenseHeadBase
 from detkit.layers.conv_bn_act import ConvBNLeaky
 from detkit.losses import binary_cross_entropy, cross_entropy, smooth_l1
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
-from detkit.ops.nms import postprocess_dense
 from detkit.ops.pool import adaptive_avg_pool2d
 from detkit.priors.coverage import BlankBatch
 from detkit.priors.grid import grid_cells
-from detkit.structures import Detections, FeatureInfo, Target
+from detkit.structures import FeatureInfo, Target
 from detkit.utils.stages import stage
 
 YOLOV1_LOSSES = ("paper", "smooth_l1_ce")
 
 
-class YOLOv1Head(nn.Module):
+class YOLOv1Head(DenseHeadBase):
     def __init__(
         self,
         *,
@@ -72,7 +72,10 @@ class YOLOv1Head(nn.Module):
         nms_threshold: float = 0.5,
         max_detections: int = 100,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            score_threshold=score_threshold, pre_nms_topk=pre_nms_topk, nms_threshold=nms_threshold,
+            max_detections=max_detections,
+        )
         if loss not in YOLOV1_LOSSES:
             raise ValueError(f"YOLOv1Head: unknown loss {loss!r}; choose one of {', '.join(YOLOV1_LOSSES)}")
         by_name = {info.name: info for info in feature_info}
@@ -107,10 +110,6 @@ class YOLOv1Head(nn.Module):
         self.lambda_noobj = lambda_noobj
         self.box_loss_beta = box_loss_beta
         self.coder = YOLOv1Coder()
-        self.score_threshold = score_threshold
-        self.pre_nms_topk = pre_nms_topk
-        self.nms_threshold = nms_threshold
-        self.max_detections = max_detections
 
     def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> str:
         """Nothing for the prior coverage check (``detkit.priors.coverage``) to measure."""
@@ -190,13 +189,3 @@ class YOLOv1Head(nn.Module):
         boxes = clip_boxes_per_image(boxes, image_sizes)
         scores = confidence_logits.sigmoid()[..., None] * class_logits.softmax(dim=-1)[:, :, None, :]
         return boxes, scores.reshape(num_images, -1, self.num_classes)
-
-    @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], image_sizes: Tensor) -> list[Detections]:
-        return postprocess_dense(
-            *self.dense_predictions(features, image_sizes),
-            score_threshold=self.score_threshold,
-            pre_nms_topk=self.pre_nms_topk,
-            iou_threshold=self.nms_threshold,
-            max_detections=self.max_detections,
-        )

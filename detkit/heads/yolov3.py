@@ -38,14 +38,14 @@ from torch import Tensor, nn
 
 from detkit.assign.yolo import assign_yolov3
 from detkit.coders.yolo import YOLOv3Coder
+from detkit.heads.dense_head_base import DenseHeadBase
 from detkit.layers.conv_bn_act import ConvBNLeaky
 from detkit.losses import binary_cross_entropy
 from detkit.losses.iou import IOU_LOSS_KINDS, iou_loss
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
-from detkit.ops.nms import postprocess_dense
 from detkit.priors.coverage import BlankBatch, Priors
 from detkit.priors.grid import AnchorGrid
-from detkit.structures import Detections, FeatureInfo, Target
+from detkit.structures import FeatureInfo, Target
 from detkit.utils.stages import stage
 
 # darknet's yolov3.cfg anchors (k-means on COCO at 416×416), (w, h) pixels, per stride 8, 16, 32.
@@ -57,7 +57,7 @@ COCO_ANCHORS = (
 YOLOV3_BOX_LOSSES = ("mse", *IOU_LOSS_KINDS)
 
 
-class YOLOv3Head(nn.Module):
+class YOLOv3Head(DenseHeadBase):
     def __init__(
         self,
         *,
@@ -79,7 +79,10 @@ class YOLOv3Head(nn.Module):
         nms_threshold: float = 0.45,
         max_detections: int = 100,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            score_threshold=score_threshold, pre_nms_topk=pre_nms_topk, nms_threshold=nms_threshold,
+            max_detections=max_detections,
+        )
         if box_loss not in YOLOV3_BOX_LOSSES:
             raise ValueError(f"YOLOv3Head: unknown box_loss {box_loss!r}; choose one of {', '.join(YOLOV3_BOX_LOSSES)}")
         if scale_xy < 1.0:
@@ -106,10 +109,6 @@ class YOLOv3Head(nn.Module):
         self.ignore_threshold = ignore_threshold
         self.extra_positive_threshold = extra_positive_threshold
         self.weights = {"box": box_weight, "obj": obj_weight, "noobj": noobj_weight, "cls": cls_weight}
-        self.score_threshold = score_threshold
-        self.pre_nms_topk = pre_nms_topk
-        self.nms_threshold = nms_threshold
-        self.max_detections = max_detections
 
     def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> Priors:
         """The anchor shapes, compared with each box centred, as the assignment picks an anchor."""
@@ -203,13 +202,3 @@ class YOLOv3Head(nn.Module):
         _, boxes = self._decode(raw, sizes)
         scores = raw[..., 4:5].sigmoid() * self._class_probabilities(raw[..., 5:])
         return clip_boxes_per_image(boxes, image_sizes), scores
-
-    @torch.no_grad()
-    def predict(self, features: dict[str, Tensor], image_sizes: Tensor) -> list[Detections]:
-        return postprocess_dense(
-            *self.dense_predictions(features, image_sizes),
-            score_threshold=self.score_threshold,
-            pre_nms_topk=self.pre_nms_topk,
-            iou_threshold=self.nms_threshold,
-            max_detections=self.max_detections,
-        )

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detkit.layers.norm import norm_layer
+from detkit.necks.levels import input_levels, pyramid_level
 from detkit.structures import FeatureInfo
 
 FPN_EXTRA_MODES = ("conv", "pool")
@@ -29,10 +30,6 @@ def _conv(in_channels: int, out_channels: int, kernel_size: int, stride: int, no
     # A bias is redundant before a normalisation's own shift.
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=norm == "none")
     return nn.Sequential(conv, norm_layer(norm, out_channels))
-
-
-def _level(stride: int) -> int:
-    return int(stride).bit_length() - 1
 
 
 class FPN(nn.Module):
@@ -59,20 +56,13 @@ class FPN(nn.Module):
         norm: str = "none",
     ) -> None:
         super().__init__()
-        by_name = {info.name: info for info in feature_info}
-        names = list(in_features) if in_features is not None else [info.name for info in feature_info]
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise ValueError(
-                f"FPN: backbone has no output {missing}; it has {sorted(by_name)} (set backbone.out_features)"
-            )
+        _, inputs = input_levels(feature_info, in_features, "FPN")
         if extra_mode not in FPN_EXTRA_MODES:
             raise ValueError(f"FPN: unknown extra_mode {extra_mode!r}; choose one of {', '.join(FPN_EXTRA_MODES)}")
         if extra_source not in ("input", "output"):
             raise ValueError(f"FPN: unknown extra_source {extra_source!r}; choose 'input' or 'output'")
         if extra_levels < 0:
             raise ValueError(f"FPN: extra_levels must be >= 0, got {extra_levels}")
-        inputs = sorted((by_name[n] for n in names), key=lambda info: info.stride)
         strides = [info.stride for info in inputs]
         if any(s & (s - 1) for s in strides) or any(b != 2 * a for a, b in zip(strides, strides[1:], strict=False)):
             raise ValueError(f"FPN: input strides {strides} must be consecutive powers of two (e.g. c3, c4, c5)")
@@ -88,8 +78,8 @@ class FPN(nn.Module):
                 self.extras.append(_conv(in_channels, out_channels, 3, 2, norm))
         self.num_extra = extra_levels
         deepest = strides[-1]
-        self.feature_info = [FeatureInfo(f"p{_level(s)}", out_channels, s) for s in strides] + [
-            FeatureInfo(f"p{_level(deepest) + i + 1}", out_channels, deepest * 2 ** (i + 1))
+        self.feature_info = [FeatureInfo(f"p{pyramid_level(s)}", out_channels, s) for s in strides] + [
+            FeatureInfo(f"p{pyramid_level(deepest) + i + 1}", out_channels, deepest * 2 ** (i + 1))
             for i in range(extra_levels)
         ]
         for module in self.modules():

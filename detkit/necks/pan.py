@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from detkit.layers.conv_bn_act import ConvBNLeaky
 from detkit.layers.csp import CSPBlock
 from detkit.layers.spp_block import SPPBlock
+from detkit.necks.levels import input_levels, pyramid_level
 from detkit.necks.yolov3_fpn import conv_set
 from detkit.structures import FeatureInfo
 
@@ -63,14 +64,7 @@ class PANNeck(nn.Module):
         csp: bool = False,
     ) -> None:
         super().__init__()
-        by_name = {info.name: info for info in feature_info}
-        names = list(in_features) if in_features is not None else [info.name for info in feature_info]
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise ValueError(
-                f"PANNeck: backbone has no output {missing}; it has {sorted(by_name)} (set backbone.out_features)"
-            )
-        inputs = sorted((by_name[n] for n in names), key=lambda info: info.stride)
+        names, inputs = input_levels(feature_info, in_features, "PANNeck")
         widths = list(channels)
         if len(widths) != len(inputs) or len(inputs) < 2:
             raise ValueError(
@@ -94,7 +88,7 @@ class PANNeck(nn.Module):
         self.bu_down = nn.ModuleList(ConvBNLeaky(widths[i], widths[i + 1], 3, stride=2) for i in levels)
         self.bu_blocks = nn.ModuleList(neck_block(2 * widths[i + 1], widths[i + 1], num_convs, csp) for i in levels)
         self.feature_info = [
-            FeatureInfo(f"p{int(info.stride).bit_length() - 1}", width, info.stride)
+            FeatureInfo(f"p{pyramid_level(info.stride)}", width, info.stride)
             for info, width in zip(inputs, widths, strict=True)
         ]
 

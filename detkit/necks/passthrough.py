@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from detkit.layers.conv_bn_act import ConvBNLeaky
 from detkit.layers.space_to_depth import space_to_depth
+from detkit.necks.levels import pyramid_level
 from detkit.structures import FeatureInfo
 
 
@@ -57,7 +58,7 @@ class PassthroughNeck(nn.Module):
         self.deep = nn.Sequential(*(ConvBNLeaky(a, b, 3) for a, b in zip(widths[:-1], widths[1:], strict=True)))
         self.reduce = ConvBNLeaky(fine.channels, fine_channels, 1)
         out_channels = widths[-1] + 4 * fine_channels
-        self.feature_info = [FeatureInfo(f"p{int(deep.stride).bit_length() - 1}", out_channels, deep.stride)]
+        self.feature_info = [FeatureInfo(f"p{pyramid_level(deep.stride)}", out_channels, deep.stride)]
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         deep = self.deep(features[self.deep_name])

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detkit.layers.conv_bn_act import ConvBNLeaky
+from detkit.necks.levels import input_levels, pyramid_level
 from detkit.structures import FeatureInfo
 
 
@@ -46,14 +47,7 @@ class YOLOv3FPN(nn.Module):
         num_convs: int = 5,
     ) -> None:
         super().__init__()
-        by_name = {info.name: info for info in feature_info}
-        names = list(in_features) if in_features is not None else [info.name for info in feature_info]
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise ValueError(
-                f"YOLOv3FPN: backbone has no output {missing}; it has {sorted(by_name)} (set backbone.out_features)"
-            )
-        inputs = sorted((by_name[n] for n in names), key=lambda info: info.stride)
+        names, inputs = input_levels(feature_info, in_features, "YOLOv3FPN")
         if len(channels) != len(inputs):
             raise ValueError(f"YOLOv3FPN: {len(channels)} output widths for {len(inputs)} input levels {names}")
         self.in_features = [info.name for info in inputs]
@@ -68,7 +62,7 @@ class YOLOv3FPN(nn.Module):
             self.conv_sets.append(conv_set(in_channels, width, num_convs))
             previous = width
         self.feature_info = [
-            FeatureInfo(f"p{int(info.stride).bit_length() - 1}", width, info.stride)
+            FeatureInfo(f"p{pyramid_level(info.stride)}", width, info.stride)
             for info, width in zip(inputs, channels, strict=True)
         ]
 

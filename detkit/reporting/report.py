@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from detkit.reporting.galleries import write_error_galleries
 from detkit.reporting.html_report import write_html_report
 from detkit.reporting.plots import plot_confusion_matrix, plot_pr_curves, plot_training_curves
 from detkit.reporting.training_log import read_training_log
+from detkit.utils.atomic_file import atomic_file
 
 __all__ = [
     "confusion_matrix",
@@ -128,17 +127,9 @@ def save_metrics(metrics: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_plain(metrics), indent=2, allow_nan=False)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(temporary, 0o644)  # mkstemp's private 0600 would hide results from other readers
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    # 0644: mkstemp's private 0600 would hide results from other readers.
+    with atomic_file(path, "w", permissions=0o644, encoding="utf-8") as file:
+        file.write(text + "\n")
     return path
 
 

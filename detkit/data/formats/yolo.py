@@ -216,13 +216,9 @@ class YoloDataset(DetectionDataset):
         self.root = root
         self.split = split
         self.image_files = image_files
+        # No category ids of their own: the ids are the labels, 1..K.
         super().__init__(
-            records,
-            class_names=class_names,
-            category_ids=list(range(1, len(class_names) + 1)),
-            transforms=transforms,
-            problems=log,
-            verify_images=verify_images,
+            records, class_names=class_names, transforms=transforms, problems=log, verify_images=verify_images
         )
 
     @staticmethod

@@ -20,11 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import xml.etree.ElementTree as ElementTree
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -32,12 +29,13 @@ import numpy as np
 import yaml
 
 from detkit.data.synthetic.scenes_render import SCENE_CATEGORIES, SceneSample, ScenesParams, generate_scene
+from detkit.data.synthetic.staging import COMPLETE_MARKER, staged_folder
+from detkit.data.synthetic.voc_xml import voc_xml
 
 logger = logging.getLogger(__name__)
 
 LAYOUTS = ("coco", "voc", "yolo")
 SPLITS = ("train", "val")
-COMPLETE_MARKER = "COMPLETE"
 _JPEG_QUALITY = 92
 
 
@@ -74,29 +72,10 @@ def _coco_document(split: str, params: ScenesParams, items: list[tuple[str, Scen
 
 def _voc_xml(stem: str, sample: SceneSample) -> ElementTree.ElementTree:
     height, width = sample.image.shape[:2]
-    annotation = ElementTree.Element("annotation")
-    ElementTree.SubElement(annotation, "folder").text = "JPEGImages"
-    ElementTree.SubElement(annotation, "filename").text = f"{stem}.jpg"
-    size = ElementTree.SubElement(annotation, "size")
-    for tag, value in (("width", width), ("height", height), ("depth", 3)):
-        ElementTree.SubElement(size, tag).text = str(value)
-    ElementTree.SubElement(annotation, "segmented").text = "0"
-    rows = zip(sample.boxes.astype(int).tolist(), sample.category_ids.tolist(), sample.truncated.tolist(),
-               sample.occluded.tolist(), strict=True)  # fmt: skip
-    for (x1, y1, x2, y2), category, cut, hidden in rows:
-        obj = ElementTree.SubElement(annotation, "object")
-        ElementTree.SubElement(obj, "name").text = SCENE_CATEGORIES[category]
-        ElementTree.SubElement(obj, "pose").text = "Unspecified"
-        ElementTree.SubElement(obj, "truncated").text = str(int(cut))
-        ElementTree.SubElement(obj, "occluded").text = str(int(hidden))
-        ElementTree.SubElement(obj, "difficult").text = "0"
-        bndbox = ElementTree.SubElement(obj, "bndbox")
-        # VOC counts pixels from 1 and includes the last one: continuous [x1, x2) → [x1 + 1, x2].
-        for tag, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
-            ElementTree.SubElement(bndbox, tag).text = str(value)
-    tree = ElementTree.ElementTree(annotation)
-    ElementTree.indent(tree)
-    return tree
+    names = [SCENE_CATEGORIES[category] for category in sample.category_ids.tolist()]
+    objects = zip(sample.boxes.astype(int).tolist(), names, sample.truncated.tolist(), sample.occluded.tolist(),
+                  strict=True)  # fmt: skip
+    return voc_xml(f"{stem}.jpg", width, height, objects)
 
 
 def _yolo_lines(sample: SceneSample) -> str:
@@ -180,22 +159,11 @@ def ensure_scenes(params: ScenesParams, root: str | Path | None = None, layouts:
     logger.info(
         "generating the scenes data (%d train + %d val images) into %s", params.num_train, params.num_val, folder
     )
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=base))
-    try:
+    with staged_folder(folder, params, replace_complete=True) as staging:
         write_scenes(staging, params, layouts)
         if (staging / "yolo" / "data.yaml").is_file():  # its absolute path must name the final folder
             data_yaml = staging / "yolo" / "data.yaml"
             config = yaml.safe_load(data_yaml.read_text())
             config["path"] = str((folder / "yolo").resolve())
             data_yaml.write_text(yaml.safe_dump(config, sort_keys=False))
-        (staging / COMPLETE_MARKER).write_text(json.dumps(asdict(params), indent=1))  # written last
-        if folder.exists():
-            shutil.rmtree(folder)  # left half-written by an interrupted run
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            if not (folder / COMPLETE_MARKER).is_file():  # anything but "another process was first"
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder

@@ -9,25 +9,21 @@ never leave a half-written cache behind; a folder without the marker is regenera
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 from detkit.data.base import DetectionDataset, DetectionTransformFn
 from detkit.data.formats.coco import load_coco_records
 from detkit.data.synthetic.shapes_render import SHAPE_CLASSES, ShapesParams
 from detkit.data.synthetic.shapes_writers import write_coco_layout
+from detkit.data.synthetic.staging import COMPLETE_MARKER, staged_folder
 from detkit.data.validation.problems import ProblemLog
 
 logger = logging.getLogger(__name__)
 
-COMPLETE_MARKER = "COMPLETE"
 __all__ = ["SHAPE_CLASSES", "ShapesDataset", "ShapesParams", "default_cache_root", "ensure_shapes"]
 
 
@@ -48,19 +44,8 @@ def ensure_shapes(params: ShapesParams, root: str | Path | None = None) -> Path:
     logger.info(
         "generating the shapes data (%d train + %d val images) into %s", params.num_train, params.num_val, folder
     )
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=base))
-    try:
+    with staged_folder(folder, params, replace_complete=False) as staging:
         write_coco_layout(staging, params)
-        (staging / COMPLETE_MARKER).write_text(json.dumps(asdict(params), indent=1))  # written last
-        if folder.exists() and not (folder / COMPLETE_MARKER).is_file():
-            shutil.rmtree(folder)  # left half-written by an interrupted run of older code
-        try:
-            os.rename(staging, folder)
-        except OSError:
-            if not (folder / COMPLETE_MARKER).is_file():  # anything but "another process was first"
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info("shapes data ready in %.1f s", time.perf_counter() - started)
     return folder
 

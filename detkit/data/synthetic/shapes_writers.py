@@ -23,6 +23,7 @@ import numpy as np
 import yaml
 
 from detkit.data.synthetic.shapes_render import SHAPE_CLASSES, ShapesParams, ShapesSample, generate_sample
+from detkit.data.synthetic.voc_xml import voc_xml
 
 LAYOUTS = ("coco", "voc", "yolo")
 SPLITS = ("train", "val")
@@ -84,27 +85,11 @@ def write_coco_layout(root: str | Path, params: ShapesParams) -> Path:
 
 def _voc_xml(stem: str, params: ShapesParams, sample: ShapesSample) -> ElementTree.ElementTree:
     height, width = params.image_size
-    annotation = ElementTree.Element("annotation")
-    ElementTree.SubElement(annotation, "folder").text = "JPEGImages"
-    ElementTree.SubElement(annotation, "filename").text = f"{stem}.{params.image_format}"
-    size = ElementTree.SubElement(annotation, "size")
-    for tag, value in (("width", width), ("height", height), ("depth", 3)):
-        ElementTree.SubElement(size, tag).text = str(value)
-    ElementTree.SubElement(annotation, "segmented").text = "0"
-    boxes, labels, truncated = _integer_boxes(sample), sample.labels.tolist(), sample.truncated.tolist()
-    for (x1, y1, x2, y2), label, cut in zip(boxes, labels, truncated, strict=True):
-        obj = ElementTree.SubElement(annotation, "object")
-        ElementTree.SubElement(obj, "name").text = SHAPE_CLASSES[label - 1]
-        ElementTree.SubElement(obj, "pose").text = "Unspecified"
-        ElementTree.SubElement(obj, "truncated").text = str(int(cut))
-        ElementTree.SubElement(obj, "difficult").text = "0"
-        bndbox = ElementTree.SubElement(obj, "bndbox")
-        # VOC counts pixels from 1 and includes the last one: continuous [x1, x2) -> [x1 + 1, x2].
-        for tag, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
-            ElementTree.SubElement(bndbox, tag).text = str(value)
-    tree = ElementTree.ElementTree(annotation)
-    ElementTree.indent(tree)
-    return tree
+    names = [SHAPE_CLASSES[label - 1] for label in sample.labels.tolist()]
+    objects = ((box, name, cut, None) for box, name, cut in zip(
+        _integer_boxes(sample), names, sample.truncated.tolist(), strict=True
+    ))  # fmt: skip
+    return voc_xml(f"{stem}.{params.image_format}", width, height, objects)
 
 
 def write_voc_layout(root: str | Path, params: ShapesParams) -> Path:

@@ -88,11 +88,7 @@ class CheckpointHook(HookBase):
             for path in paths:
                 save_checkpoint(
                     path,
-                    model=trainer.model,
-                    optimizer=trainer.optimizer,
-                    scheduler=trainer.scheduler,
-                    scaler=trainer.scaler,
-                    ema=trainer.ema,
+                    **trainer.checkpointed_parts(),
                     iteration=trainer.iters_done,
                     epoch=trainer.epoch_of(trainer.iters_done),
                     config_yaml=self.config_yaml,
