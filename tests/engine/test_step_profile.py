@@ -13,7 +13,7 @@ from detkit.engine.hooks.profile import format_stage_report
 from detkit.engine.trainer import Trainer
 from detkit.utils.stages import StageTimer, stage
 
-from .toy import ToyDetector, ToyDataset, make_loader
+from .toy import ToyDataset, ToyDetector, make_loader
 
 
 def test_stage_timer_times_nested_paths_and_counts_a_repeated_name_once():

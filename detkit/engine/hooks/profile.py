@@ -77,8 +77,13 @@ def stage_report(timer: StageTimer, step_seconds: list[float], *, first_step: in
     rows = []
     for path in sorted(timer.seconds, key=_order):
         ms = 1000 * timer.seconds[path] / steps
-        rows.append({"stage": " / ".join(path), "depth": len(path) - 1, "ms_per_step": round(ms, 2),
-                     "share": round(ms / (1000 * mean_step), 4), "calls_per_step": timer.calls[path] / steps})  # fmt: skip
+        rows.append({
+            "stage": " / ".join(path),
+            "depth": len(path) - 1,
+            "ms_per_step": round(ms, 2),
+            "share": round(ms / (1000 * mean_step), 4),
+            "calls_per_step": timer.calls[path] / steps,
+        })  # fmt: skip
     top_level = sum(seconds for path, seconds in timer.seconds.items() if len(path) == 1) / steps
     other_ms = 1000 * (mean_step - top_level)
     rows.append({"stage": "other", "depth": 0, "ms_per_step": round(other_ms, 2),
