@@ -35,7 +35,6 @@ from detkit.export.check import (
 from detkit.export.graphs import OUTPUTS, PROPOSAL_INPUTS, detection_graph
 from detkit.export.samples import SampleSource, prepare_samples, search_proposals
 from detkit.export.writers import DEFAULT_SUFFIXES, EXPORT_FORMATS, ONNX_OPSET, WRITERS
-from detkit.heads.rfcn import RFCNHead
 from detkit.ops.pixels import to_unit_float
 
 logger = logging.getLogger(__name__)
@@ -90,11 +89,6 @@ def _export(
     opset: int,
     check: bool,
 ) -> dict:
-    if format == "onnx" and any(isinstance(module, RFCNHead) for module in model.modules()):
-        raise ValueError(
-            "R-FCN's position-sensitive RoI pooling (torchvision's ps_roi_align / ps_roi_pool) has no ONNX "
-            "operator; export it with format=torchscript"
-        )
     graph = detection_graph(model, input_size=input_size, max_detections=max_detections)
     device = next(model.parameters()).device
     images = prepare_samples(sample_images, graph.input_size, num_samples).to(device)
