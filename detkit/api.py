@@ -47,14 +47,22 @@ from detkit.structures import boxes_to_original, detections_to_host
 ImageInput = Any
 
 
-def load(checkpoint: str | os.PathLike, *, device: str | None = None, overrides: Sequence[str] = ()) -> Predictor:
+def load(
+    checkpoint: str | os.PathLike, *, device: str | None = None, overrides: Sequence[str] = (), backend: str = "torch"
+) -> Predictor:
     """The detector of a detkit checkpoint, its config, class names and preprocessing.
 
     ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (default: the checkpoint config's
     ``engine.device``). ``overrides``: ``key=value`` config changes applied to the stored config
     before the model is built (e.g. ``model.head.score_threshold=0.3``); a change that alters the
-    model's tensors makes the strict load fail.
+    model's tensors makes the strict load fail. ``backend``: ``torch`` (the model), ``onnxruntime``
+    or ``openvino`` (its cached ONNX export run by that runtime on the CPU) or ``auto`` (see
+    ``detkit.export.runtimes``); the predictor is called the same way whichever runs it.
     """
+    if backend != "torch":
+        from detkit.export.backend import use_backend
+
+        return use_backend(load(checkpoint, device=device, overrides=overrides), backend)
     source = str(checkpoint)
     state = read_checkpoint(checkpoint)
     if not state.get("config_yaml"):
@@ -87,6 +95,7 @@ class Predictor:
         self.class_names = list(class_names)
         self.device = device
         self.checkpoint = checkpoint
+        self.backend = "torch"  # what runs the model: detkit.load(..., backend=)
         self.input_size = build_input_size(cfg)
         self.transform = eval_transforms(self.input_size)
         self.amp_dtype = amp_dtype(cfg, device)
@@ -95,7 +104,7 @@ class Predictor:
     def __repr__(self) -> str:
         return (
             f"Predictor({self.cfg.get('experiment', '?')}, {len(self.class_names)} classes, "
-            f"input {self.input_size}px, {self.device}, from {self.checkpoint or 'memory'})"
+            f"input {self.input_size}px, {self.device}, {self.backend}, from {self.checkpoint or 'memory'})"
         )
 
     @torch.no_grad()

@@ -16,7 +16,9 @@ and listed in `detections.json`. `coco_results.json` keeps every detection the m
 model's own score threshold, as in `detkit eval checkpoint=`), so that scoring it gives the model's
 numbers rather than those of a thresholded subset. Detectors that score selective-search
 proposals (Fast R-CNN, R-CNN) search them here with the checkpoint's settings, through the
-on-disk cache that training uses. Other key=value arguments override the checkpoint's config.
+on-disk cache that training uses. `backend=onnxruntime|openvino|auto` runs the checkpoint's ONNX
+export (cached beside it) through that runtime instead of PyTorch (docs/EXPORT.md). Other
+key=value arguments override the checkpoint's config.
 """
 
 from __future__ import annotations
@@ -27,17 +29,20 @@ from pathlib import Path
 from detkit.engine.config import ConfigError, split_arguments
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-USAGE = "usage: detkit predict checkpoint=PATH input=IMAGE_OR_DIR output=DIR [score=0.3] [ground_truth=GT.json]"
+USAGE = (
+    "usage: detkit predict checkpoint=PATH input=IMAGE_OR_DIR output=DIR [score=0.3] [ground_truth=GT.json] "
+    "[backend=torch|onnxruntime|openvino|auto]"
+)
 
 
 def run(argv: list[str]) -> int:
-    own, rest = split_arguments(argv, ("checkpoint", "input", "output", "score", "ground_truth"))
+    own, rest = split_arguments(argv, ("checkpoint", "input", "output", "score", "ground_truth", "backend"))
     if not {"checkpoint", "input", "output"} <= set(own):
         raise ConfigError(USAGE)
     images = list_images(Path(own["input"]))
     from detkit.api import load
 
-    predictor = load(own["checkpoint"], overrides=rest)
+    predictor = load(own["checkpoint"], overrides=rest, backend=own.get("backend", "torch"))
     ids = coco_ids(images, predictor.class_names, own.get("ground_truth"))
     display = float(own.get("score", 0.3))
     predict_files(predictor, images, Path(own["output"]), score_threshold=display, coco_ids=ids)

@@ -278,14 +278,19 @@ def draw_predictions(model, dataset, device, class_names, path: Path, *, count: 
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = (), *, report_dir: str | Path | None = None
+    checkpoint: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    report_dir: str | Path | None = None,
+    backend: str = "torch",
 ) -> dict:
     """Evaluate a training checkpoint on the validation split of its stored config (with
     ``overrides`` on top, e.g. another ``data=``). The model comes from :func:`detkit.load`, so a
     checkpoint that does not fully match its model is refused with every mismatch named. With
     ``report_dir``, the evaluation report (pictures, per-class table, error breakdown; training curves from the
-    ``log.jsonl`` beside the checkpoint) is written there too."""
-    predictor = load(checkpoint, overrides=overrides)
+    ``log.jsonl`` beside the checkpoint) is written there too. ``backend``: what runs the model
+    (``detkit.load``'s: ``torch``, or the checkpoint's ONNX export through ``onnxruntime`` / ``openvino``)."""
+    predictor = load(checkpoint, overrides=overrides, backend=backend)
     cfg = predictor.cfg
     set_cpu_threads(cfg)
     val_set = build.build_dataset(cfg, "val")
@@ -299,7 +304,8 @@ def evaluate_checkpoint(
         predictor.model, val_set, device, batch_size=int(cfg.data.batch_size), amp_dtype=predictor.amp_dtype,
         return_results=True, num_workers=loader_workers(cfg.data.num_workers) if device.type == "cuda" else 0,  # as in training
     )
-    metrics.update(checkpoint=str(checkpoint), split="val", device=str(device), machine=machine_description(device))
+    metrics.update(checkpoint=str(checkpoint), split="val", device=str(device), machine=machine_description(device),
+                   backend=predictor.backend)  # fmt: skip
     metrics["errors"] = error_breakdown(val_set.coco_ground_truth(), results)
     if report_dir is not None:
         log = Path(checkpoint).parent / "log.jsonl"
