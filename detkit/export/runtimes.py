@@ -31,8 +31,9 @@ from detkit.structures import Detections, Target
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "auto")
-# The module each runtime backend imports, and the detkit extra that installs it.
-RUNTIME_PACKAGES = {"onnxruntime": ("onnxruntime", "export"), "openvino": ("openvino", "openvino")}
+# The modules each runtime backend needs (onnx writes the graph it runs; the runtime last) and the
+# detkit extra that installs them.
+RUNTIME_PACKAGES = {"onnxruntime": (("onnx", "onnxruntime"), "export"), "openvino": (("onnx", "openvino"), "openvino")}
 # What ``auto`` picks on a CPU, first installed wins: OpenVINO ran the exported graphs fastest,
 # then ONNX Runtime, both ahead of PyTorch (docs/EXPORT.md, "Running on the CPU through a runtime").
 AUTO_CPU_ORDER = ("openvino", "onnxruntime")
@@ -44,13 +45,15 @@ class BackendNotInstalledError(ImportError):
 
 def import_runtime(backend: str):
     """The runtime's Python module, or a one-line error naming the extra that installs it."""
-    module, extra = RUNTIME_PACKAGES[backend]
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise BackendNotInstalledError(
-            f"backend={backend} needs the {module} package, which is not installed: pip install \"detkit[{extra}]\""
-        ) from error
+    modules, extra = RUNTIME_PACKAGES[backend]
+    for module in modules:
+        try:
+            imported = importlib.import_module(module)
+        except ImportError as error:
+            raise BackendNotInstalledError(
+                f"backend={backend} needs the {module} package, which is not installed: pip install \"detkit[{extra}]\""
+            ) from error
+    return imported
 
 
 def is_installed(backend: str) -> bool:

@@ -225,3 +225,11 @@ def test_predict_and_eval_commands_take_backend(backend: str, checkpoint, tmp_pa
     metrics_file = tmp_path / "metrics.json"
     assert cli_main(["eval", f"checkpoint={path}", f"backend={backend}", "report=none", f"output={metrics_file}"]) == 0
     assert json.loads(metrics_file.read_text())["backend"] == backend
+
+
+def test_openvino_without_onnx_names_the_extra_too(checkpoint, monkeypatch) -> None:
+    """The runtime runs an ONNX file that the onnx package writes: without it, the same one line."""
+    path = checkpoint("yolov1")
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(BackendNotInstalledError, match=r'needs the onnx package.*pip install "detkit\[openvino\]"'):
+        detkit.load(path, device="cpu", backend="openvino")
