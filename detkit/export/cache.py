@@ -6,10 +6,12 @@
 writable, in detkit's cache folder (``$DETKIT_CACHE/exported`` or ``~/.cache/detkit/exported``).
 
 The key is a hash of everything the graph is made from: the checkpoint's bytes, the resolved
-config (overrides included: thresholds and caps are fixed in the graph), the input size, the
-cap K, the ONNX opset and the torch/torchvision versions that trace it. A changed checkpoint or
-input size gives another key, hence a new export; the same ones reuse the file. Files of old
-keys are left in place (another input size may still use them); delete them freely.
+model config (overrides included: thresholds and caps are fixed in the graph; the rest of the
+config, such as the batch size or the data's paths, does not change the graph and is left out so
+that it does not cost an export), the input size, the cap K, the ONNX opset and the
+torch/torchvision versions that trace it. A changed checkpoint or input size gives another key,
+hence a new export; the same ones reuse the file. Files of old keys are left in place (another
+input size may still use them); delete them freely.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def export_key(checkpoint: str | os.PathLike, cfg: DictConfig, *, input_size: in
     digest = hashlib.blake2b(digest_size=8)
     for part in (
         hash_file(checkpoint),
-        config_to_yaml(cfg),
+        config_to_yaml(cfg.model),
         f"input_size={input_size}",
         f"max_detections={max_detections}",
         f"opset={ONNX_OPSET}",

@@ -162,6 +162,9 @@ def test_export_is_cached_and_rebuilt_when_its_inputs_change(workspace) -> None:
     resized = detkit.load(path, device="cpu", backend="onnxruntime", overrides=["data.input_size=96"])
     assert resized.export.built and resized.export.path != first.path and first.path.is_file()
     assert resized(images()[0])["boxes"].shape[1] == 4
+    # Settings outside the model do not change the graph: the same file.
+    batch = detkit.load(path, device="cpu", backend="onnxruntime", overrides=["data.batch_size=1"]).export
+    assert (batch.path, batch.built) == (first.path, False)
     # Overrides that change the graph (a threshold is fixed in it): another file.
     stricter = detkit.load(path, device="cpu", backend="onnxruntime", overrides=["model.head.score_threshold=0.5"])
     assert stricter.export.built and stricter.export.path not in (first.path, resized.export.path)
