@@ -103,7 +103,8 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
         model = factory()
         rows[label] = measure(model, num_classes=num_classes, device=device, **settings)
         if label == detkit_label:  # before the trainer row's steps change the weights
-            rows.update(backend_rows(model, label, own.get("backends", "none"), num_classes=num_classes, settings=settings))
+            backends = own.get("backends", "none")
+            rows.update(backend_rows(model, label, backends, num_classes=num_classes, settings=settings))
         if label == detkit_label and own.get("trainer", "true").lower() == "true":
             rows[label].update(trainer_row(cfg, model, num_classes=num_classes, device=device, settings=settings))
         if label == detkit_label:

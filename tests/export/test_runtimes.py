@@ -27,13 +27,15 @@ from detkit.export.samples import synthetic_images
 from tests.export.detectors import FAMILIES, save_small_checkpoint
 
 RUNTIMES = [
-    pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{name} not installed"))
-    for name, module in (("onnxruntime", "onnxruntime"), ("openvino", "openvino"))
+    pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"{name} not installed"))
+    for name in ("onnxruntime", "openvino")
 ]
 ALL_FAMILIES = (*FAMILIES, "spp_net", "rfcn")
 # A small validation split at the 128 px of the other export tests; 96 x 128 images letterbox to
 # 128 x 128 unscaled. The checkpoint's config carries it, so evaluation uses it too.
-SMALL_DATA = ("data.num_train=4", "data.num_val=6", "data.image_size=[96,128]", "data.input_size=128", "data.batch_size=4")
+SMALL_DATA = (
+    "data.num_train=4", "data.num_val=6", "data.image_size=[96,128]", "data.input_size=128", "data.batch_size=4",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +109,8 @@ def test_backend_predicts_what_torch_predicts(family: str, backend: str, checkpo
     alone = predictor(images()[1], score_threshold=0.2)
     kept = want[1]["scores"] >= 0.2
     subset = {key: value[kept] for key, value in want[1].items() if key != "names"}
-    assert_same_detections([alone], [{**subset, "names": [n for n, keep in zip(want[1]["names"], kept) if keep]}])
+    names = [name for name, keep in zip(want[1]["names"], kept, strict=True) if keep]
+    assert_same_detections([alone], [{**subset, "names": names}])
 
 
 def coco_results_as_detections(results: list[dict], image_ids: list[int]) -> list[dict]:
@@ -170,7 +173,9 @@ def test_export_is_cached_and_rebuilt_when_its_inputs_change(workspace) -> None:
     assert stricter.export.built and stricter.export.path not in (first.path, resized.export.path)
     # The same config with other weights (the checkpoint saved again): rebuilt under a new key.
     state = torch.load(path, weights_only=True)
-    state["model"] = {name: tensor + 1e-3 if tensor.is_floating_point() else tensor for name, tensor in state["model"].items()}
+    state["model"] = {
+        name: tensor + 1e-3 if tensor.is_floating_point() else tensor for name, tensor in state["model"].items()
+    }
     torch.save(state, path)
     changed = detkit.load(path, device="cpu", backend="onnxruntime").export
     assert changed.built and changed.path != first.path

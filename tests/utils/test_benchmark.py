@@ -108,8 +108,8 @@ def test_backend_rows_time_the_export_on_each_runtime() -> None:
     settings = {"size": 64, "infer_batch": 2, "warmup": 1, "iters": 1, "repeats": 2}
     rows = backend_rows(model, "detkit tiny", "onnxruntime, openvino", num_classes=3, settings=settings)
     assert set(rows) == {"detkit tiny (onnxruntime)", "detkit tiny (openvino)"}
-    own = measure_inference(model, size=64, num_classes=3, batches=(1, 2), device=torch.device("cpu"), warmup=0, iters=1,
-                            repeats=1)  # fmt: skip
+    cpu = torch.device("cpu")
+    own = measure_inference(model, size=64, num_classes=3, batches=(1, 2), device=cpu, warmup=0, iters=1, repeats=1)
     for row in rows.values():
         assert 0 < row["infer_images_per_s_bs2"]["min"] <= row["infer_images_per_s_bs2"]["max"]
         # The same weights on the same random images: the same detections as the torch row.
