@@ -4,6 +4,8 @@ The predictor keeps its interface (preprocessing, proposals, result dicts); only
 becomes a :class:`~detkit.export.runtimes.RuntimeDetector` running the checkpoint's cached ONNX
 export (``detkit.export.cache``). The runtimes run on the CPU, so the predictor's device becomes
 the CPU and mixed precision is off: the graph is float32, as the PyTorch model on a CPU.
+``predictor.export`` (a :class:`~detkit.export.cache.CachedExport`) says which file runs and
+whether this load exported it.
 """
 
 from __future__ import annotations

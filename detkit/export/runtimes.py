@@ -180,5 +180,12 @@ def runtime_detector(
     """``detector`` run by ``backend`` (``onnxruntime`` or ``openvino``) from its ONNX file ``path``."""
     if backend not in SESSIONS:
         raise ValueError(f"{backend!r} is not a runtime backend; choose one of {', '.join(SESSIONS)}")
-    session = SESSIONS[backend](str(path), threads=threads)
+    import_runtime(backend)  # a missing package is reported as such, not as a file the runtime cannot read
+    try:
+        session = SESSIONS[backend](str(path), threads=threads)
+    except Exception as error:  # each runtime has its own exception types for an unreadable model
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+        raise RuntimeError(
+            f"{backend} cannot load {path} ({reason}); delete the file to have detkit export the checkpoint again"
+        ) from error
     return RuntimeDetector(detector, session, backend=backend, input_size=input_size, path=str(path))

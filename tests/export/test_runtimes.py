@@ -241,3 +241,19 @@ def test_openvino_without_onnx_names_the_extra_too(checkpoint, monkeypatch) -> N
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(BackendNotInstalledError, match=r'needs the onnx package.*pip install "detkit\[openvino\]"'):
         detkit.load(path, device="cpu", backend="openvino")
+
+
+def test_unreadable_cached_file_is_named(workspace) -> None:
+    folder = workspace / "damaged"
+    folder.mkdir()
+    path = folder / "best.pt"
+    save_small_checkpoint("yolov1", path, *SMALL_DATA)
+    export = detkit.load(path, device="cpu", backend="onnxruntime").export
+    export.path.write_bytes(b"not an onnx file")
+    for backend in ("onnxruntime", "openvino"):
+        if importlib.util.find_spec(backend) is None:
+            continue
+        with pytest.raises(RuntimeError, match=f"{backend} cannot load {export.path} .*delete the file"):
+            detkit.load(path, device="cpu", backend=backend)
+    export.path.unlink()
+    assert detkit.load(path, device="cpu", backend="onnxruntime").export.built
