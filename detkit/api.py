@@ -53,15 +53,24 @@ class ImageDetections(TypedDict):
     names: list[str]  #: the class name of each label
 
 
-def load(checkpoint: str | os.PathLike, *, device: str | None = None, overrides: Sequence[str] = ()) -> Predictor:
+def load(
+    checkpoint: str | os.PathLike, *, device: str | None = None, overrides: Sequence[str] = (), backend: str = "torch"
+) -> Predictor:
     """The detector of a detkit checkpoint, its config, class names and preprocessing.
 
     ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (default: the checkpoint config's
     ``engine.device``). ``overrides``: ``key=value`` config changes applied to the stored config
     before the model is built (e.g. ``model.head.score_threshold=0.3``); a change that alters the
-    model's tensors makes the strict load fail.
+    model's tensors makes the strict load fail. ``backend``: ``torch`` (the model), ``onnxruntime``
+    or ``openvino`` (its cached ONNX export run by that runtime on the CPU) or ``auto`` (see
+    ``detkit.export.runtimes``); the predictor is called the same way whichever runs it.
     """
-    return Predictor(load_detector(checkpoint, device=device, overrides=overrides))
+    detector = load_detector(checkpoint, device=device, overrides=overrides)
+    if backend != "torch":
+        from detkit.export.backend import run_with_backend  # the runtimes are imported only when asked for
+
+        detector = run_with_backend(detector, backend)
+    return Predictor(detector)
 
 
 class Predictor:
@@ -81,13 +90,15 @@ class Predictor:
         self.checkpoint = detector.source
         self.input_size = detector.input_size
         self.amp_dtype = detector.amp_dtype
+        self.backend = detector.backend  # what runs the model: detkit.load(..., backend=)
+        self.export = detector.export  # the cached ONNX file a runtime backend runs, else None
         self.transform = eval_transforms(self.input_size)
         self.proposal_cache = _proposal_cache(self.cfg) if needs_precomputed_proposals(self.model) else None
 
     def __repr__(self) -> str:
         return (
             f"Predictor({self.cfg.get('experiment', '?')}, {len(self.class_names)} classes, "
-            f"input {self.input_size}px, {self.device}, from {self.checkpoint or 'memory'})"
+            f"input {self.input_size}px, {self.device}, {self.backend}, from {self.checkpoint or 'memory'})"
         )
 
     @overload

@@ -5,6 +5,7 @@
     detkit benchmark preset=faster_rcnn size=256 train_batch=2 infer_batch=2 device=cpu iters=3
     detkit benchmark config=yolov3_resnet18_shapes size=416 peer=none output=bench.json
     detkit benchmark mode=nms device=cpu                 # the postprocessing's NMS alone, old vs new
+    detkit benchmark preset=faster_rcnn device=cpu peer=none trainer=false backends=onnxruntime,openvino
 
 Random images with 4 random boxes each, 20 classes (REFERENCES.md's protocol). On CUDA: bf16
 autocast and channels_last unless amp=false / channels_last=false. Each rate is the median of
@@ -16,7 +17,10 @@ postprocessing work. The detkit row also times the real Trainer (forward, loss, 
 configured optimizer, LR schedule and EMA hooks) on a few in-memory batches: `trainer_train_images_per_s`
 beside the model-only `train_images_per_s` (trainer=false leaves it out); profile=true adds where
 those steps' time went, stage by stage (`step_profile`: backbone, neck, proposals, head, target
-assignment, backward, optimizer; printed as a table too). Prints a table and the ratios; writes
+assignment, backward, optimizer; printed as a table too). `backends=onnxruntime,openvino` adds
+inference rows for the detkit model's ONNX export run by those runtimes on the CPU
+(`detkit.load(..., backend=)`), at the torch row's batch sizes and on the same images, with their
+rates over the torch row's in `ratios_backend_over_torch`. Prints a table and the ratios; writes
 JSON with output=PATH.
 """
 
@@ -43,7 +47,7 @@ PRESETS = {
     },
 }  # fmt: skip
 OWN_KEYS = ("preset", "size", "train_batch", "infer_batch", "peer", "device", "amp", "channels_last", "iters",
-            "warmup", "repeats", "num_classes", "output", "mode", "trainer", "profile")  # fmt: skip
+            "warmup", "repeats", "num_classes", "output", "mode", "trainer", "profile", "backends")  # fmt: skip
 MODES = ("models", "nms")
 
 
@@ -108,6 +112,9 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
         torch.manual_seed(0)
         model = factory()
         rows[label] = measure(model, num_classes=num_classes, device=device, **settings)
+        if label == detkit_label:  # before the trainer row's steps change the weights
+            backends = own.get("backends", "none")
+            rows.update(backend_rows(model, label, backends, num_classes=num_classes, settings=settings))
         if label == detkit_label and own.get("trainer", "true").lower() == "true":
             profile = own.get("profile", "false").lower() == "true"
             rows[label].update(
@@ -134,6 +141,12 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
         "settings": settings,
         "results": rows,
         "ratios_detkit_over_peer": ratios(rows, detkit_label, f"torchvision {peer_name}"),
+        "ratios_backend_over_torch": {
+            label.removeprefix(f"{detkit_label} (").removesuffix(")"): ratios(rows, label, detkit_label)
+            for label in rows
+            if label.startswith(f"{detkit_label} (") and label.endswith(")") and "infer_images_per_s_bs1" in rows[label]
+        },
+        "runtimes": runtime_versions(own.get("backends", "none")),
     }
 
 
@@ -160,6 +173,54 @@ def trainer_row(cfg, model, *, num_classes: int, device, settings: dict, profile
         iters=settings["iters"], repeats=settings["repeats"], scheduler=build_scheduler(cfg, optimizer, steps),
         ema=ema, hooks=hooks, profile=profile,
     )  # fmt: skip
+
+
+def backend_rows(model, label: str, backends: str, *, num_classes: int, settings: dict) -> dict[str, dict]:
+    """``backends=a,b``: the model exported to ONNX (at the benchmark's input size, random weights
+    as in the torch row) and run by each runtime, timed at the torch row's batch sizes:
+    ``{"<label> (<backend>)": inference rates}``. The runtimes get as many threads as torch has."""
+    import copy
+    import tempfile
+
+    import torch
+
+    from detkit.analysis.speed.throughput import measure_inference
+    from detkit.export import export_model
+    from detkit.export.runtimes import SESSIONS, import_runtime, runtime_detector
+
+    names = [name.strip() for name in backends.split(",") if name.strip() and name.strip() != "none"]
+    unknown = [name for name in names if name not in SESSIONS]
+    if unknown:
+        raise ConfigError(f"unknown backends {unknown}; choose from {', '.join(SESSIONS)} (comma-separated)")
+    if not names:
+        return {}
+    for name in names:
+        import_runtime(name)  # a missing runtime fails before the export
+    model = copy.deepcopy(model).to("cpu").eval()  # the caller's model stays on its device
+    rows = {}
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/model.onnx"
+        export_model(model, format="onnx", output=path, input_size=settings["size"], check=False)
+        for name in names:
+            detector = runtime_detector(model, path, backend=name, input_size=settings["size"],
+                                        threads=torch.get_num_threads())  # fmt: skip
+            rows[f"{label} ({name})"] = measure_inference(
+                detector, size=settings["size"], num_classes=num_classes, batches=(1, settings["infer_batch"]),
+                device=torch.device("cpu"), warmup=settings["warmup"], iters=settings["iters"],
+                repeats=settings["repeats"],
+            )  # fmt: skip
+    return rows
+
+
+def runtime_versions(backends: str) -> dict[str, str]:
+    """The version of each runtime named in ``backends=`` (for the JSON report)."""
+    import importlib
+
+    versions = {}
+    for name in (n.strip() for n in backends.split(",")):
+        if name in ("onnxruntime", "openvino"):
+            versions[name] = importlib.import_module(name).__version__
+    return versions
 
 
 def nms_report(own: dict[str, str]) -> dict:

@@ -16,7 +16,9 @@ and listed in `detections.json`. `coco_results.json` keeps every detection the m
 model's own score threshold, as in `detkit eval checkpoint=`), so that scoring it gives the model's
 numbers rather than those of a thresholded subset. Detectors that score selective-search
 proposals (Fast R-CNN, R-CNN) search them here with the checkpoint's settings, through the
-on-disk cache that training uses. Other key=value arguments override the checkpoint's config.
+on-disk cache that training uses. `backend=onnxruntime|openvino|auto` runs the checkpoint's ONNX
+export (cached beside it) through that runtime instead of PyTorch (docs/EXPORT.md). Other
+key=value arguments override the checkpoint's config.
 """
 
 from __future__ import annotations
@@ -27,17 +29,20 @@ from pathlib import Path
 from detkit.engine.config import ConfigError, split_arguments
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-USAGE = "usage: detkit predict checkpoint=PATH input=IMAGE_OR_DIR output=DIR [score=0.3] [ground_truth=GT.json]"
+USAGE = (
+    "usage: detkit predict checkpoint=PATH input=IMAGE_OR_DIR output=DIR [score=0.3] [ground_truth=GT.json] "
+    "[backend=torch|onnxruntime|openvino|auto]"
+)
 
 
 def run(argv: list[str]) -> int:
-    own, rest = split_arguments(argv, ("checkpoint", "input", "output", "score", "ground_truth"))
+    own, rest = split_arguments(argv, ("checkpoint", "input", "output", "score", "ground_truth", "backend"))
     if not {"checkpoint", "input", "output"} <= set(own):
         raise ConfigError(USAGE)
     images = list_images(Path(own["input"]))
     from detkit.api import load
 
-    predictor = load(own["checkpoint"], overrides=rest)
+    predictor = load(own["checkpoint"], overrides=rest, backend=own.get("backend", "torch"))
     ids = coco_ids(images, predictor.class_names, own.get("ground_truth"))
     display = float(own.get("score", 0.3))
     predict_files(predictor, images, Path(own["output"]), score_threshold=display, coco_ids=ids)
@@ -118,9 +123,14 @@ def predict_files(predictor, images: list[Path], out_dir: Path, *, score_thresho
         result = predictor(path)
         boxes, scores, labels = result["boxes"], result["scores"], result["labels"]
         shown = (scores >= score_threshold).nonzero().flatten()
-        save_image(out_dir / f"{path.stem}.png", draw_boxes(read_image(path), boxes[shown], labels[shown], predictor.class_names, scores=scores[shown]))
+        drawn = draw_boxes(read_image(path), boxes[shown], labels[shown], predictor.class_names, scores=scores[shown])
+        save_image(out_dir / f"{path.stem}.png", drawn)
         per_file[path.name] = [
-            {"box": [round(v, 2) for v in boxes[i].tolist()], "score": round(float(scores[i]), 4), "label": result["names"][i]}
+            {
+                "box": [round(v, 2) for v in boxes[i].tolist()],
+                "score": round(float(scores[i]), 4),
+                "label": result["names"][i],
+            }
             for i in shown.tolist()
         ]
         coco_results += [
@@ -128,7 +138,8 @@ def predict_files(predictor, images: list[Path], out_dir: Path, *, score_thresho
              "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)}
             for (x1, y1, x2, y2), score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist(), strict=True)
         ]  # fmt: skip
-        print(f"{path.name}: {len(per_file[path.name])} drawn (score >= {score_threshold:g}), {len(scores)} in the results file")
+        drawn_count = len(per_file[path.name])
+        print(f"{path.name}: {drawn_count} drawn (score >= {score_threshold:g}), {len(scores)} in the results file")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "detections.json").write_text(json.dumps(per_file, indent=2))
     (out_dir / "coco_results.json").write_text(json.dumps(coco_results))

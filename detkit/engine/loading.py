@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -27,7 +28,7 @@ from detkit.engine.runtime import amp_dtype, configure_backends
 class LoadedDetector:
     """A trained detector in eval mode on its device, with what running it needs: its config, its
     class names (label ``i`` is ``class_names[i - 1]``), the autocast dtype it runs under (None:
-    float32), its square input size and the checkpoint it came from."""
+    float32), its square input size, the checkpoint it came from and what runs it."""
 
     model: nn.Module
     cfg: DictConfig
@@ -36,6 +37,10 @@ class LoadedDetector:
     amp_dtype: torch.dtype | None
     input_size: int
     source: str
+    #: What runs ``model``: ``torch``, or a runtime backend (``detkit.export.backend``), whose
+    #: cached export ``export`` describes.
+    backend: str = "torch"
+    export: Any = None
 
 
 def load_detector(

@@ -31,7 +31,9 @@ def graph_inputs(images: Tensor, proposals: Sequence[Tensor] | None) -> tuple[Te
     return images, boxes.to(images.device), counts.to(images.device)
 
 
-def run_exported(path: str | Path, format: str, inputs: Sequence[Tensor], input_names: Sequence[str]) -> list[np.ndarray]:
+def run_exported(
+    path: str | Path, format: str, inputs: Sequence[Tensor], input_names: Sequence[str]
+) -> list[np.ndarray]:
     """Outputs ``[boxes, scores, labels, num_detections]`` of the exported file, as numpy arrays."""
     path = Path(path)
     if format == "onnx":
@@ -52,7 +54,9 @@ def run_exported(path: str | Path, format: str, inputs: Sequence[Tensor], input_
 
 
 @torch.no_grad()
-def reference_outputs(model: nn.Module, images: Tensor, proposals: Sequence[Tensor] | None) -> list[dict[str, np.ndarray]]:
+def reference_outputs(
+    model: nn.Module, images: Tensor, proposals: Sequence[Tensor] | None
+) -> list[dict[str, np.ndarray]]:
     """The PyTorch model's detections of each image (numpy), from its regular inference path."""
     targets = None if proposals is None else [{"proposals": p.to(images.device)} for p in proposals]
     detections = model.eval()(images, targets)

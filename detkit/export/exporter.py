@@ -35,7 +35,6 @@ from detkit.export.check import (
 from detkit.export.graphs import OUTPUTS, PROPOSAL_INPUTS, detection_graph
 from detkit.export.samples import SampleSource, prepare_samples, search_proposals
 from detkit.export.writers import DEFAULT_SUFFIXES, EXPORT_FORMATS, ONNX_OPSET, WRITERS
-from detkit.heads.rfcn import RFCNHead
 from detkit.ops.pixels import to_unit_float
 
 logger = logging.getLogger(__name__)
@@ -90,11 +89,6 @@ def _export(
     opset: int,
     check: bool,
 ) -> dict:
-    if format == "onnx" and any(isinstance(module, RFCNHead) for module in model.modules()):
-        raise ValueError(
-            "R-FCN's position-sensitive RoI pooling (torchvision's ps_roi_align / ps_roi_pool) has no ONNX "
-            "operator; export it with format=torchscript"
-        )
     graph = detection_graph(model, input_size=input_size, max_detections=max_detections)
     device = next(model.parameters()).device
     images = prepare_samples(sample_images, graph.input_size, num_samples).to(device)
@@ -138,7 +132,8 @@ def check_export(path: Path, format: str, graph: nn.Module, images: Tensor, prop
     start = time.perf_counter()
     inputs = graph_inputs(images, proposals)
     exported = run_exported(path, format, inputs, graph.input_names)
-    comparison = compare_detections(exported, reference_outputs(graph.detector, images, proposals), graph.max_detections)
+    reference = reference_outputs(graph.detector, images, proposals)
+    comparison = compare_detections(exported, reference, graph.max_detections)
     # A tie broken the other way is a property of the data (equal scores), not of the export.
     comparison["passed"] = (
         comparison["max_box_diff_untied"] <= BOX_TOLERANCE
@@ -272,7 +267,8 @@ def format_report(report: dict) -> str:
         lines.append(
             f"  check on {check['images']} {report['samples']} with {check['runtime']}: largest box difference "
             f"{check['max_box_diff_untied']:.2g} px, largest score difference {check['max_score_diff']:.2g}, "
-            f"{check['detections']} detections, counts {counts}, labels {'agree' if check['labels_agree'] else 'DIFFER'}"
+            f"{check['detections']} detections, counts {counts}, "
+            f"labels {'agree' if check['labels_agree'] else 'DIFFER'}"
             f" -> {'PASSED' if check['passed'] else 'FAILED'} (tolerances {BOX_TOLERANCE} px, {SCORE_TOLERANCE})"
         )
         if not check["detections"]:
@@ -283,6 +279,7 @@ def format_report(report: dict) -> str:
         if check["tie_breaks"]:
             lines.append(
                 f"  {check['tie_breaks']} detection(s) differ by a tie broken the other way: two overlapping "
-                f"candidates of equal score, of which NMS kept the other (box difference up to {check['max_box_diff']:.2g} px)"
+                f"candidates of equal score, of which NMS kept the other "
+                f"(box difference up to {check['max_box_diff']:.2g} px)"
             )
     return "\n".join(lines)

@@ -134,7 +134,9 @@ def detection_graph(model: nn.Module, *, input_size: int, max_detections: int | 
         graph_type = DenseGraph
     elif isinstance(model, TwoStageDetector) and isinstance(model.proposal_generator, RPN):
         graph_type = RPNGraph
-    elif isinstance(model, TwoStageDetector | RCNN | SPPNet) and isinstance(model.proposal_generator, PrecomputedProposals):
+    elif isinstance(model, TwoStageDetector | RCNN | SPPNet) and isinstance(
+        model.proposal_generator, PrecomputedProposals
+    ):
         graph_type = ProposalGraph
     if isinstance(model, RCNN) and isinstance(model.proposal_generator, SlidingWindows):
         raise ValueError(

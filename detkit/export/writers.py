@@ -52,7 +52,9 @@ def quiet_tracing() -> Iterator[None]:
         yield
 
 
-def write_onnx(graph: DetectionGraph, inputs: Sequence[Tensor], path: Path, metadata: dict, opset: int = ONNX_OPSET) -> None:
+def write_onnx(
+    graph: DetectionGraph, inputs: Sequence[Tensor], path: Path, metadata: dict, opset: int = ONNX_OPSET
+) -> None:
     try:
         import onnx
     except ImportError as error:
@@ -80,7 +82,9 @@ def write_onnx(graph: DetectionGraph, inputs: Sequence[Tensor], path: Path, meta
     onnx.save(model, str(path))
 
 
-def write_torchscript(graph: DetectionGraph, inputs: Sequence[Tensor], path: Path, metadata: dict, opset: int = 0) -> None:
+def write_torchscript(
+    graph: DetectionGraph, inputs: Sequence[Tensor], path: Path, metadata: dict, opset: int = 0
+) -> None:
     # Traced: the graphs have no control flow on values left, and a trace keeps the shapes it
     # reads from tensors symbolic, so the batch (and the proposals) stay dynamic.
     with quiet_tracing():

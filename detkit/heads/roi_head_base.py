@@ -106,13 +106,30 @@ class RoIHeadBase(nn.Module):
         )  # fmt: skip
 
     @torch.no_grad()
+    def _scores_of_real_rois(self, features: RoIFeatures, rois: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """``scores_and_deltas`` of the rows of ``rois: Tensor[R, 5]`` where ``valid: Tensor[R]``,
+        put back in their rows (zeros in the padding, which the selection never reads). The
+        exported graph's runtimes then spend the per-RoI work on real proposals only: Faster
+        R-CNN pads to its post-NMS top-k (1000 at test time) of which NMS often keeps a third,
+        and the fully connected box head is most of its work. ONNX only: the row count depends
+        on values, which ONNX runtimes handle and a torch.export program would have to guard."""
+        index = valid.nonzero()[:, 0]
+        scores, box_deltas = self.scores_and_deltas(features, rois[index])
+        every_score = scores.new_zeros((rois.shape[0], *scores.shape[1:])).index_put((index,), scores)
+        every_delta = box_deltas.new_zeros((rois.shape[0], *box_deltas.shape[1:])).index_put((index,), box_deltas)
+        return every_score, every_delta
+
     def predict_padded(
         self, features: RoIFeatures, proposals: Tensor, valid: Tensor, image_sizes: Tensor, max_detections: int
     ) -> PaddedDetections:
         """``predict`` on ``proposals: Tensor[N, P, 4] xyxy`` padded per image (``valid: Tensor[N,
         P]`` marks the real ones), with a fixed-shape result of ``max_detections`` per image."""
         # float32 RoIs, as predict's.
-        scores, box_deltas = self.scores_and_deltas(features, padded_rois(proposals.float()))
+        rois = padded_rois(proposals.float())
+        if torch.onnx.is_in_onnx_export():
+            scores, box_deltas = self._scores_of_real_rois(features, rois, valid.reshape(-1))
+        else:
+            scores, box_deltas = self.scores_and_deltas(features, rois)
         return padded_roi_detections(
             scores, box_deltas, proposals, valid, image_sizes, max_detections=max_detections, **self._selection()
         )

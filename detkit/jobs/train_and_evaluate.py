@@ -51,6 +51,7 @@ from detkit.engine.runtime import amp_dtype, compile_model, configure_backends, 
 from detkit.engine.trainer import Trainer
 from detkit.engine.workers import loader_workers
 from detkit.evaluation.errors import error_breakdown
+from detkit.export.backend import run_with_backend
 from detkit.reporting import format_metrics_table, save_metrics, write_evaluation_report
 from detkit.utils.logging import setup_logging
 from detkit.utils.machine import machine_description
@@ -295,30 +296,36 @@ def draw_predictions(
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = (), *, report_dir: str | Path | None = None
+    checkpoint: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    report_dir: str | Path | None = None,
+    backend: str = "torch",
 ) -> dict:
     """Evaluate a training checkpoint on the validation split of its stored config (with
     ``overrides`` on top, e.g. another ``data=``). The model comes from
     :func:`detkit.engine.loading.load_detector`, so a checkpoint that does not fully match its
     model is refused with every mismatch named. With ``report_dir``, the evaluation report
     (pictures, per-class table, error breakdown; training curves from the ``log.jsonl`` beside the
-    checkpoint) is written there too."""
-    predictor = load_detector(checkpoint, overrides=overrides)
-    cfg = predictor.cfg
+    checkpoint) is written there too. ``backend``: what runs the model (``torch``, or the
+    checkpoint's ONNX export through ``onnxruntime`` / ``openvino``: ``detkit.export.backend``)."""
+    detector = run_with_backend(load_detector(checkpoint, overrides=overrides), backend)
+    cfg = detector.cfg
     set_cpu_threads(cfg)
     val_set = build.build_dataset(cfg, "val")
-    names = predictor.class_names
+    names = detector.class_names
     if len(names) != len(val_set.class_names):
         raise build.ConfigError(
             f"{checkpoint} was trained on {len(names)} classes but the validation data has {len(val_set.class_names)}"
         )
-    device = predictor.device
+    device = detector.device
     metrics, results = evaluate_model(
-        predictor.model, val_set, device, batch_size=int(cfg.data.batch_size), amp_dtype=predictor.amp_dtype,
+        detector.model, val_set, device, batch_size=int(cfg.data.batch_size), amp_dtype=detector.amp_dtype,
         return_results=True,
         num_workers=loader_workers(cfg.data.num_workers) if device.type == "cuda" else 0,  # as in training
     )
-    metrics.update(checkpoint=str(checkpoint), split="val", device=str(device), machine=machine_description(device))
+    metrics.update(checkpoint=str(checkpoint), split="val", device=str(device), machine=machine_description(device),
+                   backend=detector.backend)  # fmt: skip
     metrics["errors"] = error_breakdown(val_set.coco_ground_truth(), results)
     if report_dir is not None:
         log = Path(checkpoint).parent / "log.jsonl"

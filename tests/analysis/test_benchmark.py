@@ -3,6 +3,7 @@ measurement of a detkit detector, its backbone floor and its Trainer, and the NM
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -13,14 +14,15 @@ from detkit.analysis.speed.throughput import (
     format_rows,
     measure,
     measure_backbone_floor,
+    measure_inference,
     measure_trainer,
     random_batch,
     rate_summary,
     time_repeats,
 )
-from detkit.commands.benchmark import throughput_report
+from detkit.commands.benchmark import backend_rows, throughput_report
 from detkit.engine.build import build_model
-from detkit.engine.config import load_config
+from detkit.engine.config import ConfigError, load_config
 from detkit.ops.nms import select_padded
 
 
@@ -109,3 +111,25 @@ def test_folded_group_nms_is_the_old_per_class_selection() -> None:
     new = select_padded(boxes, scores, labels, valid, iou_threshold=0.5, max_detections=30).to_list()
     for o, n in zip(old, new, strict=True):
         assert torch.equal(o["boxes"], n["boxes"]) and torch.equal(o["labels"], n["labels"])
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime", "openvino")),
+    reason="needs onnx, onnxruntime and openvino (the export and openvino extras)",
+)
+def test_backend_rows_time_the_export_on_each_runtime() -> None:
+    cfg = load_config(["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=3).eval()
+    settings = {"size": 64, "infer_batch": 2, "warmup": 1, "iters": 1, "repeats": 2}
+    rows = backend_rows(model, "detkit tiny", "onnxruntime, openvino", num_classes=3, settings=settings)
+    assert set(rows) == {"detkit tiny (onnxruntime)", "detkit tiny (openvino)"}
+    cpu = torch.device("cpu")
+    own = measure_inference(model, size=64, num_classes=3, batches=(1, 2), device=cpu, warmup=0, iters=1, repeats=1)
+    for row in rows.values():
+        assert 0 < row["infer_images_per_s_bs2"]["min"] <= row["infer_images_per_s_bs2"]["max"]
+        # The same weights on the same random images: the same detections as the torch row.
+        assert row["detections_per_image_bs2"] == own["detections_per_image_bs2"] > 0
+    assert backend_rows(model, "detkit tiny", "none", num_classes=3, settings=settings) == {}
+    with pytest.raises(ConfigError, match="unknown backends \\['tensorrt'\\]"):
+        backend_rows(model, "detkit tiny", "tensorrt", num_classes=3, settings=settings)

@@ -38,7 +38,8 @@ def test_exported_detections_match_pytorch(family: str, format: str, tmp_path) -
     assert_agrees(report)
     # Not a comparison of empty lists: every sample image has detections above the threshold.
     assert min(report["check"]["counts_pytorch"]) > 0
-    assert report["inputs"].keys() == ({"images", "proposals", "num_proposals"} if family in ("fast_rcnn", "rcnn") else {"images"})
+    proposal_inputs = {"images", "proposals", "num_proposals"}
+    assert report["inputs"].keys() == (proposal_inputs if family in ("fast_rcnn", "rcnn") else {"images"})
     assert not model.training
 
 
@@ -46,7 +47,8 @@ def test_exported_detections_match_pytorch(family: str, format: str, tmp_path) -
 def test_cap_keeps_the_best_detections(tmp_path) -> None:
     # K = 5 while the detector itself keeps 100: the file holds the PyTorch model's best five.
     report = export_model(
-        small_detector("faster_rcnn"), format="onnx", output=tmp_path / "m.onnx", input_size=INPUT_SIZE, max_detections=5
+        small_detector("faster_rcnn"), format="onnx", output=tmp_path / "m.onnx", input_size=INPUT_SIZE,
+        max_detections=5,
     )
     assert_agrees(report)
     assert report["check"]["counts_exported"] == [5, 5, 5]
@@ -84,7 +86,10 @@ def test_batch_and_proposal_count_are_dynamic(format: str, tmp_path) -> None:
     images = prepare_samples(None, INPUT_SIZE, 4)
     generator = torch.Generator().manual_seed(1)
     corners = torch.rand(4, 30, 2, generator=generator) * 80
-    proposals = [torch.cat((c, c + 10 + torch.rand(30, 2, generator=generator) * 40), 1)[: 5 + 7 * i] for i, c in enumerate(corners)]
+    proposals = [
+        torch.cat((c, c + 10 + torch.rand(30, 2, generator=generator) * 40), 1)[: 5 + 7 * i]
+        for i, c in enumerate(corners)
+    ]
     names = detection_graph(model, input_size=INPUT_SIZE).input_names
     together = run_exported(path, format, graph_inputs(images, proposals), names)
     for index in range(4):
@@ -138,10 +143,16 @@ def test_bad_arguments(tmp_path) -> None:
         export_model(model, format="tflite", output=tmp_path / "m", input_size=INPUT_SIZE)
     model.train()
     with pytest.raises(ValueError, match=r"Tensor\[3, 128, 128\]"):
-        export_model(model, format="torchscript", output=tmp_path / "m", input_size=INPUT_SIZE, sample_images=[torch.rand(3, 64, 64)])
+        export_model(
+            model, format="torchscript", output=tmp_path / "m", input_size=INPUT_SIZE,
+            sample_images=[torch.rand(3, 64, 64)],
+        )
     assert model.training  # the caller's mode comes back, also after a failure
     model.eval()
     with pytest.raises(ValueError, match="makes its own proposals"):
-        export_model(model, format="torchscript", output=tmp_path / "m", input_size=INPUT_SIZE, sample_proposals=[torch.zeros(0, 4)] * 3)
+        export_model(
+            model, format="torchscript", output=tmp_path / "m", input_size=INPUT_SIZE,
+            sample_proposals=[torch.zeros(0, 4)] * 3,
+        )
     with pytest.raises(ValueError, match="cannot export a Linear"):
         export_model(torch.nn.Linear(2, 2), format="torchscript", output=tmp_path / "m", input_size=INPUT_SIZE)

@@ -1,6 +1,6 @@
-"""SPP-net and R-FCN exported: SPP-net's pyramid is plain RoI max pooling (ONNX MaxRoiPool, so
-both formats); R-FCN's position-sensitive pooling has no ONNX operator, so TorchScript only, and
-asking for ONNX is refused with the reason."""
+"""SPP-net and R-FCN exported: SPP-net's pyramid is plain RoI max pooling (ONNX MaxRoiPool);
+R-FCN's position-sensitive pooling, which ONNX has no operator for, becomes ONNX RoiAlign over
+one sub-box per bin (``detkit.ops.ps_roi``), for both of its poolers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ from tests.export.test_export_parity import assert_agrees
 
 @pytest.mark.parametrize(
     "family, format",
-    [pytest.param("spp_net", "onnx", marks=needs_onnx), ("spp_net", "torchscript"), ("rfcn", "torchscript")],
+    [
+        pytest.param("spp_net", "onnx", marks=needs_onnx),
+        ("spp_net", "torchscript"),
+        pytest.param("rfcn", "onnx", marks=needs_onnx),
+        ("rfcn", "torchscript"),
+    ],
 )
 def test_exported_detections_match_pytorch(family: str, format: str, tmp_path) -> None:
     model = small_detector(family)
@@ -23,7 +28,7 @@ def test_exported_detections_match_pytorch(family: str, format: str, tmp_path) -
     assert report["inputs"].keys() == ({"images", "proposals", "num_proposals"} if family == "spp_net" else {"images"})
 
 
-def test_rfcn_to_onnx_is_refused_with_the_reason(tmp_path) -> None:
-    with pytest.raises(ValueError, match="no ONNX operator.*torchscript"):
-        export_model(small_detector("rfcn"), format="onnx", output=tmp_path / "m.onnx", input_size=INPUT_SIZE)
-    assert not (tmp_path / "m.onnx").exists()
+@needs_onnx
+def test_rfcn_with_ps_roi_pool_to_onnx(tmp_path) -> None:
+    model = small_detector("rfcn", "model.roi_head.pooler=ps_roi_pool")
+    assert_agrees(export_model(model, format="onnx", output=tmp_path / "m.onnx", input_size=INPUT_SIZE))

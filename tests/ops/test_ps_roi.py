@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from detkit.ops.ps_roi import ps_pool_rois, vote
+from detkit.ops.ps_roi import ps_pool_rois, ps_pool_rois_by_roi_align, vote
 
 
 def loop_ps_roi_pool(maps: torch.Tensor, rois: torch.Tensor, k: int, scale: float) -> torch.Tensor:
@@ -84,3 +84,23 @@ def test_maps_must_hold_a_multiple_of_k_squared_channels():
         ps_pool_rois(torch.zeros(1, 10, 4, 4), torch.zeros(1, 5), output_size=3, spatial_scale=1.0)
     with pytest.raises(ValueError, match="unknown"):
         ps_pool_rois(torch.zeros(1, 9, 4, 4), torch.zeros(1, 5), output_size=3, spatial_scale=1.0, kind="nope")
+
+
+@pytest.mark.parametrize("kind", ["ps_roi_align", "ps_roi_pool"])
+@pytest.mark.parametrize("k, scale, ratio", [(3, 1.0, 2), (2, 0.5, 1), (7, 1 / 16, 2), (3, 0.125, 3)])
+def test_the_onnx_form_equals_torchvisions_kernels(kind, k, scale, ratio):
+    """The export path (plain roi_align over one sub-box per bin) against torchvision's
+    position-sensitive kernels, on random maps and RoIs that reach past the map's edges."""
+    generator = torch.Generator().manual_seed(k * 10 + ratio)
+    depth = 3
+    maps = torch.randn(2, depth * k * k, 9, 11, generator=generator)
+    size = torch.tensor([11.0, 9.0]) / scale
+    corners = torch.rand(40, 2, 2, generator=generator) * size * 1.2 - 0.1 * size
+    extent = torch.rand(40, 1, generator=generator) * 2 / scale
+    boxes = torch.cat((corners.min(dim=1).values, corners.max(dim=1).values + extent), dim=1)
+    rois = torch.cat((torch.randint(0, 2, (40, 1), generator=generator).float(), boxes), dim=1)
+    expected = ps_pool_rois(maps, rois, output_size=k, spatial_scale=scale, kind=kind, sampling_ratio=ratio)
+    got = ps_pool_rois_by_roi_align(maps, rois, output_size=k, spatial_scale=scale, kind=kind, sampling_ratio=ratio)
+    assert got.shape == expected.shape == (40, depth, k, k)
+    assert expected.abs().sum() > 0
+    assert torch.allclose(got, expected, atol=1e-5, rtol=0)

@@ -105,19 +105,44 @@ def measure(
     timing = dict(device=device, warmup=warmup, iters=iters, repeats=repeats)
     model.train()
     result: dict = {"train_images_per_s": rate_summary(train_batch, time_repeats(train_step, **timing))}
-    model.eval()
-    for batch in sorted({infer_batch, 1}):
+    result.update(measure_inference(model, size=size, num_classes=num_classes, batches=(1, infer_batch), device=device,
+                                    autocast=autocast, warmup=warmup, iters=iters, repeats=repeats))  # fmt: skip
+    if device.type == "cuda":
+        result["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
+    return result
+
+
+def measure_inference(
+    model: Callable,
+    *,
+    size: int,
+    num_classes: int,
+    batches: Sequence[int],
+    device: torch.device,
+    autocast: Callable | None = None,
+    warmup: int = 3,
+    iters: int = 10,
+    repeats: int = 3,
+) -> dict:
+    """Inference images/s of ``model`` (eval mode; a detkit or torchvision detector, or a
+    ``detkit.export.runtimes.RuntimeDetector``) on the same random images for each batch size:
+    ``infer_images_per_s_bs{B}`` and ``detections_per_image_bs{B}``."""
+    if isinstance(model, nn.Module):
+        model.eval()
+    timing = dict(device=device, warmup=warmup, iters=iters, repeats=repeats)
+    result: dict = {}
+    for batch in sorted(set(batches)):
         infer_images, _ = random_batch(batch, size, num_classes, device=device, seed=1)
 
         @torch.no_grad()
         def infer_step(x=infer_images) -> list:
+            if autocast is None:
+                return model(x)
             with autocast():
                 return model(x)
 
         result[f"infer_images_per_s_bs{batch}"] = rate_summary(batch, time_repeats(infer_step, **timing))
         result[f"detections_per_image_bs{batch}"] = sum(len(d["boxes"]) for d in infer_step()) / batch
-    if device.type == "cuda":
-        result["peak_memory_gb"] = torch.cuda.max_memory_allocated(device) / 1e9
     return result
 
 
