@@ -63,7 +63,7 @@ def reference_outputs(
     return [{key: value.detach().cpu().numpy() for key, value in det.items()} for det in detections]
 
 
-def match_detections(
+def pair_detections(
     boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, reference: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pair each detection with one of the reference's: same label, and the smallest difference
@@ -93,7 +93,7 @@ def compare_detections(
     """Compare the exported outputs ``[boxes [n, K, 4], scores [n, K], labels [n, K],
     num_detections [n]]`` with the reference's per-image detections (their first K, the best K).
 
-    Detections are paired by ``match_detections``. ``max_box_diff`` and ``max_score_diff`` are
+    Detections are paired by ``pair_detections``. ``max_box_diff`` and ``max_score_diff`` are
     the largest differences over all pairs; ``labels_agree``: every detection found a partner of
     its label. ``tie_breaks`` counts the pairs whose boxes differ beyond ``BOX_TOLERANCE`` but
     whose scores agree and whose boxes overlap: two candidates of one score (RoI pooling gives
@@ -111,7 +111,7 @@ def compare_detections(
         ref = {key: value[:max_detections] for key, value in det.items()}
         exported_counts.append(count)
         reference_counts.append(len(ref["scores"]))
-        mine, theirs = match_detections(boxes[index, :count], scores[index, :count], labels[index, :count], ref)
+        mine, theirs = pair_detections(boxes[index, :count], scores[index, :count], labels[index, :count], ref)
         unpaired += max(count, len(ref["scores"])) - len(mine)
         if len(mine):
             pair_boxes = np.abs(boxes[index, mine] - ref["boxes"][theirs]).max(axis=1)

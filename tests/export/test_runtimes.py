@@ -20,7 +20,7 @@ from detkit.cli import main as cli_main
 from detkit.engine.build import build_dataset
 from detkit.engine.inference import evaluate_model
 from detkit.export.cache import cache_dir
-from detkit.export.check import BOX_TOLERANCE, SCORE_TOLERANCE, match_detections
+from detkit.export.check import BOX_TOLERANCE, SCORE_TOLERANCE, pair_detections
 from detkit.export.runtimes import BackendNotInstalledError, RuntimeDetector, resolve_backend
 from detkit.export.samples import synthetic_images
 from detkit.jobs.train_and_evaluate import evaluate_checkpoint
@@ -75,7 +75,7 @@ def assert_same_detections(got: list[dict], want: list[dict]) -> None:
     for index, (ours, theirs) in enumerate(zip(got, want, strict=True)):
         numpy = [{key: value.numpy() for key, value in det.items() if key != "names"} for det in (ours, theirs)]
         assert len(ours["scores"]) == len(theirs["scores"]), index
-        mine, paired = match_detections(numpy[0]["boxes"], numpy[0]["scores"], numpy[0]["labels"], numpy[1])
+        mine, paired = pair_detections(numpy[0]["boxes"], numpy[0]["scores"], numpy[0]["labels"], numpy[1])
         assert len(mine) == len(ours["scores"]), f"image {index}: not every detection has a partner of its label"
         box_diff = np.abs(numpy[0]["boxes"][mine] - numpy[1]["boxes"][paired]).max(initial=0.0)
         score_diff = np.abs(numpy[0]["scores"][mine] - numpy[1]["scores"][paired]).max(initial=0.0)
