@@ -49,7 +49,7 @@ def run(argv: list[str]) -> int:
             f"  {method.replace('_', ' '):18s}{row['boxes_per_image']:6.0f} per image, "
             f"recall@0.5 {row['recall@0.5']:.3f}, "
             f"recall@0.7 {row['recall@0.7']:.3f}, search {1000 * row['search_s_per_image']:.0f} ms/image, "
-            f"R-CNN {1000 * row['rcnn_s_per_image']:.0f} ms/image"
+            f"{report['rcnn_detector']} {1000 * row['rcnn_s_per_image']:.0f} ms/image"
         )
     lines.append(f"  {report['ratio']:.1f}x more windows than {report['proposal_method'].replace('_', ' ')} proposals")
     print("\n".join(lines))

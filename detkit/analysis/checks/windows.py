@@ -123,4 +123,5 @@ def compare_windows(
         "machine": machine_description(target_device),
         "windows": windows,
         "rcnn": rcnn,
+        "rcnn_detector": type(rcnn_model).__name__,
     }
