@@ -12,12 +12,14 @@ the image (as float RGB) is Gaussian-smoothed (``edge_sigma``), each colour chan
 differentiated with 3×3 Sobel filters, and each pixel takes the gradient of its strongest
 channel (a red-on-grey boundary is as strong as a dark-on-light one). The magnitude is divided
 by the image's largest one, so ``edge_min_mag`` and the segment thresholds are relative to the
-image's strongest boundary, as they are to the forest's boundary probabilities, and it is
-thinned to one pixel by non-maximum suppression along the gradient (a pixel stays when it beats
-its neighbour behind and at least matches its neighbour ahead). Plain gradients fire on texture
-as well as on object boundaries, so on cluttered photographs they rank boxes worse than the
-learnt edges would; on the flat-coloured shapes and drawn scenes here they find the boundaries
-that matter.
+image's strongest boundary, as they are to the forest's boundary probabilities (but never by less
+than a sharp step of ``min_contrast`` gives: an image of noise alone would otherwise get edges as
+strong as real boundaries everywhere, and many slow, meaningless boxes). The map is thinned to
+one pixel by non-maximum suppression along the gradient (a pixel stays when it beats its
+neighbour behind and at least matches its neighbour ahead). Plain gradients fire on texture as
+well as on object boundaries, so on cluttered photographs they rank boxes worse than the learnt
+edges would; on the flat-coloured shapes and drawn scenes here they find the boundaries that
+matter.
 
 Orientation convention (read from OpenCV's ``edgeboxes.cpp`` and ``structured_edge_detection.cpp``):
 the angle of the edge's normal, i.e. of the image gradient, ``atan2(dI/dy, dI/dx)`` with x to the
@@ -55,8 +57,10 @@ class EdgeBoxesParams:
     """What determines the Edge Boxes proposals of an image (and therefore keys the cache).
 
     Edge map: ``upscale_to`` (an image whose longer side is shorter is enlarged to this many
-    pixels before the edges are computed; never shrunk; ``None``: as stored) and ``edge_sigma``
-    (the Gaussian smoothing before the Sobel filters, search-image pixels; 0: none).
+    pixels before the edges are computed; never shrunk; ``None``: as stored), ``edge_sigma``
+    (the Gaussian smoothing before the Sobel filters, search-image pixels; 0: none) and
+    ``min_contrast`` (gradients are divided by the image's strongest one, but at least by the one a
+    sharp step of this contrast, a fraction of the pixel range, gives).
     OpenCV's settings, under their names in snake case: ``alpha`` (step size of the sliding
     window search: the IoU of neighbouring boxes), ``beta`` (NMS threshold), ``eta`` (adaptation
     rate of the NMS threshold), ``min_score``, ``max_boxes`` (at most this many proposals, best
@@ -102,17 +106,15 @@ class EdgeBoxesParams:
             raise ValueError(f"max_boxes must be positive, got {self.max_boxes}")
         if float(self.max_aspect_ratio) < 1.0:
             raise ValueError(f"max_aspect_ratio must be >= 1, got {self.max_aspect_ratio}")
-        for name in ("min_score", "edge_min_mag", "edge_merge_thr", "cluster_min_mag", "min_box_area"):
-            if float(getattr(self, name)) < 0:
-                raise ValueError(f"Edge Boxes {name} must be >= 0, got {getattr(self, name)}")
-        for name in ("gamma", "kappa"):
+        non_negative = ("min_score", "edge_min_mag", "edge_merge_thr", "cluster_min_mag", "min_box_area")
+        for name in (*non_negative, "gamma", "kappa"):
             if float(getattr(self, name)) < 0:
                 raise ValueError(f"Edge Boxes {name} must be >= 0, got {getattr(self, name)}")
 
     @classmethod
     def from_options(cls, options: dict) -> EdgeBoxesParams:
         """From already filtered keywords, with YAML/CLI numbers coerced to the fields' types (so
-        ``alpha=1`` and ``alpha=1.0`` key the same cache folder)."""
+        ``max_aspect_ratio=3`` and ``max_aspect_ratio=3.0`` key the same cache folder)."""
         values = dict(options)
         for name, value in list(values.items()):
             if name == "upscale_to":
