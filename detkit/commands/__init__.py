@@ -20,7 +20,7 @@ COMMANDS: dict[str, Command] = {
     "predict": Command("predict", "detect objects in images: pictures, JSON and a COCO results file"),
     "check": Command("check_dataset", "validate a dataset and summarise it (every problem, by file)", True),
     "export": Command("export", "export to ONNX / TorchScript / .pt2 with NMS inside, checked against PyTorch"),
-    "proposals": Command("proposals", "precompute selective-search proposals (cached) and report recall"),
+    "proposals": Command("proposals", "precompute proposals (selective search, Edge Boxes; cached) and report recall"),
     "make-dataset": Command("make_dataset", "generate the synthetic 'scenes' dataset in COCO / VOC / YOLO layouts"),
     "fit-anchors": Command("fit_anchors", "fit anchors / default-box ratios to a dataset's boxes"),
     "fit-svms": Command("fit_svms", "fit R-CNN's per-class linear SVMs on a trained R-CNN"),
@@ -30,7 +30,9 @@ COMMANDS: dict[str, Command] = {
     "compare-runs": Command(
         "compare_runs", "validation curves of training runs on one picture, iterations to a threshold"
     ),
-    "compare-windows": Command("compare_windows", "sliding windows vs selective search + R-CNN: boxes, recall, speed"),
+    "compare-windows": Command(
+        "compare_windows", "sliding windows vs selective search and Edge Boxes + R-CNN: boxes, recall, speed"
+    ),
     "report": Command("report", "a run's offline HTML report (run=DIR), or two runs compared (run=A,B)"),
     "lineage": Command(
         "lineage", "every trained detector side by side: accuracy, training time, images/s; table and picture"

@@ -1,11 +1,14 @@
-"""Precompute selective-search proposals for a dataset (parallel, cached) and report their recall.
+"""Precompute a dataset's proposals (parallel, cached) and report their recall.
 
     detkit proposals config=fast_rcnn_resnet18_shapes       # the experiment's search settings
+    detkit proposals config=fast_rcnn_resnet18_shapes data.proposals.wrapper.method=edge_boxes
     detkit proposals data=voc data.root=VOCdevkit/VOC2007 split=train workers=8
     detkit proposals config=rcnn_vgg16_voc07 data.proposals.wrapper.strategy=quality output=recall.json
 
-Search settings come from the experiment's `data.proposals.wrapper` section (defaults:
-detkit.data.proposals.selective_search.SelectiveSearchParams). Proposals go to the on-disk cache
+Search settings come from the experiment's `data.proposals.wrapper` section: `method`
+(selective_search, the default, or edge_boxes) and that method's keys (defaults:
+detkit.data.proposals.selective_search.SelectiveSearchParams, .edge_boxes.EdgeBoxesParams; a key
+the section lacks takes a `+`, e.g. `+data.proposals.wrapper.max_boxes=500`). Proposals go to the on-disk cache
 (`cache_dir`, default $DETKIT_PROPOSAL_CACHE or ~/.cache/detkit/proposals) keyed by image content
 and search settings, so training finds them there and a second run only reads the cache.
 Own arguments: split=train|val (default both), workers=N (default all cores), output=FILE.json.
@@ -22,8 +25,11 @@ from omegaconf import OmegaConf
 
 # Only torch-free modules: a second run, which reads the cache, is over in about a second.
 from detkit.data.proposals.compute import compute_dataset_proposals, format_recall
-from detkit.data.proposals.selective_search import params_from_options
+from detkit.data.proposals.methods import params_from_options
 from detkit.engine.config import instantiate_dataset, load_config, split_arguments
+
+# The wrapper's own keywords, beside the proposal method's settings.
+WRAPPER_KEYS = ("_target_", "cache_dir", "num_workers", "progress", "split")
 
 
 def run(argv: list[str]) -> int:
@@ -33,8 +39,9 @@ def run(argv: list[str]) -> int:
     cfg = load_config(rest)
     options = OmegaConf.to_container(cfg.data.get("proposals", {}).get("wrapper", {}), resolve=True)
     try:
-        params = params_from_options(options)
-    except TypeError as error:  # an unknown search option: a user mistake, reported as one
+        settings = {key: value for key, value in options.items() if key not in WRAPPER_KEYS}
+        params = params_from_options(settings, strict=True)
+    except TypeError as error:  # an unknown or ill-typed search option: a user mistake, reported as one
         raise ValueError(str(error)) from None
     report = {}
     for split in splits:

@@ -1,7 +1,7 @@
 """Precomputed proposals as a proposal generator: what turns the two-stage detector into Fast R-CNN.
 
 Same interface as the RPN (``generator(features, image_sizes, targets) -> (proposals, losses)``),
-but the boxes come from ``target["proposals"]`` (selective search, added to the targets by
+but the boxes come from ``target["proposals"]`` (selective search or Edge Boxes, added to the targets by
 ``detkit.data.proposals.with_proposals.WithProposals``) and there is nothing to learn, so the losses
 are empty. R-CNN uses it too, without features.
 """
@@ -43,7 +43,10 @@ class PrecomputedProposals(nn.Module):
 
     def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> str:
         """Nothing for the prior coverage check to measure: the proposals come from outside."""
-        return f"{type(detector).__name__} has no anchors or default boxes: its proposals come from selective search"
+        return (
+            f"{type(detector).__name__} has no anchors or default boxes: its proposals are precomputed "
+            "(selective search or Edge Boxes)"
+        )
 
     def forward(
         self, features: Tensor | None, image_sizes: Tensor, targets: list[Target] | None = None
@@ -101,6 +104,6 @@ class PrecomputedProposals(nn.Module):
 def needs_precomputed_proposals(model: nn.Module) -> bool:
     """Whether ``model`` scores proposals it reads from the targets (Fast R-CNN, R-CNN), so that a
     caller without a proposal-carrying dataset (e.g. prediction on image files) must search them
-    itself: ``detkit.data.proposals.selective_search.selective_search`` on the stored image, scaled like
-    the image, passed as ``targets=[{"proposals": ...}]``."""
+    itself: ``detkit.data.proposals.methods.search_proposals`` (the method and settings of the
+    model's config) on the stored image, scaled like the image, passed as ``targets=[{"proposals": ...}]``."""
     return any(isinstance(module, PrecomputedProposals) for module in model.modules())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detkit.analysis.checks.windows import box_statistics
+from detkit.analysis.checks.windows import box_statistics, proposal_statistics, with_method
 from detkit.engine.build import build_model, load_config
 from detkit.export.graphs import detection_graph
 from detkit.proposals.sliding_windows import SlidingWindows, count_windows
@@ -70,6 +70,17 @@ def test_box_statistics_count_boxes_and_recall() -> None:
     assert stats["windows"]["recall@0.5"] == 0.5
     # The proposal is the second object; the first object contains it: IoU 0.25.
     assert stats["proposals"]["recall@0.5"] == 0.5
+
+
+def test_compare_windows_counts_each_methods_proposals_on_a_config_of_its_own() -> None:
+    cfg = load_config(["config=rcnn_resnet18_shapes"])
+    edge = with_method(cfg, "edge_boxes")
+    assert edge.data.proposals.wrapper.method == "edge_boxes"
+    assert cfg.data.proposals.wrapper.method == "selective_search"  # the experiment's own config is untouched
+    proposals = torch.tensor([[0.0, 0, 32, 30], [40.0, 40, 60, 60]])
+    target = {"boxes": torch.tensor([[0.0, 0, 32, 32]]), "proposals": proposals}
+    stats = proposal_statistics([(torch.zeros(3, 64, 64), target)])
+    assert stats["boxes_per_image"] == 2 and stats["recall@0.5"] == 1.0 and stats["recall@0.7"] == 1.0
 
 
 def test_export_refuses_the_sliding_window_detector() -> None:

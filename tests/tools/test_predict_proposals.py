@@ -1,5 +1,5 @@
-"""tools/predict.py and tools/eval.py on a detector that scores selective-search proposals (Fast
-R-CNN): predict must search them itself, move them like the image, and give the detections the
+"""tools/predict.py and tools/eval.py on a detector that scores precomputed proposals (Fast
+R-CNN, with selective search or Edge Boxes): predict must search them itself, move them like the image, and give the detections the
 training pipeline's own dataset path gives for the same image; eval must reproduce the training
 run's metrics."""
 
@@ -55,10 +55,16 @@ TINY = [
 ]
 
 
-def test_predict_searches_proposals_and_matches_the_dataset_path(tmp_path: Path) -> None:
+# Edge Boxes takes the same path (the method is one more wrapper setting); its run is marked slow
+# to keep the default suite's time.
+@pytest.mark.parametrize(
+    "method", ["selective_search", pytest.param("edge_boxes", marks=pytest.mark.slow)]
+)
+def test_predict_searches_proposals_and_matches_the_dataset_path(tmp_path: Path, method: str) -> None:
     env = tool_env(tmp_path)
     run_dir = tmp_path / "run"
-    run_tool("train.py", *TINY, f"output_dir={run_dir}", env=env)
+    run_tool("train.py", *TINY, f"data.proposals.wrapper.method={method}", f"output_dir={run_dir}", env=env)
+    assert f"method: {method}" in (run_dir / "config.yaml").read_text()
 
     # The same validation image through the engine's path (dataset + WithProposals + transform),
     # in a fresh process with the training's environment, as predict runs: nothing an earlier test

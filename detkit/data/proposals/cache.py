@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detkit.data.proposals.selective_search import SelectiveSearchParams, selective_search
+from detkit.data.proposals.methods import ProposalParams, search_proposals
 
 DEFAULT_CACHE_DIR = "~/.cache/detkit/proposals"
 
@@ -52,9 +52,10 @@ def hash_pixels(image: np.ndarray) -> str:
 
 
 class ProposalCache:
-    """Proposals of images under one set of search parameters, stored below ``root``."""
+    """Proposals of images under one set of search parameters (of any proposal method: see
+    ``detkit.data.proposals.methods``), stored below ``root``."""
 
-    def __init__(self, root: str | os.PathLike | None, params: SelectiveSearchParams) -> None:
+    def __init__(self, root: str | os.PathLike | None, params: ProposalParams) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         self.params = params
         self.folder = self.root / params.key()
@@ -92,10 +93,10 @@ class ProposalCache:
 
     def get_or_search(self, content_hash: str, image: np.ndarray) -> np.ndarray:
         """The cached proposals of ``image`` (RGB uint8 [H, W, 3], whose content ``content_hash``
-        names), searched with this cache's parameters and stored when absent."""
+        names), searched with this cache's method and parameters and stored when absent."""
         boxes = self.get(content_hash)
         if boxes is None:
-            boxes = selective_search(image, self.params)
+            boxes = search_proposals(image, self.params)
             self.put(content_hash, boxes)
         return boxes
 

@@ -1,4 +1,4 @@
-"""Selective-search proposals for every image of a dataset: cached, in parallel, with recall.
+"""Proposals (selective search or Edge Boxes) for every image of a dataset: cached, in parallel, with recall.
 
 ``compute_dataset_proposals`` hashes each image file, reads the cached proposals of the ones
 already searched with the same parameters, and runs the search for the rest in a process pool
@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from detkit.data.image_files import read_image
 from detkit.data.proposals.cache import ProposalCache, hash_file
+from detkit.data.proposals.methods import ProposalParams, search_proposals
 from detkit.data.proposals.recall import RecallMeter
-from detkit.data.proposals.selective_search import SelectiveSearchParams, selective_search
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def image_records(dataset) -> list:
     records = getattr(dataset, "records", None)
     if records is None:
         raise TypeError(
-            f"{type(dataset).__name__} has no image records; selective-search proposals need a detkit "
+            f"{type(dataset).__name__} has no image records; precomputed proposals need a detkit "
             "dataset (COCO, VOC, YOLO or shapes: detkit.data.base.DetectionDataset)"
         )
     return records
@@ -72,7 +72,7 @@ def _evaluated_gt(record) -> np.ndarray:
 _worker_cache: ProposalCache | None = None
 
 
-def _init_worker(cache_root: str, params: SelectiveSearchParams, pooled: bool) -> None:
+def _init_worker(cache_root: str, params: ProposalParams, pooled: bool) -> None:
     global _worker_cache
     if pooled:
         cv2.setNumThreads(1)  # the pool already keeps every core busy
@@ -82,19 +82,19 @@ def _init_worker(cache_root: str, params: SelectiveSearchParams, pooled: bool) -
 def _search_and_store(task: tuple[int, str, str, str]) -> tuple[int, np.ndarray]:
     index, path, content_hash, source = task
     assert _worker_cache is not None
-    boxes = selective_search(read_image(path, source=source), _worker_cache.params)
+    boxes = search_proposals(read_image(path, source=source), _worker_cache.params)
     _worker_cache.put(content_hash, boxes)
     return index, boxes
 
 
 def compute_dataset_proposals(
     dataset,
-    params: SelectiveSearchParams,
+    params: ProposalParams,
     *,
     cache_dir: str | os.PathLike | None = None,
     num_workers: int | None = None,
     progress: bool = True,
-    description: str = "selective search",
+    description: str = "proposals",
     on_image: Callable[[int, np.ndarray], None] | None = None,
 ) -> DatasetProposals:
     """Proposals for every image of ``dataset`` (a detkit dataset with ``records``).

@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import cv2
@@ -68,6 +68,18 @@ class SelectiveSearchParams:
             raise ValueError(f"min_size must be >= 0, got {self.min_size}")
         if not 0.0 < float(self.duplicate_iou) <= 1.0:
             raise ValueError(f"duplicate_iou must be in (0, 1], got {self.duplicate_iou}")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SelectiveSearchParams:
+        """From already filtered keywords, with YAML/CLI numbers coerced to the fields' types (so
+        ``min_size=6`` and ``min_size=6.0`` key the same cache folder)."""
+        values = dict(options)
+        for name, kind in (("max_proposals", int), ("min_size", float), ("duplicate_iou", float), ("seed", int)):
+            if name in values:
+                values[name] = kind(values[name])
+        if values.get("search_size") is not None:
+            values["search_size"] = int(values["search_size"])
+        return cls(**values)
 
     def key(self) -> str:
         """A short stable hash of every parameter, the OpenCV version and the algorithm version."""
@@ -197,8 +209,12 @@ def postprocess_rects(
     return np.ascontiguousarray(boxes[: params.max_proposals])
 
 
-def params_from_options(options: Mapping[str, Any]) -> SelectiveSearchParams:
-    """``SelectiveSearchParams`` from the search keys of a mapping (e.g. the ``WithProposals``
-    keywords of a config); other keys are ignored, missing ones take the defaults."""
-    names = {f.name for f in fields(SelectiveSearchParams)}
-    return SelectiveSearchParams(**{key: value for key, value in options.items() if key in names})
+def params_from_options(options: Mapping[str, Any]):
+    """The proposal parameters of the search keys of a mapping (e.g. the ``WithProposals`` keywords
+    of a config): ``SelectiveSearchParams``, or another method's parameters when ``options["method"]``
+    names one (see :func:`detkit.data.proposals.methods.params_from_options`, which this is; it
+    stays importable from here, where callers of the selective-search-only days look for it)."""
+    # Imported here: methods.py imports this module.
+    from detkit.data.proposals.methods import params_from_options as method_params
+
+    return method_params(options)

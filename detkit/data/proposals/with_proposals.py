@@ -1,8 +1,9 @@
-"""A dataset wrapper that adds precomputed selective-search proposals to every target.
+"""A dataset wrapper that adds precomputed proposals (selective search or Edge Boxes) to every target.
 
-``WithProposals(dataset, strategy="fast", ...)`` finds (or computes and caches) the proposals of
-every image at construction, then ``dataset[i]`` yields the wrapped dataset's ``(image, target)``
-with ``target["proposals"]: Tensor[P, 4] xyxy`` in the transformed image's pixels.
+``WithProposals(dataset, strategy="fast", ...)`` or ``WithProposals(dataset, method="edge_boxes", ...)``
+finds (or computes and caches) the proposals of every image at construction, then ``dataset[i]``
+yields the wrapped dataset's ``(image, target)`` with ``target["proposals"]: Tensor[P, 4] xyxy`` in the
+transformed image's pixels.
 
 Proposals go through the dataset's own transform together with the ground-truth boxes, so a
 flip, crop or resize moves them exactly as it moves the image; proposals a crop cuts away are
@@ -22,7 +23,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from detkit.data.proposals.compute import compute_dataset_proposals, format_recall
-from detkit.data.proposals.selective_search import SelectiveSearchParams, Strategy
+from detkit.data.proposals.methods import params_from_options
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +70,13 @@ class ProposalAwareTransform:
 class WithProposals(Dataset):
     """``dataset`` (a detkit dataset: ``records``, ``transforms``) plus ``target["proposals"]``.
 
-    The search keywords are ``SelectiveSearchParams`` fields. ``cache_dir``: the proposal cache
-    (``None``: ``$DETKIT_PROPOSAL_CACHE`` or ``~/.cache/detkit/proposals``). ``num_workers``:
-    processes for images not cached yet (``None``: all cores). ``split`` only names the split in
-    logs. Everything else (``class_names``, ``coco_ground_truth()``, ...) is the wrapped dataset's.
+    ``method``: ``selective_search`` (default) or ``edge_boxes``. ``settings``: the method's
+    keywords (``SelectiveSearchParams`` or ``EdgeBoxesParams`` fields); a config's wrapper section
+    may carry both methods' keywords, and each method reads its own, but a keyword no method
+    reads is an error. ``cache_dir``: the proposal cache (``None``: ``$DETKIT_PROPOSAL_CACHE`` or
+    ``~/.cache/detkit/proposals``). ``num_workers``: processes for images not cached yet
+    (``None``: all cores). ``split`` only names the split in logs. Everything else
+    (``class_names``, ``coco_ground_truth()``, ...) is the wrapped dataset's.
     """
 
     def __init__(
@@ -80,32 +84,15 @@ class WithProposals(Dataset):
         dataset,
         *,
         split: str | None = None,
-        strategy: Strategy = "fast",
-        search_size: int | None = 500,
-        max_proposals: int = 2000,
-        min_size: float = 4.0,
-        duplicate_iou: float = 1.0,
-        base_k: int | None = None,
-        inc_k: int | None = None,
-        sigma: float | None = None,
-        seed: int = 0,
+        method: str = "selective_search",
         cache_dir: str | os.PathLike | None = None,
         num_workers: int | None = None,
         progress: bool = True,
+        **settings,
     ) -> None:
         self.dataset = dataset
         self.split = split
-        self.params = SelectiveSearchParams(
-            strategy=strategy,
-            search_size=None if search_size is None else int(search_size),
-            max_proposals=int(max_proposals),
-            min_size=float(min_size),
-            duplicate_iou=float(duplicate_iou),
-            base_k=base_k,
-            inc_k=inc_k,
-            sigma=sigma,
-            seed=int(seed),
-        )
+        self.params = params_from_options(dict(settings, method=method), strict=True)
         name = f"{split} proposals" if split else "proposals"
 
         def compute(show_progress: bool):

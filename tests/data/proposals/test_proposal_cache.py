@@ -20,9 +20,9 @@ PARAMS = SelectiveSearchParams(strategy="single", search_size=None, min_size=3.0
 
 def _forbid_search(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args, **kwargs):
-        raise AssertionError("selective search ran although the cache holds the proposals")
+        raise AssertionError("the search ran although the cache holds the proposals")
 
-    monkeypatch.setattr(compute, "selective_search", fail)
+    monkeypatch.setattr(compute, "search_proposals", fail)
 
 
 def test_put_get_roundtrip_and_corrupt_entries(tmp_path) -> None:
