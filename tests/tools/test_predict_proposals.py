@@ -1,7 +1,7 @@
 """tools/predict.py and tools/eval.py on a detector that scores precomputed proposals (Fast
-R-CNN, with selective search or Edge Boxes): predict must search them itself, move them like the image, and give the detections the
-training pipeline's own dataset path gives for the same image; eval must reproduce the training
-run's metrics."""
+R-CNN, with selective search or Edge Boxes): predict must search them itself, move them like the
+image, and give the detections the training pipeline's own dataset path gives for the same image;
+eval must reproduce the training run's metrics."""
 
 from __future__ import annotations
 
