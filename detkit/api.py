@@ -29,7 +29,7 @@ from detkit.data.augment.transforms import eval_transforms
 from detkit.data.base import image_to_tensor
 from detkit.data.image_files import pil_to_rgb, read_image, require_pixels
 from detkit.data.proposals.cache import ProposalCache, hash_file, hash_pixels
-from detkit.data.proposals.selective_search import params_from_options
+from detkit.data.proposals.methods import params_from_options
 from detkit.engine.loading import LoadedDetector, load_detector
 from detkit.proposals.precomputed import needs_precomputed_proposals
 from detkit.structures import boxes_to_original, detections_to_host
@@ -78,7 +78,7 @@ class Predictor:
 
     ``predictor(images)`` letterboxes each image as evaluation does (longest side to
     ``input_size``, padding right and bottom), runs the model in batches and maps the boxes back
-    to each image's own pixels. Detectors that score selective-search proposals (Fast R-CNN,
+    to each image's own pixels. Detectors that score precomputed proposals (Fast R-CNN,
     R-CNN) get them searched with the checkpoint's settings, through the on-disk proposal cache.
     """
 
@@ -168,7 +168,7 @@ class Predictor:
 
 
 def _proposal_cache(cfg: DictConfig) -> ProposalCache:
-    """The cache (and search settings) of the checkpoint's selective-search proposals."""
+    """The cache (and search method and settings) of the checkpoint's proposals."""
     options = OmegaConf.to_container(cfg.data.get("proposals", {}).get("wrapper", {}), resolve=True)
     return ProposalCache(options.get("cache_dir"), params_from_options(options))
 

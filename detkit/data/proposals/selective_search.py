@@ -207,14 +207,3 @@ def postprocess_rects(
         keep = nms(torch.from_numpy(boxes), rank_scores, params.duplicate_iou).sort().values.numpy()
         boxes = boxes[keep]
     return np.ascontiguousarray(boxes[: params.max_proposals])
-
-
-def params_from_options(options: Mapping[str, Any]):
-    """The proposal parameters of the search keys of a mapping (e.g. the ``WithProposals`` keywords
-    of a config): ``SelectiveSearchParams``, or another method's parameters when ``options["method"]``
-    names one (see :func:`detkit.data.proposals.methods.params_from_options`, which this is; it
-    stays importable from here, where callers of the selective-search-only days look for it)."""
-    # Imported here: methods.py imports this module.
-    from detkit.data.proposals.methods import params_from_options as method_params
-
-    return method_params(options)

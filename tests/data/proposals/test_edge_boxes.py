@@ -14,7 +14,6 @@ from detkit.data.proposals.edge_boxes import EdgeBoxesParams, edge_boxes, gradie
 from detkit.data.proposals.methods import METHODS, params_from_options, search_proposals
 from detkit.data.proposals.recall import RecallMeter, best_overlaps
 from detkit.data.proposals.selective_search import SelectiveSearchParams
-from detkit.data.proposals.selective_search import params_from_options as selective_search_options
 from detkit.data.proposals.with_proposals import WithProposals
 from tests.data.proposals.drawn_images import HEIGHT, OBJECTS, WIDTH, draw_image
 
@@ -134,9 +133,9 @@ def test_method_choice_unknown_method_and_unknown_settings() -> None:
         params_from_options({"method": "edgeboxes"})
     with pytest.raises(TypeError, match="alfa"):
         params_from_options({"method": "edge_boxes", "alfa": 0.7}, strict=True)
-    # The name detkit.api imports still answers for both methods.
-    assert selective_search_options(options) == EdgeBoxesParams(alpha=0.7, max_boxes=50)
-    assert isinstance(selective_search_options({"strategy": "single"}), SelectiveSearchParams)
+    # What detkit.api reads a checkpoint's proposal settings with answers for both methods.
+    assert params_from_options(options) == EdgeBoxesParams(alpha=0.7, max_boxes=50)
+    assert isinstance(params_from_options({"strategy": "single"}), SelectiveSearchParams)
 
 
 def test_cache_keys_differ_between_methods_and_numbers_are_coerced() -> None:
