@@ -1,12 +1,13 @@
 """Evaluate detections: COCO's 12 numbers, VOC07 and VOC12 mAP, per-class AP.
 
-    detkit eval checkpoint=outputs/.../best.pt [output=metrics.json] [report=DIR] [backend=...] [data=voc key=value ...]
+    detkit eval checkpoint=outputs/.../best.pt [output=metrics.json] [report=DIR] [backend=…] [data=voc key=value …]
     detkit eval ground_truth=GT.json detections=DT.json [output=metrics.json] [report=DIR] [images=DIR]
 
 With a checkpoint, the config stored in it is used (overrides on top) and the model runs over
 the validation split; the checkpoint must match its model exactly. `backend=onnxruntime|openvino|auto`
-runs the checkpoint's ONNX export through that runtime in the same loop (docs/EXPORT.md). With a COCO ground-truth file
-and a COCO results file (such as `detkit predict ... ground_truth=GT.json` writes) no model is needed.
+runs the checkpoint's ONNX export through that runtime in the same loop (docs/EXPORT.md). With a
+COCO ground-truth file and a COCO results file (such as `detkit predict ... ground_truth=GT.json`
+writes) no model is needed.
 
 Both add the error breakdown (TIDE: the cause of each false positive and missed object, the AP
 fixing each cause adds) to the metrics, and write an evaluation report (PR curves, confusion matrix,
