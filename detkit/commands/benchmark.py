@@ -22,12 +22,15 @@ detkit model's ONNX export run by those runtimes on the CPU (`detkit.load(..., b
 the torch row's batch sizes and on the same images, with their rates over the torch row's in
 `ratios_backend_over_torch`. `mode=backends checkpoint=PATH` times a trained checkpoint through
 torch and the `backends=` runtimes on its first `images` (16) validation images at batch 1 and
-`infer_batch` (8), the backends taking turns for `repeats` (5) rounds (`detkit.utils.benchmark_backends`).
+`infer_batch` (8), torch and one runtime taking turns for `repeats` (5) rounds, each runtime in a
+process of its own (`detkit.utils.benchmark_backends`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import multiprocessing
 from pathlib import Path
 
 from detkit.engine.config import ConfigError, load_config, split_arguments
@@ -227,18 +230,32 @@ def checkpoint_backends_report(own: dict[str, str], overrides: list[str]) -> dic
     names = [n.strip() for n in own.get("backends", "onnxruntime,openvino").split(",") if n.strip()]
     batches = sorted({1, int(own.get("infer_batch", 8))})
     images, rounds = int(own.get("images", 16)), int(own.get("repeats", 5))
-    timings = checkpoint_backend_timings(own["checkpoint"], ["torch", *names], batches=batches, images=images,
-                                         rounds=rounds)  # fmt: skip
-    torch_label = f"detkit {timings['experiment']} (torch)"
+    # Each runtime beside torch in a process of its own: two runtimes' thread pools in one process
+    # starve each other and torch (measured: torch at batch 1 fifty times slower beside both).
+    results, ratios_over_torch, experiment = {}, {}, ""
+    context = multiprocessing.get_context("spawn")
+    for name in names:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            timings = pool.submit(checkpoint_backend_timings, own["checkpoint"], ["torch", name], batches=batches,
+                                  images=images, rounds=rounds).result()  # fmt: skip
+        experiment = timings["experiment"]
+        rows = timings["results"]
+        torch_row = rows.pop(f"detkit {experiment} (torch)")
+        results[f"detkit {experiment} (torch, beside {name})"] = torch_row
+        results.update(rows)
+        ratios_over_torch[name] = ratios({"runtime": rows[f"detkit {experiment} ({name})"], "torch": torch_row},
+                                         "runtime", "torch")  # fmt: skip
     return {
         "checkpoint": own["checkpoint"],
         "device": "cpu",
         "machine": machine_description(torch.device("cpu")),
         "torch": torch.__version__,
         "runtimes": runtime_versions(",".join(names)),
-        **timings,
-        "ratios_backend_over_torch": {name: ratios(timings["results"], f"detkit {timings['experiment']} ({name})",
-                                                   torch_label) for name in names},  # fmt: skip
+        "experiment": experiment,
+        "images": images,
+        "rounds": rounds,
+        "results": results,
+        "ratios_backend_over_torch": ratios_over_torch,
     }
 
 

@@ -132,7 +132,7 @@ def test_checkpoint_through_the_backends_in_turn(tmp_path, monkeypatch) -> None:
     own = {"mode": "backends", "checkpoint": str(checkpoint), "backends": "onnxruntime", "infer_batch": "2",
            "images": "3", "repeats": "2"}  # fmt: skip
     report = checkpoint_backends_report(own, [])
-    torch_row = report["results"]["detkit yolov1_mobilenet_v1_shapes (torch)"]
+    torch_row = report["results"]["detkit yolov1_mobilenet_v1_shapes (torch, beside onnxruntime)"]
     runtime_row = report["results"]["detkit yolov1_mobilenet_v1_shapes (onnxruntime)"]
     assert report["images"] == 3 and set(report["ratios_backend_over_torch"]) == {"onnxruntime"}
     for batch in (1, 2):
