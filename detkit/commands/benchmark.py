@@ -6,6 +6,7 @@
     detkit benchmark config=yolov3_resnet18_shapes size=416 peer=none output=bench.json
     detkit benchmark mode=nms device=cpu                 # the postprocessing's NMS alone, old vs new
     detkit benchmark preset=faster_rcnn device=cpu peer=none trainer=false backends=onnxruntime,openvino
+    detkit benchmark mode=backends checkpoint=best.pt backends=onnxruntime,openvino   # a trained model, its images
 
 Random images with 4 random boxes each, 20 classes (REFERENCES.md's protocol). On CUDA: bf16
 autocast and channels_last unless amp=false / channels_last=false. Each rate is the median of
@@ -20,13 +21,18 @@ those steps' time went, stage by stage (`step_profile`: backbone, neck, proposal
 assignment, backward, optimizer; printed as a table too). `backends=onnxruntime,openvino` adds
 inference rows for the detkit model's ONNX export run by those runtimes on the CPU
 (`detkit.load(..., backend=)`), at the torch row's batch sizes and on the same images, with their
-rates over the torch row's in `ratios_backend_over_torch`. Prints a table and the ratios; writes
-JSON with output=PATH.
+rates over the torch row's in `ratios_backend_over_torch`. `mode=backends checkpoint=PATH` times a
+trained checkpoint through torch and the `backends=` runtimes on its first `images` (16) validation
+images at batch 1 and `infer_batch` (8), torch and one runtime taking turns for `repeats` (5)
+rounds, each runtime in a process of its own (`detkit.analysis.speed.backends`). Prints a table and
+the ratios; writes JSON with output=PATH.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import multiprocessing
 from pathlib import Path
 
 from detkit.engine.config import ConfigError, load_config, split_arguments
@@ -47,8 +53,9 @@ PRESETS = {
     },
 }  # fmt: skip
 OWN_KEYS = ("preset", "size", "train_batch", "infer_batch", "peer", "device", "amp", "channels_last", "iters",
-            "warmup", "repeats", "num_classes", "output", "mode", "trainer", "profile", "backends")  # fmt: skip
-MODES = ("models", "nms")
+            "warmup", "repeats", "num_classes", "output", "mode", "trainer", "profile", "backends", "checkpoint",
+            "images")  # fmt: skip
+MODES = ("models", "nms", "backends")
 
 
 def run(argv: list[str]) -> int:
@@ -56,7 +63,12 @@ def run(argv: list[str]) -> int:
     mode = own.get("mode", "models")
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    report = nms_report(own) if mode == "nms" else throughput_report(own, overrides)
+    if mode == "nms":
+        report = nms_report(own)
+    elif mode == "backends":
+        report = checkpoint_backends_report(own, overrides)
+    else:
+        report = throughput_report(own, overrides)
     if "output" in own:
         Path(own["output"]).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
@@ -221,6 +233,48 @@ def runtime_versions(backends: str) -> dict[str, str]:
         if name in ("onnxruntime", "openvino"):
             versions[name] = importlib.import_module(name).__version__
     return versions
+
+
+def checkpoint_backends_report(own: dict[str, str], overrides: list[str]) -> dict:
+    """``mode=backends``: a checkpoint through torch and each runtime, on its validation images."""
+    import torch
+
+    from detkit.analysis.speed.backends import checkpoint_backend_timings
+    from detkit.utils.machine import machine_description
+
+    if "checkpoint" not in own or overrides:
+        raise ConfigError("usage: detkit benchmark mode=backends checkpoint=PATH [backends=onnxruntime,openvino] "
+                          f"[infer_batch=8] [images=16] [repeats=5]{f'; unexpected {overrides}' if overrides else ''}")
+    names = [n.strip() for n in own.get("backends", "onnxruntime,openvino").split(",") if n.strip()]
+    batches = sorted({1, int(own.get("infer_batch", 8))})
+    images, rounds = int(own.get("images", 16)), int(own.get("repeats", 5))
+    # Each runtime beside torch in a process of its own: two runtimes' thread pools in one process
+    # starve each other and torch (measured: torch at batch 1 fifty times slower beside both).
+    results, ratios_over_torch, experiment = {}, {}, ""
+    context = multiprocessing.get_context("spawn")
+    for name in names:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            timings = pool.submit(checkpoint_backend_timings, own["checkpoint"], ["torch", name], batches=batches,
+                                  images=images, rounds=rounds).result()  # fmt: skip
+        experiment = timings["experiment"]
+        rows = timings["results"]
+        torch_row = rows.pop(f"detkit {experiment} (torch)")
+        results[f"detkit {experiment} (torch, beside {name})"] = torch_row
+        results.update(rows)
+        ratios_over_torch[name] = ratios({"runtime": rows[f"detkit {experiment} ({name})"], "torch": torch_row},
+                                         "runtime", "torch")  # fmt: skip
+    return {
+        "checkpoint": own["checkpoint"],
+        "device": "cpu",
+        "machine": machine_description(torch.device("cpu")),
+        "torch": torch.__version__,
+        "runtimes": runtime_versions(",".join(names)),
+        "experiment": experiment,
+        "images": images,
+        "rounds": rounds,
+        "results": results,
+        "ratios_backend_over_torch": ratios_over_torch,
+    }
 
 
 def nms_report(own: dict[str, str]) -> dict:

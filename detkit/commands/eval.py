@@ -1,6 +1,6 @@
 """Evaluate detections: COCO's 12 numbers, VOC07 and VOC12 mAP, per-class AP.
 
-    detkit eval checkpoint=outputs/.../best.pt [output=metrics.json] [report=DIR] [backend=...] [data=voc key=value ...]
+    detkit eval checkpoint=outputs/.../best.pt [output=metrics.json] [report=DIR] [backend=…] [data=voc key=value …]
     detkit eval ground_truth=GT.json detections=DT.json [output=metrics.json] [report=DIR] [images=DIR]
 
 With a checkpoint, the config stored in it is used (overrides on top) and the model runs over

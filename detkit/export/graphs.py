@@ -34,6 +34,7 @@ from detkit.detectors.rcnn import RCNN
 from detkit.detectors.single_stage import SingleStageDetector
 from detkit.detectors.spp_net import SPPNet
 from detkit.detectors.two_stage import TwoStageDetector
+from detkit.detectors.two_stage_fpn import FPNTwoStageDetector
 from detkit.ops.nms import PaddedDetections, postprocess_dense_padded
 from detkit.proposals.precomputed import PrecomputedProposals
 from detkit.proposals.rpn import RPN
@@ -84,12 +85,15 @@ class DenseGraph(DetectionGraph):
 
 
 class RPNGraph(DetectionGraph):
-    """Faster R-CNN: RPN proposals (padded to the post-NMS top-k), then the RoI head."""
+    """Faster R-CNN (also with FPN): RPN proposals (padded to the post-NMS top-k), then the RoI head."""
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         batch, image_sizes = self.prepare(images)
         detector = self.detector
-        features = detector.backbone(batch)[detector.feature_name]
+        if isinstance(detector, FPNTwoStageDetector):
+            features = detector.features(batch)  # the pyramid's levels, for the RPN and the RoI head alike
+        else:
+            features = detector.backbone(batch)[detector.feature_name]
         proposals, valid = detector.proposal_generator.padded_proposals(features, image_sizes)
         return tuple(detector.roi_head.predict_padded(features, proposals, valid, image_sizes, self.max_detections))
 
@@ -132,7 +136,7 @@ def detection_graph(model: nn.Module, *, input_size: int, max_detections: int | 
         if not hasattr(model.head, "dense_predictions"):
             raise ValueError(f"{type(model.head).__name__} has no dense_predictions(); it cannot be exported")
         graph_type = DenseGraph
-    elif isinstance(model, TwoStageDetector) and isinstance(model.proposal_generator, RPN):
+    elif isinstance(model, TwoStageDetector | FPNTwoStageDetector) and isinstance(model.proposal_generator, RPN):
         graph_type = RPNGraph
     elif isinstance(model, TwoStageDetector | RCNN | SPPNet) and isinstance(
         model.proposal_generator, PrecomputedProposals
@@ -147,6 +151,7 @@ def detection_graph(model: nn.Module, *, input_size: int, max_detections: int | 
         limit = default_max_detections(model) if max_detections is None else max_detections
         return graph_type(model, input_size=input_size, max_detections=limit)
     raise ValueError(
-        f"cannot export a {type(model).__name__}: detkit.export knows single-stage detectors (SSD, YOLOv1, "
-        "YOLOv3), two-stage detectors with an RPN or precomputed proposals, SPP-net and R-CNN"
+        f"cannot export a {type(model).__name__}: detkit.export knows single-stage detectors (SSD, YOLOv1-v4, "
+        "RetinaNet, the localiser), two-stage detectors with an RPN (also over FPN) or precomputed proposals, "
+        "SPP-net and R-CNN"
     )

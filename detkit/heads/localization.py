@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from detkit.layers.conv_bn_act import conv_bn_act
 from detkit.losses.box import smooth_l1, zero_loss
 from detkit.ops.boxes import box_area, clip_boxes_per_image, cxcywh_to_xyxy, xyxy_to_cxcywh
+from detkit.ops.pool import adaptive_avg_pool2d
 from detkit.structures import Detections, FeatureInfo, Target
 
 
@@ -63,7 +64,7 @@ class LocalizationHead(nn.Module):
             raise ValueError("pool_size, reduce_channels and hidden_dim must be positive")
         self.num_classes = num_classes
         self.reduce = nn.Sequential(*conv_bn_act(infos[self.in_feature].channels, reduce_channels, 1))
-        self.pool = nn.AdaptiveAvgPool2d(pool_size)
+        self.pool_size = pool_size
         self.hidden = nn.Sequential(
             nn.Linear(reduce_channels * pool_size * pool_size, hidden_dim), nn.ReLU(inplace=True), nn.Dropout(dropout)
         )
@@ -80,7 +81,8 @@ class LocalizationHead(nn.Module):
 
     def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """→ ``class_logits: Tensor[N, C+1]`` and ``boxes: Tensor[N, 4]`` normalised cxcywh in (0, 1)."""
-        x = self.pool(self.reduce(features[self.in_feature])).flatten(1)
+        # detkit's adaptive pooling: the same numbers, and an ONNX form for any map size.
+        x = adaptive_avg_pool2d(self.reduce(features[self.in_feature]), (self.pool_size, self.pool_size)).flatten(1)
         hidden = self.hidden(x)
         return self.cls_score(hidden), self.box_pred(hidden).sigmoid()
 

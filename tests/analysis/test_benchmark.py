@@ -133,3 +133,29 @@ def test_backend_rows_time_the_export_on_each_runtime() -> None:
     assert backend_rows(model, "detkit tiny", "none", num_classes=3, settings=settings) == {}
     with pytest.raises(ConfigError, match="unknown backends \\['tensorrt'\\]"):
         backend_rows(model, "detkit tiny", "tensorrt", num_classes=3, settings=settings)
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime")), reason="needs the export extra"
+)
+def test_checkpoint_through_the_backends_in_turn(tmp_path, monkeypatch) -> None:
+    from detkit.commands.benchmark import checkpoint_backends_report
+    from tests.export.detectors import save_small_checkpoint
+
+    monkeypatch.setenv("DETKIT_CACHE", str(tmp_path / "cache"))
+    checkpoint = tmp_path / "best.pt"
+    save_small_checkpoint("yolov1", checkpoint, "data.num_train=2", "data.num_val=3", "data.input_size=96")
+    own = {"mode": "backends", "checkpoint": str(checkpoint), "backends": "onnxruntime", "infer_batch": "2",
+           "images": "3", "repeats": "2"}  # fmt: skip
+    report = checkpoint_backends_report(own, [])
+    torch_row = report["results"]["detkit yolov1_mobilenet_v1_shapes (torch, beside onnxruntime)"]
+    runtime_row = report["results"]["detkit yolov1_mobilenet_v1_shapes (onnxruntime)"]
+    assert report["images"] == 3 and set(report["ratios_backend_over_torch"]) == {"onnxruntime"}
+    for batch in (1, 2):
+        rate = runtime_row[f"infer_images_per_s_bs{batch}"]
+        assert 0 < rate["min"] <= rate["median"] <= rate["max"]
+        # The same model on the same images: the same number of detections.
+        assert runtime_row[f"detections_per_image_bs{batch}"] == torch_row[f"detections_per_image_bs{batch}"] > 0
+    json.dumps(report)
+    with pytest.raises(ConfigError, match="usage: detkit benchmark mode=backends checkpoint=PATH"):
+        checkpoint_backends_report({"mode": "backends"}, [])

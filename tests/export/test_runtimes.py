@@ -30,7 +30,7 @@ RUNTIMES = [
     pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"{name} not installed"))
     for name in ("onnxruntime", "openvino")
 ]
-ALL_FAMILIES = (*FAMILIES, "spp_net", "rfcn")
+ALL_FAMILIES = (*FAMILIES, "spp_net", "rfcn", "faster_rcnn_fpn", "localizer")
 # A small validation split at the 128 px of the other export tests; 96 x 128 images letterbox to
 # 128 x 128 unscaled. The checkpoint's config carries it, so evaluation uses it too.
 SMALL_DATA = (
