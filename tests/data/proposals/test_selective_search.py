@@ -9,10 +9,10 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
+from detkit.data.proposals.methods import params_from_options
 from detkit.data.proposals.selective_search import (
     STRATEGIES,
     SelectiveSearchParams,
-    params_from_options,
     postprocess_rects,
     selective_search,
 )
