@@ -83,6 +83,18 @@ def test_a_refit_that_covers_no_more_is_not_kept() -> None:
     assert OmegaConf.to_container(cfg.model.head.anchors) == anchors
 
 
+def test_yolov2_refit_keeps_its_one_grid_of_anchors() -> None:
+    """YOLOv2's anchors are one flat list of (w, h) pairs, not a list per level: the refit keeps
+    that form (the ImageNet-start recipe refits on the user's data, and a nested list would not build)."""
+    cfg = load_config(["config=yolov2_mobilenet_v1_shapes", "engine.refit_priors=true"])
+    count = len(cfg.model.head.anchors)
+    model = build_model(cfg, num_classes=2)
+    refit_model, report = check_priors(cfg, model, _tiny_boxes(), lambda c: build_model(c, num_classes=2))
+    assert report["refit"]["kept"] and refit_model is not model
+    fitted = OmegaConf.to_container(cfg.model.head.anchors)
+    assert len(fitted) == count and all(len(pair) == 2 and all(5 <= v <= 9 for v in pair) for pair in fitted)
+
+
 def test_detectors_without_priors_say_so() -> None:
     cfg = load_config(["config=yolov1_mobilenet_v1_shapes"])
     model = build_model(cfg, num_classes=2)

@@ -79,7 +79,10 @@ def refit_values(cfg: DictConfig, kind: str, boxes: torch.Tensor) -> dict[str, A
         return {"model.proposal_generator.anchor_sizes": sizes, "model.proposal_generator.aspect_ratios": ratios}
     if kind == "yolov3":
         anchors = cfg.model.head.anchors
-        fitted = kmeans_anchors(wh, len(anchors) * len(anchors[0]), seed=int(cfg.get("seed", 0)))
+        seed = int(cfg.get("seed", 0))
+        if not OmegaConf.is_list(anchors[0][0]):  # YOLOv2: one grid, a flat list of (w, h) pairs
+            return {"model.head.anchors": group_by_level(kmeans_anchors(wh, len(anchors), seed=seed), 1)[0]}
+        fitted = kmeans_anchors(wh, len(anchors) * len(anchors[0]), seed=seed)
         return {"model.head.anchors": group_by_level(fitted, len(anchors))}
     if kind == "ssd":
         head = cfg.model.head
