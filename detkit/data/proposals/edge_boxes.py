@@ -48,6 +48,8 @@ from typing import ClassVar
 import cv2
 import numpy as np
 
+from detkit.data.proposals.opencv_contrib import ximgproc
+
 # Bump when the edge map or the post-processing below changes, so cached proposals go stale.
 ALGORITHM_VERSION = 1
 
@@ -199,16 +201,6 @@ def thin_edges(magnitude: np.ndarray, orientation: np.ndarray) -> np.ndarray:
     return np.where(keep, magnitude, 0.0).astype(np.float32)
 
 
-def _ximgproc():
-    module = getattr(cv2, "ximgproc", None)
-    if module is None:
-        raise RuntimeError(
-            f"Edge Boxes needs OpenCV's contrib module cv2.ximgproc, which the OpenCV at {cv2.__file__} lacks: "
-            "opencv-python(-headless), pulled in by albumentations, has replaced the contrib build. "
-            "Fix: pip install --force-reinstall --no-deps opencv-contrib-python-headless"
-        )
-    return module
-
 
 def edge_boxes(image: np.ndarray, params: EdgeBoxesParams = EdgeBoxesParams()) -> np.ndarray:
     """Proposals for one image.
@@ -227,7 +219,7 @@ def edge_boxes(image: np.ndarray, params: EdgeBoxesParams = EdgeBoxesParams()) -
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
     edges, orientation = gradient_edges(image, float(params.edge_sigma), float(params.min_contrast))
-    search = _ximgproc().createEdgeBoxes(
+    search = ximgproc("Edge Boxes").createEdgeBoxes(
         alpha=float(params.alpha),
         beta=float(params.beta),
         eta=float(params.eta),

@@ -24,6 +24,8 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from detkit.data.proposals.opencv_contrib import ximgproc
+
 logger = logging.getLogger(__name__)
 
 Strategy = Literal["single", "fast", "quality"]
@@ -107,17 +109,6 @@ def _configure(search, params: SelectiveSearchParams) -> None:
     method(*[default if value is None else value for value, default in zip(args, defaults, strict=True)])
 
 
-def _ximgproc():
-    """OpenCV's contrib module ``cv2.ximgproc``, or an error that says how to get it back."""
-    module = getattr(cv2, "ximgproc", None)
-    if module is None:
-        raise RuntimeError(
-            f"selective search needs OpenCV's contrib module cv2.ximgproc, which the OpenCV at {cv2.__file__} "
-            "lacks: opencv-python(-headless), pulled in by albumentations, has replaced the contrib build. "
-            "Fix: pip install --force-reinstall --no-deps opencv-contrib-python-headless"
-        )
-    return module
-
 
 def _seed_c_rand(seed: int) -> None:
     try:
@@ -146,7 +137,7 @@ def selective_search(
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         image = cv2.resize(image, size, interpolation=interpolation)
-    search = _ximgproc().segmentation.createSelectiveSearchSegmentation()
+    search = ximgproc("selective search").segmentation.createSelectiveSearchSegmentation()
     # OpenCV works in BGR; the colour-space strategies (HSV, Lab, ...) depend on the channel order.
     search.setBaseImage(np.ascontiguousarray(image[:, :, ::-1]))
     _configure(search, params)
