@@ -30,14 +30,13 @@ def with_backbone_normalization(backbone: nn.Module, detector_kwargs: dict) -> d
     }
 
 
-def backbone_output(backbone: nn.Module, feature_name: str) -> FeatureInfo:
-    """The backbone output a single-map detector reads (name, channels, stride), or a clear error
-    naming the outputs the backbone has."""
+def backbone_output(backbone: nn.Module, feature_name: str, owner: str = "backbone") -> FeatureInfo:
+    """The backbone (or neck: ``owner="neck"``) output a single-map detector reads (name, channels,
+    stride), or a clear error naming the outputs it has."""
     infos = {info.name: info for info in backbone.feature_info}
     if feature_name not in infos:
-        raise ValueError(
-            f"backbone has no output {feature_name!r}; it has {sorted(infos)} (set model.backbone.out_features)"
-        )
+        setting = "model.backbone.out_features" if owner == "backbone" else "model.feature_name"
+        raise ValueError(f"{owner} has no output {feature_name!r}; it has {sorted(infos)} (set {setting})")
     return infos[feature_name]
 
 

@@ -42,8 +42,10 @@ class ProposalsThenRoIs(Detector):
 
 class TwoStageDetector(ProposalsThenRoIs):
     """``proposal_generator`` and ``roi_head`` are factories (``_partial_: true`` in the config)
-    called with ``in_channels`` and ``stride`` of the backbone output ``feature_name``; the RoI
-    head follows ``detkit.heads.base.RoIHead``, with that output's map as its ``features``."""
+    called with ``in_channels`` and ``stride`` of the map ``feature_name``; the RoI head follows
+    ``detkit.heads.base.RoIHead``, with that map as its ``features``. The map is a backbone output,
+    or, with a ``neck`` (a factory called with the backbone's ``feature_info``, e.g. an FPN that
+    keeps only ``p3``), one of the neck's outputs."""
 
     def __init__(
         self,
@@ -53,16 +55,26 @@ class TwoStageDetector(ProposalsThenRoIs):
         roi_head: Callable[..., nn.Module],
         num_classes: int,
         feature_name: str = "c4",
+        neck: Callable[..., nn.Module] | None = None,
         **detector_kwargs,
     ) -> None:
         super().__init__(**with_backbone_normalization(backbone, detector_kwargs))
-        info = backbone_output(backbone, feature_name)
         self.backbone = backbone
+        self.neck = neck(feature_info=list(backbone.feature_info)) if neck is not None else None
+        if self.neck is None:
+            info = backbone_output(backbone, feature_name)
+        else:
+            info = backbone_output(self.neck, feature_name, owner="neck")
         self.feature_name = feature_name
         self.proposal_generator = proposal_generator(in_channels=info.channels, stride=info.stride)
         self.roi_head: RoIHead = roi_head(in_channels=info.channels, stride=info.stride, num_classes=num_classes)
         self.num_classes = num_classes
 
     def features(self, batch: Tensor) -> Tensor:
+        """The one map ``Tensor[N, C, H', W']`` the proposal generator and the RoI head read."""
         with stage("backbone"):
-            return self.backbone(batch)[self.feature_name]
+            outputs = self.backbone(batch)
+        if self.neck is None:
+            return outputs[self.feature_name]
+        with stage("neck"):
+            return self.neck(outputs)[self.feature_name]

@@ -90,10 +90,9 @@ class RPNGraph(DetectionGraph):
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         batch, image_sizes = self.prepare(images)
         detector = self.detector
-        if isinstance(detector, FPNTwoStageDetector):
-            features = detector.features(batch)  # the pyramid's levels, for the RPN and the RoI head alike
-        else:
-            features = detector.backbone(batch)[detector.feature_name]
+        # One map (after the neck, where there is one), or the pyramid's levels: for the RPN and
+        # the RoI head alike.
+        features = detector.features(batch)
         proposals, valid = detector.proposal_generator.padded_proposals(features, image_sizes)
         return tuple(detector.roi_head.predict_padded(features, proposals, valid, image_sizes, self.max_detections))
 
@@ -114,7 +113,7 @@ class ProposalGraph(DetectionGraph):
             extract = partial(detector.crop_features, batch)
             detections = detector.head.predict_padded(extract, boxes, valid, image_sizes, self.max_detections)
         else:
-            features = detector.backbone(batch)[detector.feature_name]
+            features = detector.features(batch)
             head = detector.head if isinstance(detector, SPPNet) else detector.roi_head
             detections = head.predict_padded(features, boxes, valid, image_sizes, self.max_detections)
         return tuple(detections)

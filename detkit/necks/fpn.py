@@ -39,7 +39,10 @@ class FPN(nn.Module):
     stride a power of two. ``extra_levels``: levels above the deepest input, each at twice the
     previous stride (RetinaNet: 2, giving p6, p7; Faster R-CNN: 1, pooled). ``extra_source``: what
     the first conv extra level reads, ``"input"`` (the deepest backbone map, the paper) or
-    ``"output"`` (the deepest merged map, cheaper when the backbone map is wide). ``norm``:
+    ``"output"`` (the deepest merged map, cheaper when the backbone map is wide). ``outputs``: the
+    levels to return (default: all); ``["p3"]`` keeps the top-down pathway and only the finest
+    level's output convolution, which gives a one-map detector the deeper maps' semantics at
+    stride 8 (the others' convolutions are not built, so no parameter goes unused). ``norm``:
     normalisation after every convolution (``"none"`` as in the paper; ``"bn"``/``"gn"`` help
     from scratch). Output names are ``p<k>`` for stride 2^k.
     """
@@ -54,6 +57,7 @@ class FPN(nn.Module):
         extra_mode: str = "conv",
         extra_source: str = "input",
         norm: str = "none",
+        outputs: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         _, inputs = input_levels(feature_info, in_features, "FPN")
@@ -67,8 +71,17 @@ class FPN(nn.Module):
         if any(s & (s - 1) for s in strides) or any(b != 2 * a for a, b in zip(strides, strides[1:], strict=False)):
             raise ValueError(f"FPN: input strides {strides} must be consecutive powers of two (e.g. c3, c4, c5)")
         self.in_features = [info.name for info in inputs]
+        level_names = [f"p{pyramid_level(info.stride)}" for info in inputs]
+        kept = list(outputs) if outputs is not None else level_names
+        unknown = [name for name in kept if name not in level_names]
+        if unknown:
+            raise ValueError(f"FPN: outputs {unknown} are not among its input levels {level_names}")
+        if outputs is not None and extra_levels:
+            raise ValueError("FPN: outputs= selects input levels only; set extra_levels=0 with it")
+        # Finest first, like the merged maps the output convolutions read.
+        self.kept = [name in kept for name in level_names]
         self.laterals = nn.ModuleList(_conv(info.channels, out_channels, 1, 1, norm) for info in inputs)
-        self.outputs = nn.ModuleList(_conv(out_channels, out_channels, 3, 1, norm) for _ in inputs)
+        self.outputs = nn.ModuleList(_conv(out_channels, out_channels, 3, 1, norm) for keep in self.kept if keep)
         self.extra_mode = extra_mode
         self.extra_source = extra_source
         self.extras = nn.ModuleList()
@@ -78,7 +91,11 @@ class FPN(nn.Module):
                 self.extras.append(_conv(in_channels, out_channels, 3, 2, norm))
         self.num_extra = extra_levels
         deepest = strides[-1]
-        self.feature_info = [FeatureInfo(f"p{pyramid_level(s)}", out_channels, s) for s in strides] + [
+        self.feature_info = [
+            FeatureInfo(name, out_channels, info.stride)
+            for name, info, keep in zip(level_names, inputs, self.kept, strict=True)
+            if keep
+        ] + [
             FeatureInfo(f"p{pyramid_level(deepest) + i + 1}", out_channels, deepest * 2 ** (i + 1))
             for i in range(extra_levels)
         ]
@@ -99,7 +116,8 @@ class FPN(nn.Module):
                 x = x + F.interpolate(top, size=x.shape[-2:], mode="nearest")
             merged.append(x)
             top = x
-        outputs = [conv(x) for conv, x in zip(self.outputs, reversed(merged), strict=True)]
+        kept_maps = [x for x, keep in zip(reversed(merged), self.kept, strict=True) if keep]
+        outputs = [conv(x) for conv, x in zip(self.outputs, kept_maps, strict=True)]
         if self.num_extra:
             if self.extra_mode == "pool":
                 # A 1×1 max-pool with stride 2 subsamples p5 (what torchvision's and detectron2's FPN do).

@@ -68,11 +68,10 @@ class RPN(nn.Module):
     def coverage_priors(self, detector: nn.Module, blank_batch: BlankBatch) -> Priors | None:
         """The anchors placed on the detector's one feature map for a blank input; None for a
         detector without a single named feature map (FPN), whose anchors are not checked."""
-        feature_name = getattr(detector, "feature_name", None)
-        if feature_name is None:
+        if getattr(detector, "feature_name", None) is None:
             return None
         batch, _ = blank_batch()
-        feature = detector.backbone(batch)[feature_name]
+        feature = detector.features(batch)
         boxes = self.anchor_generator(*feature.shape[-2:]).float().cpu()
         # An anchor counts as covering a box at 0.5 even when the matcher's foreground bar is higher.
         fg = float(self.matcher.high)

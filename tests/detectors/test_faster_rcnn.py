@@ -9,6 +9,7 @@ from detkit.backbones import CORE_BACKBONES, build_backbone
 from detkit.detectors.two_stage import TwoStageDetector
 from detkit.heads.fast_rcnn import FastRCNNHead
 from detkit.losses import LOSS_KEYS
+from detkit.necks.fpn import FPN
 from detkit.proposals.rpn import RPN
 
 SMALL_BACKBONE_ARGS = {"mobilenet_v1": {"width_mult": 0.25}}
@@ -102,3 +103,38 @@ def test_rpn_has_nine_anchors_per_location():
     model = make_detector("resnet18")
     assert model.proposal_generator.anchor_generator.num_anchors_per_location == 9
     assert model.proposal_generator.objectness.out_channels == 9
+
+
+def test_a_neck_gives_the_one_map_stride_8_with_the_deeper_maps_semantics():
+    torch.manual_seed(0)
+    backbone = build_backbone("mobilenet_v1", out_features=["c3", "c4", "c5"], width_mult=0.25)
+    model = TwoStageDetector(
+        backbone=backbone,
+        neck=functools.partial(FPN, out_channels=16, extra_levels=0, outputs=["p3"]),
+        feature_name="p3",
+        proposal_generator=functools.partial(
+            RPN, anchor_sizes=(16, 32, 64), pre_nms_topk_train=200, post_nms_topk_train=100
+        ),
+        roi_head=functools.partial(FastRCNNHead, representation_size=64, batch_size_per_image=32),
+        num_classes=3,
+    )
+    assert model.proposal_generator.conv[0].in_channels == 16
+    images = torch.rand(2, 3, 64, 64)
+    assert model.features(images).shape == (2, 16, 8, 8)
+    model.train()
+    losses = model(images, targets_with_objects())
+    sum(losses.values()).backward()
+    # The neck learns, and c5 (read only through the neck) gets gradient.
+    assert all(p.grad is not None for p in model.neck.parameters())
+    model.eval()
+    with torch.no_grad():
+        assert len(model(images)) == 2
+    with pytest.raises(ValueError, match="neck has no output 'c3'.*model.feature_name"):
+        TwoStageDetector(
+            backbone=backbone,
+            neck=functools.partial(FPN, out_channels=16, extra_levels=0, outputs=["p3"]),
+            feature_name="c3",
+            proposal_generator=functools.partial(RPN),
+            roi_head=functools.partial(FastRCNNHead),
+            num_classes=3,
+        )

@@ -92,3 +92,26 @@ def test_clear_errors():
         FPN(feature_info=INFO, extra_mode="upsample")
     with pytest.raises(ValueError, match="unknown norm"):
         FPN(feature_info=INFO, norm="ln")
+
+
+def test_outputs_keeps_the_top_down_pathway_but_only_the_finest_level():
+    full = FPN(feature_info=INFO, out_channels=8, extra_levels=0)
+    finest = FPN(feature_info=INFO, out_channels=8, extra_levels=0, outputs=["p3"])
+    finest.load_state_dict({k: v for k, v in full.state_dict().items() if not k.startswith(("outputs.1", "outputs.2"))})
+    assert [(i.name, i.channels, i.stride) for i in finest.feature_info] == [("p3", 8, 8)]
+    assert len(finest.outputs) == 1
+    feats = features(64, 96)
+    out = finest(feats)
+    assert list(out) == ["p3"]
+    # p3 still carries c4 and c5 through the top-down sum: the same map as the full pyramid's p3.
+    torch.testing.assert_close(out["p3"], full(feats)["p3"])
+    # Every parameter is used (what DistributedDataParallel requires without find_unused_parameters).
+    out["p3"].sum().backward()
+    assert all(p.grad is not None for p in finest.parameters())
+
+
+def test_outputs_names_unknown_levels_and_refuses_extras():
+    with pytest.raises(ValueError, match=r"outputs \['p6'\] are not among its input levels"):
+        FPN(feature_info=INFO, extra_levels=0, outputs=["p6"])
+    with pytest.raises(ValueError, match="extra_levels=0"):
+        FPN(feature_info=INFO, extra_levels=1, outputs=["p3"])
