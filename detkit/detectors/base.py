@@ -7,7 +7,7 @@ eval mode; detectors that read precomputed proposals take them from there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,26 @@ def backbone_output(backbone: nn.Module, feature_name: str, owner: str = "backbo
         setting = "model.backbone.out_features" if owner == "backbone" else "model.feature_name"
         raise ValueError(f"{owner} has no output {feature_name!r}; it has {sorted(infos)} (set {setting})")
     return infos[feature_name]
+
+
+def build_neck(backbone: nn.Module, neck: Callable[..., nn.Module] | None) -> nn.Module | None:
+    """A single-map detector's optional neck, built on the backbone's outputs."""
+    return neck(feature_info=list(backbone.feature_info)) if neck is not None else None
+
+
+def one_map_output(backbone: nn.Module, neck: nn.Module | None, feature_name: str) -> FeatureInfo:
+    """The map a single-map detector reads: a backbone output, or the neck's where it has one."""
+    return backbone_output(backbone, feature_name) if neck is None else backbone_output(neck, feature_name, "neck")
+
+
+def read_one_map(backbone: nn.Module, neck: nn.Module | None, feature_name: str, batch: Tensor) -> Tensor:
+    """``Tensor[N, C, H', W']``: that map for a normalised ``batch``."""
+    with stage("backbone"):
+        outputs = backbone(batch)
+    if neck is None:
+        return outputs[feature_name]
+    with stage("neck"):
+        return neck(outputs)[feature_name]
 
 
 class Detector(nn.Module):

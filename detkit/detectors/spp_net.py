@@ -17,7 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from detkit.backbones.base import freeze_batchnorm
-from detkit.detectors.base import Detector, backbone_output, merge_losses, with_backbone_normalization
+from detkit.detectors.base import (
+    Detector,
+    build_neck,
+    merge_losses,
+    one_map_output,
+    read_one_map,
+    with_backbone_normalization,
+)
 from detkit.heads.base import RoIHead
 from detkit.ops.roi import rois_from_boxes
 from detkit.proposals.precomputed import PrecomputedProposals
@@ -27,8 +34,9 @@ from detkit.utils.stages import stage
 
 class SPPNet(Detector):
     """``head`` is a factory (``_partial_: true`` in the config) called with ``in_channels`` and
-    ``stride`` of the backbone output ``feature_name`` and ``num_classes``; it follows
-    ``detkit.heads.base.RoIHead`` with that output's map as its ``features``.
+    ``stride`` of the map ``feature_name`` and ``num_classes``; it follows
+    ``detkit.heads.base.RoIHead`` with that map as its ``features``. The map is a backbone output,
+    or one of an optional ``neck``'s (a factory called with the backbone's ``feature_info``).
     ``proposal_generator``: default ``PrecomputedProposals()`` (``target["proposals"]``).
     ``finetune_fc_only``: freeze every backbone parameter (and its BatchNorm statistics), so that
     training changes only the layers after the pyramid, as the paper's fine-tuning does.
@@ -42,12 +50,14 @@ class SPPNet(Detector):
         num_classes: int,
         proposal_generator: nn.Module | None = None,
         feature_name: str = "c5",
+        neck: Callable[..., nn.Module] | None = None,
         finetune_fc_only: bool = False,
         **detector_kwargs,
     ) -> None:
         super().__init__(**with_backbone_normalization(backbone, detector_kwargs))
-        info = backbone_output(backbone, feature_name)
         self.backbone = backbone
+        self.neck = build_neck(backbone, neck)
+        info = one_map_output(backbone, self.neck, feature_name)
         self.feature_name = feature_name
         self.head: RoIHead = head(in_channels=info.channels, stride=info.stride, num_classes=num_classes)
         self.proposal_generator = proposal_generator if proposal_generator is not None else PrecomputedProposals()
@@ -58,9 +68,8 @@ class SPPNet(Detector):
             freeze_batchnorm(backbone)
 
     def features(self, batch: Tensor) -> Tensor:
-        """The last conv map ``Tensor[N, C, H', W']`` of the normalised ``batch``: one pass per image."""
-        with stage("backbone"):
-            return self.backbone(batch)[self.feature_name]
+        """The conv map ``Tensor[N, C, H', W']`` of the normalised ``batch``: one pass per image."""
+        return read_one_map(self.backbone, self.neck, self.feature_name, batch)
 
     def loss(self, batch: Tensor, image_sizes: Tensor, targets: list[Target]) -> dict[str, Tensor]:
         with stage("proposals"):

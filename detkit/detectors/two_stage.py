@@ -10,7 +10,14 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-from detkit.detectors.base import Detector, backbone_output, merge_losses, with_backbone_normalization
+from detkit.detectors.base import (
+    Detector,
+    build_neck,
+    merge_losses,
+    one_map_output,
+    read_one_map,
+    with_backbone_normalization,
+)
 from detkit.heads.base import RoIHead
 from detkit.structures import Detections, Target
 from detkit.utils.stages import stage
@@ -60,11 +67,8 @@ class TwoStageDetector(ProposalsThenRoIs):
     ) -> None:
         super().__init__(**with_backbone_normalization(backbone, detector_kwargs))
         self.backbone = backbone
-        self.neck = neck(feature_info=list(backbone.feature_info)) if neck is not None else None
-        if self.neck is None:
-            info = backbone_output(backbone, feature_name)
-        else:
-            info = backbone_output(self.neck, feature_name, owner="neck")
+        self.neck = build_neck(backbone, neck)
+        info = one_map_output(backbone, self.neck, feature_name)
         self.feature_name = feature_name
         self.proposal_generator = proposal_generator(in_channels=info.channels, stride=info.stride)
         self.roi_head: RoIHead = roi_head(in_channels=info.channels, stride=info.stride, num_classes=num_classes)
@@ -72,9 +76,4 @@ class TwoStageDetector(ProposalsThenRoIs):
 
     def features(self, batch: Tensor) -> Tensor:
         """The one map ``Tensor[N, C, H', W']`` the proposal generator and the RoI head read."""
-        with stage("backbone"):
-            outputs = self.backbone(batch)
-        if self.neck is None:
-            return outputs[self.feature_name]
-        with stage("neck"):
-            return self.neck(outputs)[self.feature_name]
+        return read_one_map(self.backbone, self.neck, self.feature_name, batch)

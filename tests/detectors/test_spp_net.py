@@ -89,3 +89,19 @@ def test_classifier_features_are_fc7_of_proposals_and_ground_truth() -> None:
     batch, _ = model.preprocess(images)
     rois = torch.cat((torch.zeros(1, 1), targets[0]["boxes"]), dim=1)
     assert torch.allclose(gt_features, model.head.fc_features(model.features(batch), rois), atol=1e-5)
+
+
+def test_a_neck_map_feeds_the_pyramid_and_learns_with_the_fc_layers_only() -> None:
+    neck = [
+        "model.feature_name=p3", "model.backbone.out_features=[c3,c4,c5]", "+model.neck._target_=detkit.necks.fpn.FPN",
+        "+model.neck._partial_=true", "+model.neck.out_channels=16", "+model.neck.extra_levels=0",
+        "+model.neck.outputs=[p3]",
+    ]  # fmt: skip
+    model = build("mobilenet_v1", *neck, "model.finetune_fc_only=true").train()
+    assert model.head.hidden.fc6.in_features == pyramid_length(16, model.head.levels)
+    images, targets = make_batch()
+    assert model.features(images).shape[1] == 16
+    sum(model(images, targets).values()).backward()
+    # The backbone stays as it is (the paper's fine-tuning); the neck, after it, learns with the head.
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert all(p.grad is not None for p in model.neck.parameters())
