@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from detkit.data.augment.transforms import eval_transforms
 from detkit.data.base import image_to_tensor
 from detkit.data.image_files import pil_to_rgb, read_image, require_pixels
-from detkit.data.proposals.cache import ProposalCache, hash_file, hash_pixels
+from detkit.data.proposals.cache import ProposalCache, hash_pixels, image_file_key
 from detkit.data.proposals.methods import params_from_options
 from detkit.engine.loading import LoadedDetector, load_detector
 from detkit.proposals.precomputed import needs_precomputed_proposals
@@ -174,12 +174,12 @@ def _proposal_cache(cfg: DictConfig) -> ProposalCache:
 
 
 def _rgb_pixels(image: ImageInput, index: int) -> tuple[np.ndarray, str | None]:
-    """``(RGB uint8 [H, W, 3], content hash or None)`` of any accepted image; a file's hash is of
-    its bytes, as the proposal cache keys the training images. ``index`` names an in-memory image
+    """``(RGB uint8 [H, W, 3], content hash or None)`` of any accepted image; a file's key is the
+    one the proposal cache gives the training images (``image_file_key``). ``index`` names an in-memory image
     in errors (as "array input #" and its place)."""
     if isinstance(image, str | os.PathLike):
         path = Path(image)
-        return read_image(path), hash_file(path)
+        return read_image(path), image_file_key(path)
     if torch.is_tensor(image):
         name = f"tensor input #{index}"
         if image.dim() != 3 or image.shape[0] not in (1, 3):

@@ -157,6 +157,18 @@ def _orientation(image: PILImage, *, decode: bool) -> int:
     return int(image.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
 
 
+def turned_by_exif(path: str | Path) -> bool:
+    """Whether :func:`read_image` turns or mirrors this file's stored pixels (EXIF orientation 2-8),
+    read from its headers. False for a file PIL does not open (OpenCV reads those as they are)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return _orientation(image, decode=False) in _TURNS
+    except (OSError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError):
+        return False
+
+
 def check_image_file(path: str | Path, *, decode: bool = True) -> ImageCheck:
     """Check one image file; with ``decode`` all of its pixels are decoded (finds truncated files
     and float images holding NaN or Inf). The size is the upright one :func:`read_image` returns."""

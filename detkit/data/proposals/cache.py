@@ -2,8 +2,9 @@
 
 Layout: ``<root>/<params key>/<first 2 hex digits>/<content hash>.npy``, one ``[P, 4]`` float32
 xyxy array (stored-image pixels) per image, and ``params.json`` beside them saying what the key
-stands for. The content hash is taken over the image file's bytes (or, for images that live in
-memory, over the pixels), so renaming or moving a dataset keeps its cache, an edited image is
+stands for. The content hash is taken over the image file's bytes (``image_file_key``: with
+"upright" mixed in for a file whose EXIF orientation turns it), or, for images that live in
+memory, over the pixels; so renaming or moving a dataset keeps its cache, an edited image is
 searched again, and a changed search parameter selects another folder.
 Writes are atomic (temporary file + ``os.replace``), so parallel workers and interrupted runs
 never leave a half-written entry behind.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detkit.data.image_files import turned_by_exif
 from detkit.data.proposals.methods import ProposalParams, search_proposals
 
 DEFAULT_CACHE_DIR = "~/.cache/detkit/proposals"
@@ -40,6 +42,16 @@ def hash_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def image_file_key(path: str | os.PathLike) -> str:
+    """The cache key of an image file's proposals: the hash of its bytes. For a file whose EXIF
+    orientation turns it, "upright" is mixed in: its proposals are searched on the picture as a
+    viewer shows it, and entries that older detkit versions wrote from the stored (unturned) pixels
+    under the plain hash must not be read back. Every other file keeps its plain hash, so caches
+    written before stay valid."""
+    content = hash_file(path)
+    return hash_bytes(f"{content}:upright".encode()) if turned_by_exif(path) else content
 
 
 def hash_pixels(image: np.ndarray) -> str:

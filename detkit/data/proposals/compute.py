@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from detkit.data.image_files import read_image
-from detkit.data.proposals.cache import ProposalCache, hash_file
+from detkit.data.proposals.cache import ProposalCache, image_file_key
 from detkit.data.proposals.methods import ProposalParams, search_proposals
 from detkit.data.proposals.recall import RecallMeter
 
@@ -112,7 +112,7 @@ def compute_dataset_proposals(
     for index, record in enumerate(
         tqdm(records, desc=f"{description} (cache)", disable=not progress, leave=False)
     ):
-        content_hash = hash_file(record.path)
+        content_hash = image_file_key(record.path)
         hashes.append(content_hash)
         boxes = cache.get(content_hash)
         if boxes is None:

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from detkit.data.proposals import compute
-from detkit.data.proposals.cache import ProposalCache, hash_file, hash_pixels
+from detkit.data.proposals.cache import ProposalCache, hash_file, hash_pixels, image_file_key
 from detkit.data.proposals.compute import compute_dataset_proposals
 from detkit.data.proposals.recall import RecallMeter
 from detkit.data.proposals.selective_search import SelectiveSearchParams, selective_search
+from tests.data.oriented import write_oriented
 from tests.data.proposals.drawn_images import draw_image
 
 PARAMS = SelectiveSearchParams(strategy="single", search_size=None, min_size=3.0)
@@ -45,6 +46,21 @@ def test_content_hashes() -> None:
     changed[0, 0, 0] ^= 1
     assert hash_pixels(changed) != hash_pixels(image)
     assert hash_pixels(image.reshape(-1, 3)) != hash_pixels(image)  # the shape is part of the content
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_turned_photo_has_its_own_key_and_other_files_keep_their_byte_hash(tmp_path, orientation) -> None:
+    # Proposals are searched on the upright picture; an entry written under the byte hash by a
+    # version that searched the stored pixels must not be read back for a turned photo.
+    path = write_oriented(tmp_path / f"photo{orientation}.jpg", orientation)
+    if orientation == 1:
+        assert image_file_key(path) == hash_file(path)
+    else:
+        assert image_file_key(path) != hash_file(path)
+        assert image_file_key(path) == image_file_key(path)  # still a content key: stable
+    plain = tmp_path / "plain.png"
+    cv2.imwrite(str(plain), np.zeros((8, 8, 3), np.uint8))
+    assert image_file_key(plain) == hash_file(plain)
 
 
 def test_second_run_reads_the_cache_and_changed_parameters_invalidate_it(
