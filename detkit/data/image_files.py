@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import cv2
 import numpy as np
@@ -157,13 +157,14 @@ def _orientation(image: PILImage, *, decode: bool) -> int:
     return int(image.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
 
 
-def turned_by_exif(path: str | Path) -> bool:
+def turned_by_exif(file: str | Path | BinaryIO) -> bool:
     """Whether :func:`read_image` turns or mirrors this file's stored pixels (EXIF orientation 2-8),
-    read from its headers. False for a file PIL does not open (OpenCV reads those as they are)."""
+    read from its headers (a path, or the file's bytes already in memory as a binary stream). False
+    for a file PIL does not open (OpenCV reads those as they are)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(file) as image:
             return _orientation(image, decode=False) in _TURNS
     except (OSError, SyntaxError, UnidentifiedImageError, Image.DecompressionBombError):
         return False

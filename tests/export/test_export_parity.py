@@ -160,17 +160,14 @@ def test_bad_arguments(tmp_path) -> None:
 
 # The map the two-stage ImageNet starts read: FPN's top-down pathway kept to p3 (a neck before the
 # RPN / the RoI head, which the exported graph must run too).
-P3_NECK = (
-    "model.feature_name=p3", "model.backbone.out_features=[c3,c4,c5]", "+model/neck=top_down_p3",
-    "model.neck.out_channels=16",
-)  # fmt: skip
+P3_NECK = ("+model/neck=top_down_p3", "model.neck.out_channels=16")
 
 
 @pytest.mark.parametrize("format", FORMATS)
 @pytest.mark.parametrize("family", ["faster_rcnn", "fast_rcnn"])
 def test_a_two_stage_detector_with_a_neck_exports(family: str, format: str, tmp_path) -> None:
     model = small_detector(family, *P3_NECK)
-    assert model.neck is not None
+    assert model.neck is not None and model.feature_name == "p3"
     report = export_model(model, format=format, output=tmp_path / f"{family}{SUFFIX[format]}", input_size=INPUT_SIZE)
     assert_agrees(report)
     assert min(report["check"]["counts_pytorch"]) > 0

@@ -13,6 +13,7 @@ never leave a half-written entry behind.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -50,8 +51,9 @@ def image_file_key(path: str | os.PathLike) -> str:
     viewer shows it, and entries that older detkit versions wrote from the stored (unturned) pixels
     under the plain hash must not be read back. Every other file keeps its plain hash, so caches
     written before stay valid."""
-    content = hash_file(path)
-    return hash_bytes(f"{content}:upright".encode()) if turned_by_exif(path) else content
+    data = Path(path).read_bytes()  # read once: hashed, and its headers parsed from memory
+    content = hash_bytes(data)
+    return hash_bytes(f"{content}:upright".encode()) if turned_by_exif(io.BytesIO(data)) else content
 
 
 def hash_pixels(image: np.ndarray) -> str:

@@ -201,7 +201,6 @@ def thin_edges(magnitude: np.ndarray, orientation: np.ndarray) -> np.ndarray:
     return np.where(keep, magnitude, 0.0).astype(np.float32)
 
 
-
 def edge_boxes(image: np.ndarray, params: EdgeBoxesParams = EdgeBoxesParams()) -> np.ndarray:
     """Proposals for one image.
 

@@ -109,7 +109,6 @@ def _configure(search, params: SelectiveSearchParams) -> None:
     method(*[default if value is None else value for value, default in zip(args, defaults, strict=True)])
 
 
-
 def _seed_c_rand(seed: int) -> None:
     try:
         ctypes.CDLL(None).srand(ctypes.c_uint(seed))
