@@ -16,7 +16,7 @@ from detkit.data.validation.problems import Problem
 
 WIDTH, HEIGHT = 64, 48
 
-# A tiny training run: the default experiment (R-FCN, MobileNet v1 x0.5) for two steps.
+# A tiny training run: the default experiment (R-FCN on EfficientNet-Lite0) for two steps.
 TINY_TRAIN = [
     "data.input_size=96",
     "data.num_workers=0",

@@ -14,19 +14,23 @@ DATA_LOCATIONS = (
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "configs" / "config").glob("*.yaml"))
 
 
-def test_default_experiment_is_the_quick_rfcn_on_shapes():
+def test_default_experiment_is_the_quick_rfcn_on_shapes_from_imagenet():
     cfg = load_config([])
-    assert cfg.experiment == "rfcn_mobilenet_v1_shapes_quick"
+    assert cfg.experiment == "rfcn_efficientnet_lite0_shapes_quick"
     assert cfg.model._target_.endswith("TwoStageDetector")
     assert cfg.model.roi_head._target_.endswith("RFCNHead")
     assert cfg.data.name == "shapes"
-    # The main job's schedule: 750 iterations of the built-in 1000 images at batch 8.
-    assert (cfg.engine.epochs, cfg.engine.min_iters, cfg.data.batch_size) == (6, 750, 8)
-    # Its lighter head: the RPN's 3 x 3 conv and R-FCN's 1 x 1 reduction at 64 and 128 channels.
+    # The main job's schedule: 200 iterations of the built-in 1000 images at batch 8.
+    assert (cfg.engine.epochs, cfg.engine.min_iters, cfg.data.batch_size) == (1, 200, 8)
+    # It starts from the ImageNet weights installed with detkit, on EfficientNet-Lite0's c3.
+    assert cfg.model.backbone._target_.endswith("efficientnet_lite0")
+    assert cfg.model.backbone.pretrained is True and list(cfg.model.backbone.out_features) == ["c3"]
+    # The quick recipe's lighter head: the RPN's 3 x 3 conv and R-FCN's 1 x 1 reduction at 64 and 128 channels.
     model = build_model(cfg, num_classes=5)
     assert model.proposal_generator.conv[0].out_channels == 64
     assert model.proposal_generator.objectness.in_channels == 64
     assert model.roi_head.reduce[0].out_channels == 128
+    assert model.proposal_generator.conv[0].in_channels == 40  # EfficientNet-Lite0's c3
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -65,9 +69,14 @@ def test_unknown_key_suggests_the_closest_valid_key():
 
 @pytest.mark.parametrize("backbone", ["resnet18", "vgg16", "mobilenet_v1"])
 def test_default_experiment_builds_with_any_backbone(backbone):
-    cfg = load_config([f"model/backbone={backbone}"])
+    # The default experiment starts from ImageNet; another trunk from random weights needs the
+    # override, and without it says which weights file it lacks (mobilenet_v1 has none in torchvision).
+    cfg = load_config([f"model/backbone={backbone}", "model.backbone.pretrained=false"])
     model = build_model(cfg, num_classes=5)
     assert type(model.backbone).__module__.split(".")[-1] in backbone
+    if backbone == "mobilenet_v1":
+        with pytest.raises(Exception, match="mobilenet_v1.pth"):
+            build_model(load_config([f"model/backbone={backbone}"]), num_classes=5)
 
 
 def test_group_override_switches_backbone():

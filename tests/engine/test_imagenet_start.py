@@ -95,8 +95,9 @@ def test_from_scratch_run_on_own_data_names_the_imagenet_experiment() -> None:
     cfg = load_config(["config=faster_rcnn_mobilenet_v1_shapes", *own_data])
     assert "config=faster_rcnn_efficientnet_lite0" in from_scratch_hint(cfg)
     assert "config=rfcn_efficientnet_lite0" in from_scratch_hint(
-        load_config([*own_data])
-    )  # the default experiment
+        load_config(["config=rfcn_mobilenet_v1_shapes_quick", *own_data])
+    )
+    assert from_scratch_hint(load_config([*own_data])) is None  # the default experiment starts from ImageNet
     # Nothing to say on the built-in data, with a pretrained backbone, or for the ImageNet start itself.
     assert from_scratch_hint(load_config(["config=faster_rcnn_mobilenet_v1_shapes"])) is None
     pretrained = load_config(

@@ -21,7 +21,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 BEFORE = FIXTURES / "before_proposals_move"
 BEFORE_LAYERING = FIXTURES / "before_layering"
 LAYERING_EXPERIMENTS = [
-    "rfcn_mobilenet_v1_shapes_quick",  # the default experiment, on the built-in shapes data
+    "rfcn_mobilenet_v1_shapes_quick",  # the default experiment of the time, on the built-in shapes data
     "yolov3_mobilenet_v1_shapes_coco",  # data=coco
     "ssd_mobilenet_v1_shapes_voc",  # data=voc
 ]

@@ -37,7 +37,7 @@ def test_pointing_an_experiment_at_other_data_keeps_its_recipe(experiment: str) 
     # One other data config per experiment (they all hold the same keys: the test below), every
     # one for the default experiment.
     own = _recipe(load_config([f"config={experiment}"]))
-    others = DATA_PATHS if experiment == "rfcn_mobilenet_v1_shapes_quick" else {"coco": DATA_PATHS["coco"]}
+    others = DATA_PATHS if experiment == "rfcn_efficientnet_lite0_shapes_quick" else {"coco": DATA_PATHS["coco"]}
     for data, paths in others.items():
         assert _recipe(load_config([f"config={experiment}", f"data={data}", *paths])) == own, (experiment, data)
 
