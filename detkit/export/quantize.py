@@ -11,7 +11,7 @@ operators as integer kernels (VNNI dot products where the CPU has them). What is
   activation's [0, max] the uint8 steps are half as coarse as over the convolution's signed
   range, the activation disappears into the quantization, and ONNX Runtime gets the
   quantized-in, quantized-out pattern it runs as one integer convolution (quantizing the inputs
-  alone ran slower through both runtimes);
+  alone ran slower through both runtimes, timed in turns in one process on a shared 2-core box);
 - not the prediction layers (``prediction_layers``): the last compute operators before the
   outputs (the class and box predictors, the RPN's objectness and deltas, R-FCN's score maps),
   whose outputs become scores and boxes directly; they are a small share of the work;
@@ -22,10 +22,12 @@ Calibration runs the float graph on a few real inputs (``calibration_feeds``: le
 in [0, 1] as evaluation prepares them, and the proposals for the detectors that score them) and
 records each quantized tensor's range (``QuantizationSettings.method``).
 
-Measured on trained checkpoints (docs/EXPORT.md, "INT8"): with these defaults the INT8 model's
-COCO AP was within 0.01 of the float model's; MinMax, percentile and entropy calibration, 8 or 32
-images, symmetric activations and quantized prediction layers all landed within that too on the
-detectors tried. What mattered was OpenVINO's dynamic batch (``detkit.export.runtimes``).
+Measured on six trained checkpoints (docs/EXPORT.md, "INT8 on the CPU runtimes"): with these
+defaults the INT8 model's COCO AP was within 0.011 of the float model's. On the default R-FCN,
+MinMax, percentile and entropy calibration, 8 or 32 images, symmetric activations and quantized
+prediction layers all gave AP 0.659-0.664 (float32 0.662); on EfficientNet-Lite0 detectors the
+depthwise convolutions were the sensitive layers (``float_depthwise``). What mattered most was
+OpenVINO's dynamic batch (``detkit.export.runtimes.OpenVINOSession``).
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ class QuantizationSettings:
     rather than uint8 over the calibrated range. ``float_heads``: keep the prediction layers
     (``prediction_layers``) in float32. ``float_depthwise``: keep the depthwise convolutions
     (``depthwise_convolutions``) in float32 too: on EfficientNet-Lite0 detectors that recovered
-    the last 0.01 of COCO AP that INT8 cost, and a quarter of the INT8 speed-up with it.
+    the last 0.01 of COCO AP that INT8 cost, and lost about a quarter of the INT8 speed-up
+    (OpenVINO, SSD at 320 px, timed in turns in one process on a shared 2-core box).
     """
 
     num_images: int = 32
