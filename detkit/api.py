@@ -54,7 +54,14 @@ class ImageDetections(TypedDict):
 
 
 def load(
-    checkpoint: str | os.PathLike, *, device: str | None = None, overrides: Sequence[str] = (), backend: str = "torch"
+    checkpoint: str | os.PathLike,
+    *,
+    device: str | None = None,
+    overrides: Sequence[str] = (),
+    backend: str = "torch",
+    precision: str = "fp32",
+    calibration: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    calibration_images: int = 32,
 ) -> Predictor:
     """The detector of a detkit checkpoint, its config, class names and preprocessing.
 
@@ -64,12 +71,20 @@ def load(
     model's tensors makes the strict load fail. ``backend``: ``torch`` (the model), ``onnxruntime``
     or ``openvino`` (its cached ONNX export run by that runtime on the CPU) or ``auto`` (see
     ``detkit.export.runtimes``); the predictor is called the same way whichever runs it.
+    ``precision``: ``fp32``, or ``int8`` for a runtime backend: the export quantized to INT8
+    (``detkit.export.quantize``), calibrated on the first ``calibration_images`` images of
+    ``calibration`` (a folder of images, or image files; default: the checkpoint's validation
+    data) and cached beside the float file.
     """
+    if precision == "fp32" and calibration is not None:
+        raise ValueError("calibration= is for precision=int8: the images INT8 quantization is calibrated on")
     detector = load_detector(checkpoint, device=device, overrides=overrides)
-    if backend != "torch":
+    if backend != "torch" or precision != "fp32":
         from detkit.export.backend import run_with_backend  # the runtimes are imported only when asked for
+        from detkit.export.quantize import QuantizationSettings
 
-        detector = run_with_backend(detector, backend)
+        settings = QuantizationSettings(num_images=calibration_images)
+        detector = run_with_backend(detector, backend, precision=precision, calibration=calibration, settings=settings)
     return Predictor(detector)
 
 
@@ -91,6 +106,7 @@ class Predictor:
         self.input_size = detector.input_size
         self.amp_dtype = detector.amp_dtype
         self.backend = detector.backend  # what runs the model: detkit.load(..., backend=)
+        self.precision = detector.precision  # fp32, or int8 through a runtime backend
         self.export = detector.export  # the cached ONNX file a runtime backend runs, else None
         self.transform = eval_transforms(self.input_size)
         self.proposal_cache = _proposal_cache(self.cfg) if needs_precomputed_proposals(self.model) else None
@@ -98,7 +114,9 @@ class Predictor:
     def __repr__(self) -> str:
         return (
             f"Predictor({self.cfg.get('experiment', '?')}, {len(self.class_names)} classes, "
-            f"input {self.input_size}px, {self.device}, {self.backend}, from {self.checkpoint or 'memory'})"
+            f"input {self.input_size}px, {self.device}, {self.backend}"
+            + (f" {self.precision}" if self.precision != "fp32" else "")
+            + f", from {self.checkpoint or 'memory'})"
         )
 
     @overload

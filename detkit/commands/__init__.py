@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+#: The ``key=value`` arguments of the commands that run a checkpoint (eval, predict) choosing what
+#: runs it: ``detkit.load``'s ``backend``, ``precision``, ``calibration``, ``calibration_images``.
+RUNTIME_KEYS = ("backend", "precision", "calibration", "calibration_images")
+
 
 class Command(NamedTuple):
     module: str
@@ -38,3 +42,18 @@ COMMANDS: dict[str, Command] = {
         "lineage", "every trained detector side by side: accuracy, training time, images/s; table and picture"
     ),
 }
+
+
+def runtime_arguments(args: dict[str, str]) -> dict:
+    """The ``RUNTIME_KEYS`` among a command's arguments as ``detkit.load``'s keywords (defaults
+    where absent). ``calibration=`` without ``precision=int8`` is refused: it would be ignored."""
+    from detkit.engine.config import ConfigError
+
+    precision = args.get("precision", "fp32")
+    if precision != "int8" and ({"calibration", "calibration_images"} & set(args)):
+        raise ConfigError("calibration= and calibration_images= are for precision=int8 (its calibration images)")
+    count = args.get("calibration_images", "32")
+    if not count.isdigit() or int(count) < 1:
+        raise ConfigError(f"calibration_images must be a positive number of images, got {count!r}")
+    return {"backend": args.get("backend", "torch"), "precision": precision,
+            "calibration": args.get("calibration"), "calibration_images": int(count)}  # fmt: skip

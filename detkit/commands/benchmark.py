@@ -7,6 +7,7 @@
     detkit benchmark mode=nms device=cpu                 # the postprocessing's NMS alone, old vs new
     detkit benchmark preset=faster_rcnn device=cpu peer=none trainer=false backends=onnxruntime,openvino
     detkit benchmark mode=backends checkpoint=best.pt backends=onnxruntime,openvino   # a trained model, its images
+    detkit benchmark preset=faster_rcnn device=cpu peer=none trainer=false backends=openvino precision=fp32,int8
 
 Random images with 4 random boxes each, 20 classes (REFERENCES.md's protocol). On CUDA: bf16
 autocast and channels_last unless amp=false / channels_last=false. Each rate is the median of
@@ -21,11 +22,16 @@ those steps' time went, stage by stage (`step_profile`: backbone, neck, proposal
 assignment, backward, optimizer; printed as a table too). `backends=onnxruntime,openvino` adds
 inference rows for the detkit model's ONNX export run by those runtimes on the CPU
 (`detkit.load(..., backend=)`), at the torch row's batch sizes and on the same images, with their
-rates over the torch row's in `ratios_backend_over_torch`. `mode=backends checkpoint=PATH` times a
-trained checkpoint through torch and the `backends=` runtimes on its first `images` (16) validation
-images at batch 1 and `infer_batch` (8), torch and one runtime taking turns for `repeats` (5)
-rounds, each runtime in a process of its own (`detkit.analysis.speed.backends`). Prints a table and
-the ratios; writes JSON with output=PATH.
+rates over the torch row's in `ratios_backend_over_torch`. `precision=fp32,int8` (default fp32)
+runs each runtime at each precision: rows `(openvino)` for float32 and `(openvino, int8)` for the
+INT8 model (`detkit.export.quantize`), with the INT8 rates over the float32 ones in
+`ratios_int8_over_fp32`; with random weights the INT8 model is calibrated on random images, so
+these rows measure speed only. `mode=backends checkpoint=PATH` times a trained checkpoint through
+torch and the `backends=` runtimes (at the `precision=` precisions; INT8 calibrated on the
+checkpoint's data, as `detkit.load` does) on its first `images` (16) validation images at batch 1
+and `infer_batch` (8), torch and one runtime's rows taking turns for `repeats` (5) rounds, each
+runtime in a process of its own (`detkit.analysis.speed.backends`). Prints a table and the ratios;
+writes JSON with output=PATH.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import multiprocessing
+from collections.abc import Sequence
 from pathlib import Path
 
 from detkit.engine.config import ConfigError, load_config, split_arguments
@@ -54,8 +61,10 @@ PRESETS = {
 }  # fmt: skip
 OWN_KEYS = ("preset", "size", "train_batch", "infer_batch", "peer", "device", "amp", "channels_last", "iters",
             "warmup", "repeats", "num_classes", "output", "mode", "trainer", "profile", "backends", "checkpoint",
-            "images")  # fmt: skip
+            "images", "precision")  # fmt: skip
 MODES = ("models", "nms", "backends")
+# Random images the INT8 rows of random-weight models are calibrated on (speed only: any will do).
+CALIBRATION_IMAGES = 8
 
 
 def run(argv: list[str]) -> int:
@@ -126,7 +135,8 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
         rows[label] = measure(model, num_classes=num_classes, device=device, **settings)
         if label == detkit_label:  # before the trainer row's steps change the weights
             backends = own.get("backends", "none")
-            rows.update(backend_rows(model, label, backends, num_classes=num_classes, settings=settings))
+            rows.update(backend_rows(model, label, backends, num_classes=num_classes, settings=settings,
+                                     precisions=parse_precisions(own)))  # fmt: skip
         if label == detkit_label and own.get("trainer", "true").lower() == "true":
             profile = own.get("profile", "false").lower() == "true"
             rows[label].update(
@@ -158,6 +168,7 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
             for label in rows
             if label.startswith(f"{detkit_label} (") and label.endswith(")") and "infer_images_per_s_bs1" in rows[label]
         },
+        "ratios_int8_over_fp32": int8_ratios(rows),
         "runtimes": runtime_versions(own.get("backends", "none")),
     }
 
@@ -187,17 +198,39 @@ def trainer_row(cfg, model, *, num_classes: int, device, settings: dict, profile
     )  # fmt: skip
 
 
-def backend_rows(model, label: str, backends: str, *, num_classes: int, settings: dict) -> dict[str, dict]:
+def parse_precisions(own: dict[str, str]) -> list[str]:
+    """``precision=fp32,int8`` → the precisions to time the runtimes at (default fp32)."""
+    from detkit.export.quantize import PRECISIONS
+
+    names = [name.strip() for name in own.get("precision", "fp32").split(",") if name.strip()]
+    unknown = [name for name in names if name not in PRECISIONS]
+    if unknown or not names:
+        choices = ", ".join(PRECISIONS)
+        raise ConfigError(f"unknown precision {unknown or names}; choose from {choices} (comma-separated)")
+    return names
+
+
+def runtime_label(label: str, backend: str, precision: str) -> str:
+    """``detkit X (openvino)`` for float32, ``detkit X (openvino, int8)`` for INT8."""
+    return f"{label} ({backend})" if precision == "fp32" else f"{label} ({backend}, {precision})"
+
+
+def backend_rows(
+    model, label: str, backends: str, *, num_classes: int, settings: dict, precisions: Sequence[str] = ("fp32",)
+) -> dict[str, dict]:
     """``backends=a,b``: the model exported to ONNX (at the benchmark's input size, random weights
-    as in the torch row) and run by each runtime, timed at the torch row's batch sizes:
-    ``{"<label> (<backend>)": inference rates}``. The runtimes get as many threads as torch has."""
+    as in the torch row) and run by each runtime at each of ``precisions``, timed at the torch
+    row's batch sizes: ``{runtime_label(...): inference rates}``. The runtimes get as many threads
+    as torch has. The INT8 model is calibrated on random images like those timed: its
+    detections mean nothing, its speed is the point."""
     import copy
     import tempfile
 
     import torch
 
-    from detkit.analysis.speed.throughput import measure_inference
+    from detkit.analysis.speed.throughput import measure_inference, random_batch
     from detkit.export import export_model
+    from detkit.export.quantize import calibration_feeds, import_quantizer, quantize_graph
     from detkit.export.runtimes import SESSIONS, import_runtime, runtime_detector
 
     names = [name.strip() for name in backends.split(",") if name.strip() and name.strip() != "none"]
@@ -208,20 +241,39 @@ def backend_rows(model, label: str, backends: str, *, num_classes: int, settings
         return {}
     for name in names:
         import_runtime(name)  # a missing runtime fails before the export
+    if "int8" in precisions:
+        import_quantizer()
     model = copy.deepcopy(model).to("cpu").eval()  # the caller's model stays on its device
     rows = {}
     with tempfile.TemporaryDirectory() as folder:
-        path = f"{folder}/model.onnx"
-        export_model(model, format="onnx", output=path, input_size=settings["size"], check=False)
+        paths = {"fp32": f"{folder}/model.onnx"}
+        export_model(model, format="onnx", output=paths["fp32"], input_size=settings["size"], check=False)
+        if "int8" in precisions:
+            paths["int8"] = f"{folder}/model.int8.onnx"
+            images, _ = random_batch(CALIBRATION_IMAGES, settings["size"], num_classes, seed=2)
+            quantize_graph(paths["fp32"], paths["int8"], calibration_feeds(list(images)))
         for name in names:
-            detector = runtime_detector(model, path, backend=name, input_size=settings["size"],
-                                        threads=torch.get_num_threads())  # fmt: skip
-            rows[f"{label} ({name})"] = measure_inference(
-                detector, size=settings["size"], num_classes=num_classes, batches=(1, settings["infer_batch"]),
-                device=torch.device("cpu"), warmup=settings["warmup"], iters=settings["iters"],
-                repeats=settings["repeats"],
-            )  # fmt: skip
+            for precision in precisions:
+                detector = runtime_detector(model, paths[precision], backend=name, input_size=settings["size"],
+                                            threads=torch.get_num_threads())  # fmt: skip
+                rows[runtime_label(label, name, precision)] = measure_inference(
+                    detector, size=settings["size"], num_classes=num_classes, batches=(1, settings["infer_batch"]),
+                    device=torch.device("cpu"), warmup=settings["warmup"], iters=settings["iters"],
+                    repeats=settings["repeats"],
+                )  # fmt: skip
     return rows
+
+
+def int8_ratios(rows: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """``{runtime: INT8 rates over float32 rates}`` for every runtime row timed at both precisions."""
+    found = {}
+    for label in rows:
+        if label.endswith(", int8)"):
+            backend = label.rsplit("(", 1)[1].removesuffix(", int8)")
+            fp32 = label.removesuffix(", int8)") + ")"
+            if fp32 in rows:
+                found[backend] = ratios(rows, label, fp32)
+    return found
 
 
 def runtime_versions(backends: str) -> dict[str, str]:
@@ -244,10 +296,12 @@ def checkpoint_backends_report(own: dict[str, str], overrides: list[str]) -> dic
 
     if "checkpoint" not in own or overrides:
         raise ConfigError("usage: detkit benchmark mode=backends checkpoint=PATH [backends=onnxruntime,openvino] "
-                          f"[infer_batch=8] [images=16] [repeats=5]{f'; unexpected {overrides}' if overrides else ''}")
+                          "[precision=fp32,int8] [infer_batch=8] [images=16] [repeats=5]"
+                          f"{f'; unexpected {overrides}' if overrides else ''}")
     names = [n.strip() for n in own.get("backends", "onnxruntime,openvino").split(",") if n.strip()]
     batches = sorted({1, int(own.get("infer_batch", 8))})
     images, rounds = int(own.get("images", 16)), int(own.get("repeats", 5))
+    timed_precisions = parse_precisions(own)
     # Each runtime beside torch in a process of its own: two runtimes' thread pools in one process
     # starve each other and torch (measured: torch at batch 1 fifty times slower beside both).
     results, ratios_over_torch, experiment = {}, {}, ""
@@ -255,14 +309,16 @@ def checkpoint_backends_report(own: dict[str, str], overrides: list[str]) -> dic
     for name in names:
         with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             timings = pool.submit(checkpoint_backend_timings, own["checkpoint"], ["torch", name], batches=batches,
-                                  images=images, rounds=rounds).result()  # fmt: skip
+                                  images=images, rounds=rounds, precisions=timed_precisions).result()  # fmt: skip
         experiment = timings["experiment"]
         rows = timings["results"]
         torch_row = rows.pop(f"detkit {experiment} (torch)")
         results[f"detkit {experiment} (torch, beside {name})"] = torch_row
         results.update(rows)
-        ratios_over_torch[name] = ratios({"runtime": rows[f"detkit {experiment} ({name})"], "torch": torch_row},
-                                         "runtime", "torch")  # fmt: skip
+        for precision in timed_precisions:
+            label = runtime_label(f"detkit {experiment}", name, precision)
+            key = label.removeprefix(f"detkit {experiment} (").removesuffix(")")
+            ratios_over_torch[key] = ratios({"runtime": rows[label], "torch": torch_row}, "runtime", "torch")
     return {
         "checkpoint": own["checkpoint"],
         "device": "cpu",
@@ -274,6 +330,7 @@ def checkpoint_backends_report(own: dict[str, str], overrides: list[str]) -> dic
         "rounds": rounds,
         "results": results,
         "ratios_backend_over_torch": ratios_over_torch,
+        "ratios_int8_over_fp32": int8_ratios(results),
     }
 
 

@@ -1,6 +1,7 @@
 """Run a trained detector on images: draw the detections (PNG) and write them as JSON.
 
     detkit predict checkpoint=outputs/.../best.pt input=IMAGE_OR_DIR output=DIR [score=0.3] [ground_truth=GT.json]
+    detkit predict checkpoint=… input=… output=… backend=openvino precision=int8 [calibration=DIR]
 
 Writes into DIR:
 - `<image>.png`: the image with its detections drawn;
@@ -17,8 +18,9 @@ model's own score threshold, as in `detkit eval checkpoint=`), so that scoring i
 numbers rather than those of a thresholded subset. Detectors that score selective-search
 proposals (Fast R-CNN, R-CNN) search them here with the checkpoint's settings, through the
 on-disk cache that training uses. `backend=onnxruntime|openvino|auto` runs the checkpoint's ONNX
-export (cached beside it) through that runtime instead of PyTorch (docs/EXPORT.md). Other
-key=value arguments override the checkpoint's config.
+export (cached beside it) through that runtime instead of PyTorch (docs/EXPORT.md); with
+`precision=int8`, its INT8 model, calibrated on the first `calibration_images=` (32) images of the
+checkpoint's data or of `calibration=DIR`. Other key=value arguments override the checkpoint's config.
 """
 
 from __future__ import annotations
@@ -26,23 +28,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from detkit.commands import RUNTIME_KEYS, runtime_arguments
 from detkit.engine.config import ConfigError, split_arguments
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 USAGE = (
     "usage: detkit predict checkpoint=PATH input=IMAGE_OR_DIR output=DIR [score=0.3] [ground_truth=GT.json] "
-    "[backend=torch|onnxruntime|openvino|auto]"
+    "[backend=torch|onnxruntime|openvino|auto] [precision=fp32|int8] [calibration=DIR] [calibration_images=32]"
 )
 
 
 def run(argv: list[str]) -> int:
-    own, rest = split_arguments(argv, ("checkpoint", "input", "output", "score", "ground_truth", "backend"))
+    own, rest = split_arguments(argv, ("checkpoint", "input", "output", "score", "ground_truth", *RUNTIME_KEYS))
     if not {"checkpoint", "input", "output"} <= set(own):
         raise ConfigError(USAGE)
     images = list_images(Path(own["input"]))
     from detkit.api import load
 
-    predictor = load(own["checkpoint"], overrides=rest, backend=own.get("backend", "torch"))
+    predictor = load(own["checkpoint"], overrides=rest, **runtime_arguments(own))
     ids = coco_ids(images, predictor.class_names, own.get("ground_truth"))
     display = float(own.get("score", 0.3))
     predict_files(predictor, images, Path(own["output"]), score_threshold=display, coco_ids=ids)

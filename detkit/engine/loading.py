@@ -38,9 +38,10 @@ class LoadedDetector:
     input_size: int
     source: str
     #: What runs ``model``: ``torch``, or a runtime backend (``detkit.export.backend``), whose
-    #: cached export ``export`` describes.
+    #: cached export ``export`` describes, at ``precision`` (``fp32``, or ``int8`` for a runtime).
     backend: str = "torch"
     export: Any = None
+    precision: str = "fp32"
 
 
 def load_detector(

@@ -12,6 +12,12 @@ that it does not cost an export), the input size, the cap K, the ONNX opset and 
 torch/torchvision versions that trace it. A changed checkpoint or input size gives another key,
 hence a new export; the same ones reuse the file. Files of old keys are left in place (another
 input size may still use them); delete them freely.
+
+``precision="int8"`` adds a second file beside the first, its INT8 model
+(``detkit.export.quantize``): ``<float file's stem>.int8.<key>.onnx``, the key a hash of the float
+file's name (hence its key), the quantization settings, the calibration inputs' values and the
+quantizer's version. Another calibration set, other settings or a re-exported float graph give
+another key, hence a new quantization (tens of seconds); the same ones reuse the file.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import errno
 import hashlib
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 from omegaconf import DictConfig
@@ -32,6 +40,8 @@ from detkit.data.proposals.cache import hash_file
 from detkit.engine.config import config_to_yaml
 from detkit.export.exporter import export_model
 from detkit.export.graphs import default_max_detections
+from detkit.export.quantize import QUANTIZER_VERSION, QuantizationSettings, feeds_digest, quantize_graph
+from detkit.export.runtimes import import_runtime
 from detkit.export.writers import ONNX_OPSET
 
 logger = logging.getLogger(__name__)
@@ -82,16 +92,64 @@ def cached_onnx_export(
     checkpoint = Path(checkpoint)
     max_detections = default_max_detections(model)
     name = f"{checkpoint.stem}.{export_key(checkpoint, cfg, input_size=input_size, max_detections=max_detections)}.onnx"
-    folders = [checkpoint.resolve().parent, cache_dir()]
+
+    def write(path: Path) -> None:
+        export_model(model, format="onnx", output=path, input_size=input_size, class_names=class_names,
+                     max_detections=max_detections, check=False)  # fmt: skip
+
+    return cached_file(checkpoint, name, write, what="ONNX export")
+
+
+def int8_key(export: CachedExport, settings: QuantizationSettings, calibration: str) -> str:
+    """16 hex digits naming one INT8 model of the float32 ``export``: its file (whose name holds
+    its own key), the quantization ``settings``, the calibration inputs' identity
+    (``feeds_digest``), and the quantizer's version (another ONNX Runtime may place or round
+    differently)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for part in (
+        export.path.name,
+        settings.key(),
+        f"calibration={calibration}",
+        f"quantizer={QUANTIZER_VERSION}",
+        f"onnxruntime={import_runtime('onnxruntime').__version__}",
+    ):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def cached_int8_export(
+    checkpoint: str | os.PathLike,
+    export: CachedExport,
+    feeds: Sequence[dict[str, np.ndarray]],
+    settings: QuantizationSettings,
+) -> CachedExport:
+    """The INT8 (QDQ) model of ``checkpoint``'s float32 ``export``, calibrated on ``feeds``
+    (``detkit.export.quantize.calibration_feeds``): ``<float file's stem>.int8.<key>.onnx`` beside
+    it (or in the cache folder), quantized now when no file of its key exists. The key changes with
+    the float graph, the settings and the calibration inputs' values."""
+    key = int8_key(export, settings, feeds_digest(feeds))
+    name = f"{export.path.stem}.int8.{key}.onnx"
+
+    def write(path: Path) -> None:
+        quantize_graph(export.path, path, feeds, settings)
+
+    return cached_file(checkpoint, name, write, what="INT8 model")
+
+
+def cached_file(checkpoint: Path, name: str, write: Callable[[Path], None], *, what: str) -> CachedExport:
+    """``name`` beside ``checkpoint`` or in the cache folder, where it exists; else written by
+    ``write(path)`` into the first of the two that is writable."""
+    folders = [Path(checkpoint).resolve().parent, cache_dir()]
     for folder in folders:
         if (folder / name).is_file():
-            logger.info("reusing the ONNX export %s", folder / name)
+            logger.info("reusing the %s %s", what, folder / name)
             return CachedExport(folder / name, built=False)
     errors = []
     for folder in folders:
         path = folder / name
         # A temporary name, then an atomic rename: a reader never sees half a file, and two
-        # processes exporting at once both end with a whole one.
+        # processes writing at once both end with a whole one.
         partial = folder / f".{name}.{os.getpid()}.partial"
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -102,11 +160,10 @@ def cached_onnx_export(
             errors.append(f"{folder}: {error.strerror or error}")  # a read-only folder: try the next one
             continue
         try:
-            export_model(model, format="onnx", output=partial, input_size=input_size, class_names=class_names,
-                         max_detections=max_detections, check=False)  # fmt: skip
+            write(partial)
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
-        logger.info("exported %s to %s for the inference runtime", checkpoint, path)
+        logger.info("wrote the %s of %s to %s for the inference runtime", what, checkpoint, path)
         return CachedExport(path, built=True)
-    raise PermissionError(f"cannot write the ONNX export of {checkpoint} anywhere: " + "; ".join(errors))
+    raise PermissionError(f"cannot write the {what} of {checkpoint} anywhere: " + "; ".join(errors))

@@ -52,6 +52,7 @@ from detkit.engine.trainer import Trainer
 from detkit.engine.workers import loader_workers
 from detkit.evaluation.errors import error_breakdown
 from detkit.export.backend import run_with_backend
+from detkit.export.quantize import QuantizationSettings
 from detkit.reporting import format_metrics_table, save_metrics, write_evaluation_report
 from detkit.utils.logging import setup_logging
 from detkit.utils.machine import machine_description
@@ -301,6 +302,9 @@ def evaluate_checkpoint(
     *,
     report_dir: str | Path | None = None,
     backend: str = "torch",
+    precision: str = "fp32",
+    calibration: str | Path | None = None,
+    calibration_images: int = 32,
 ) -> dict:
     """Evaluate a training checkpoint on the validation split of its stored config (with
     ``overrides`` on top, e.g. another ``data=``). The model comes from
@@ -308,8 +312,12 @@ def evaluate_checkpoint(
     model is refused with every mismatch named. With ``report_dir``, the evaluation report
     (pictures, per-class table, error breakdown; training curves from the ``log.jsonl`` beside the
     checkpoint) is written there too. ``backend``: what runs the model (``torch``, or the
-    checkpoint's ONNX export through ``onnxruntime`` / ``openvino``: ``detkit.export.backend``)."""
-    detector = run_with_backend(load_detector(checkpoint, overrides=overrides), backend)
+    checkpoint's ONNX export through ``onnxruntime`` / ``openvino``: ``detkit.export.backend``) at
+    ``precision`` (``fp32``; ``int8`` for a runtime, calibrated on the first ``calibration_images``
+    images of the folder ``calibration``, default the checkpoint's validation data)."""
+    settings = QuantizationSettings(num_images=calibration_images)
+    detector = run_with_backend(load_detector(checkpoint, overrides=overrides), backend, precision=precision,
+                                calibration=calibration, settings=settings)  # fmt: skip
     cfg = detector.cfg
     set_cpu_threads(cfg)
     val_set = build.build_dataset(cfg, "val")
@@ -325,7 +333,7 @@ def evaluate_checkpoint(
         num_workers=loader_workers(cfg.data.num_workers) if device.type == "cuda" else 0,  # as in training
     )
     metrics.update(checkpoint=str(checkpoint), split="val", device=str(device), machine=machine_description(device),
-                   backend=detector.backend)  # fmt: skip
+                   backend=detector.backend, precision=detector.precision)  # fmt: skip
     metrics["errors"] = error_breakdown(val_set.coco_ground_truth(), results)
     if report_dir is not None:
         log = Path(checkpoint).parent / "log.jsonl"

@@ -136,6 +136,27 @@ def test_backend_rows_time_the_export_on_each_runtime() -> None:
 
 
 @pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime", "openvino")),
+    reason="needs onnx, onnxruntime and openvino (the export and openvino extras)",
+)
+def test_backend_rows_at_both_precisions() -> None:
+    """``precision=fp32,int8``: a float32 and an INT8 row per runtime, and the INT8 rates over the float ones."""
+    from detkit.commands.benchmark import int8_ratios, parse_precisions
+
+    cfg = load_config(["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
+    torch.manual_seed(0)
+    model = build_model(cfg, num_classes=3).eval()
+    settings = {"size": 64, "infer_batch": 2, "warmup": 1, "iters": 1, "repeats": 1}
+    precisions = parse_precisions({"precision": "fp32,int8"})
+    rows = backend_rows(model, "detkit tiny", "openvino", num_classes=3, settings=settings, precisions=precisions)
+    assert set(rows) == {"detkit tiny (openvino)", "detkit tiny (openvino, int8)"}
+    ratios = int8_ratios(rows)
+    assert set(ratios) == {"openvino"} and ratios["openvino"]["infer_images_per_s_bs1"] > 0
+    with pytest.raises(ConfigError, match="unknown precision \\['fp16'\\]"):
+        parse_precisions({"precision": "fp32,fp16"})
+
+
+@pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime")), reason="needs the export extra"
 )
 def test_checkpoint_through_the_backends_in_turn(tmp_path, monkeypatch) -> None:
@@ -146,11 +167,13 @@ def test_checkpoint_through_the_backends_in_turn(tmp_path, monkeypatch) -> None:
     checkpoint = tmp_path / "best.pt"
     save_small_checkpoint("yolov1", checkpoint, "data.num_train=2", "data.num_val=3", "data.input_size=96")
     own = {"mode": "backends", "checkpoint": str(checkpoint), "backends": "onnxruntime", "infer_batch": "2",
-           "images": "3", "repeats": "2"}  # fmt: skip
+           "images": "3", "repeats": "2", "precision": "fp32,int8"}  # fmt: skip
     report = checkpoint_backends_report(own, [])
     torch_row = report["results"]["detkit yolov1_mobilenet_v1_shapes (torch, beside onnxruntime)"]
     runtime_row = report["results"]["detkit yolov1_mobilenet_v1_shapes (onnxruntime)"]
-    assert report["images"] == 3 and set(report["ratios_backend_over_torch"]) == {"onnxruntime"}
+    int8_row = report["results"]["detkit yolov1_mobilenet_v1_shapes (onnxruntime, int8)"]
+    assert report["images"] == 3 and set(report["ratios_backend_over_torch"]) == {"onnxruntime", "onnxruntime, int8"}
+    assert set(report["ratios_int8_over_fp32"]) == {"onnxruntime"} and int8_row["infer_images_per_s_bs2"]["min"] > 0
     for batch in (1, 2):
         rate = runtime_row[f"infer_images_per_s_bs{batch}"]
         assert 0 < rate["min"] <= rate["median"] <= rate["max"]

@@ -19,17 +19,29 @@ from detkit.analysis.speed.throughput import rate_summary
 
 @torch.no_grad()
 def checkpoint_backend_timings(
-    checkpoint: str, backends: Sequence[str], *, batches: Sequence[int] = (1, 8), images: int = 16, rounds: int = 5
+    checkpoint: str,
+    backends: Sequence[str],
+    *,
+    batches: Sequence[int] = (1, 8),
+    images: int = 16,
+    rounds: int = 5,
+    precisions: Sequence[str] = ("fp32",),
 ) -> dict:
     """``{"results": {"detkit <experiment> (<backend>)": {"infer_images_per_s_bs{B}": median/min/max,
     "detections_per_image_bs{B}": ...}}, "images": n, "experiment": ...}`` for ``backends`` (torch
-    and the runtimes), each on the first ``images`` validation images of the checkpoint's data."""
+    and the runtimes), each on the first ``images`` validation images of the checkpoint's data.
+    The runtimes run at each of ``precisions``: ``(<backend>)`` for ``fp32``, ``(<backend>, int8)``
+    for the INT8 model (calibrated as ``detkit.load`` calibrates it)."""
     from detkit.engine.build import build_dataset
     from detkit.engine.inference import move_targets
     from detkit.engine.loading import load_detector
     from detkit.export.backend import run_with_backend
 
-    predictors = {name: run_with_backend(load_detector(checkpoint, device="cpu"), name) for name in backends}
+    predictors = {}
+    for name in backends:
+        for precision in ("fp32",) if name == "torch" else precisions:
+            label = name if precision == "fp32" else f"{name}, {precision}"
+            predictors[label] = run_with_backend(load_detector(checkpoint, device="cpu"), name, precision=precision)
     first = next(iter(predictors.values()))
     dataset = build_dataset(first.cfg, "val")
     count = min(images, len(dataset))
