@@ -209,15 +209,17 @@ def test_predict_and_eval_commands_take_precision(checkpoint, tmp_path, capsys) 
     assert "calibration= and calibration_images= are for precision=int8" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # trains the default experiment (R-FCN, MobileNet v1 x0.5): about two minutes on a quiet box
+@pytest.mark.slow  # trains R-FCN, MobileNet v1 x0.5 from scratch: about two minutes on a quiet box
 def test_int8_metrics_of_a_trained_checkpoint(tmp_path, monkeypatch) -> None:
-    """The main job's checkpoint through both runtimes in INT8: COCO AP and AP50 within 0.01 of
-    float32 on its validation split (measured: 0.6612 against 0.6624, docs/EXPORT.md)."""
+    """A checkpoint of rfcn_mobilenet_v1_shapes_quick (the first row of docs/EXPORT.md's INT8
+    table) through both runtimes in INT8: COCO AP and AP50 within 0.01 of float32 on its
+    validation split (measured: 0.6612 against 0.6624)."""
     from detkit.engine.config import load_config
     from detkit.jobs.train_and_evaluate import evaluate_checkpoint, train
 
     monkeypatch.setenv("DETKIT_CACHE", str(tmp_path / "cache"))
-    train(load_config([f"output_dir={tmp_path / 'run'}", "engine.vis_images=0", "engine.tensorboard=false"]))
+    train(load_config(["config=rfcn_mobilenet_v1_shapes_quick", f"output_dir={tmp_path / 'run'}", "engine.vis_images=0",
+                       "engine.tensorboard=false"]))  # fmt: skip
     best = tmp_path / "run" / "best.pt"
     want = evaluate_checkpoint(best, backend="onnxruntime")
     assert want["coco"]["AP50"] > 0.8  # a trained model, not a comparison of two failures
