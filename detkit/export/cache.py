@@ -66,10 +66,18 @@ def cache_dir() -> Path:
     return (Path(cache) if cache else Path.home() / ".cache" / "detkit") / "exported"
 
 
+def digest_of(*parts: str) -> str:
+    """16 hex digits over ``parts`` (each ended by a NUL byte, so that no two lists collide)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 def export_key(checkpoint: str | os.PathLike, cfg: DictConfig, *, input_size: int, max_detections: int) -> str:
     """16 hex digits naming one exported graph of ``checkpoint`` (see the module docstring)."""
-    digest = hashlib.blake2b(digest_size=8)
-    for part in (
+    return digest_of(
         hash_file(checkpoint),
         config_to_yaml(cfg.model),
         f"input_size={input_size}",
@@ -78,10 +86,7 @@ def export_key(checkpoint: str | os.PathLike, cfg: DictConfig, *, input_size: in
         f"graph={GRAPH_VERSION}",
         f"torch={torch.__version__}",
         f"torchvision={torchvision.__version__}",
-    ):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
+    )
 
 
 def cached_onnx_export(
@@ -105,17 +110,13 @@ def int8_key(export: CachedExport, settings: QuantizationSettings, calibration: 
     its own key), the quantization ``settings``, the calibration inputs' identity
     (``feeds_digest``), and the quantizer's version (another ONNX Runtime may place or round
     differently)."""
-    digest = hashlib.blake2b(digest_size=8)
-    for part in (
+    return digest_of(
         export.path.name,
         settings.key(),
         f"calibration={calibration}",
         f"quantizer={QUANTIZER_VERSION}",
         f"onnxruntime={import_runtime('onnxruntime').__version__}",
-    ):
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
+    )
 
 
 def cached_int8_export(

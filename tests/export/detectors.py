@@ -85,3 +85,10 @@ def save_small_checkpoint(family: str, path, *overrides: str) -> nn.Module:
     cfg = config(family, *overrides)
     save_checkpoint(path, model=model, iteration=0, epoch=0, config_yaml=config_to_yaml(cfg), class_names=SHAPE_CLASSES)
     return model
+
+
+# A small validation split at the 128 px of the other export tests; 96 x 128 images letterbox to
+# 128 x 128 unscaled. The checkpoint's config carries it, so evaluation uses it too.
+SMALL_DATA = (
+    "data.num_train=4", "data.num_val=6", "data.image_size=[96,128]", "data.input_size=128", "data.batch_size=4",
+)  # fmt: skip

@@ -26,8 +26,8 @@ from detkit.export.check import pair_detections
 from detkit.export.quantize import QuantizationSettings, prediction_layers
 from detkit.export.runtimes import BackendNotInstalledError
 from detkit.utils.visualization import save_image
-from tests.export.detectors import save_small_checkpoint
-from tests.export.test_runtimes import SMALL_DATA, images
+from tests.export.detectors import SMALL_DATA, save_small_checkpoint
+from tests.export.test_runtimes import images
 
 pytestmark = pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime", "openvino")),
@@ -38,30 +38,6 @@ POSTPROCESSING = {"TopK", "NonMaxSuppression", "Exp", "Sigmoid", "Softmax", "Cum
 # ONNX Runtime and OpenVINO run the same INT8 model: their integer kernels round a few values the
 # other way, which moves boxes by a fraction of a pixel (measured up to 0.37 px, scores 0.006).
 PARITY_BOX_PX, PARITY_SCORE = 1.0, 0.02
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A folder for the checkpoints and a detkit cache of its own (the shapes data, proposals)."""
-    root = tmp_path_factory.mktemp("quantize")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DETKIT_CACHE", str(root / "cache"))
-        yield root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(workspace):
-    """``checkpoint(family)``: a small random checkpoint of the family, written once per module."""
-    written = {}
-
-    def make(family: str):
-        if family not in written:
-            written[family] = workspace / family / "best.pt"
-            written[family].parent.mkdir()
-            save_small_checkpoint(family, written[family], *SMALL_DATA)
-        return written[family]
-
-    return make
 
 
 def quantization_metadata(path) -> dict:

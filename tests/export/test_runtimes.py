@@ -24,42 +24,13 @@ from detkit.export.check import BOX_TOLERANCE, SCORE_TOLERANCE, pair_detections
 from detkit.export.runtimes import BackendNotInstalledError, RuntimeDetector, resolve_backend
 from detkit.export.samples import synthetic_images
 from detkit.jobs.train_and_evaluate import evaluate_checkpoint
-from tests.export.detectors import FAMILIES, save_small_checkpoint
+from tests.export.detectors import FAMILIES, SMALL_DATA, save_small_checkpoint
 
 RUNTIMES = [
     pytest.param(name, marks=pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=f"{name} not installed"))
     for name in ("onnxruntime", "openvino")
 ]
 ALL_FAMILIES = (*FAMILIES, "spp_net", "rfcn", "faster_rcnn_fpn", "localizer")
-# A small validation split at the 128 px of the other export tests; 96 x 128 images letterbox to
-# 128 x 128 unscaled. The checkpoint's config carries it, so evaluation uses it too.
-SMALL_DATA = (
-    "data.num_train=4", "data.num_val=6", "data.image_size=[96,128]", "data.input_size=128", "data.batch_size=4",
-)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A folder for the checkpoints and a detkit cache of its own (the shapes data, proposals)."""
-    root = tmp_path_factory.mktemp("runtimes")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DETKIT_CACHE", str(root / "cache"))
-        yield root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(workspace):
-    """``checkpoint(family)``: a small random checkpoint of the family, written once per module."""
-    written = {}
-
-    def make(family: str):
-        if family not in written:
-            written[family] = workspace / family / "best.pt"
-            written[family].parent.mkdir()
-            save_small_checkpoint(family, written[family], *SMALL_DATA)
-        return written[family]
-
-    return make
 
 
 def images() -> list[np.ndarray]:
