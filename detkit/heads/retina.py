@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from detkit.assign.matcher import Matcher
 from detkit.coders.delta_xywh import DeltaXYWHCoder
 from detkit.heads.dense_head_base import DenseHeadBase
-from detkit.layers.norm import norm_layer
+from detkit.layers.shared_tower import per_level_norms, run_shared_tower, shared_conv_tower
 from detkit.losses import focal_loss, smooth_l1, zero_loss
 from detkit.losses.iou import IOU_LOSS_KINDS, iou_loss
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
@@ -47,34 +47,6 @@ OCTAVE_SCALES = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
 def paper_anchor_sizes(strides: Sequence[int]) -> list[list[float]]:
     """The paper's anchors: base size 4·stride (32 on p3 … 512 on p7) times 2^0, 2^(1/3), 2^(2/3)."""
     return [[4.0 * stride * scale for scale in OCTAVE_SCALES] for stride in strides]
-
-
-def _subnet(channels: int, num_convs: int, norm: str) -> nn.Sequential:
-    """conv, norm, ReLU per layer; with ``"bn"`` the norm slots stay empty (Identity): the head
-    applies one BatchNorm per pyramid level there (``_level_norms``)."""
-    layers: list[nn.Module] = []
-    for _ in range(num_convs):
-        slot = nn.Identity() if norm == "bn" else norm_layer(norm, channels)
-        layers += [nn.Conv2d(channels, channels, 3, padding=1), slot, nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers)
-
-
-def _level_norms(channels: int, num_convs: int, num_levels: int) -> nn.ModuleList:
-    """``[level][layer]`` BatchNorms for subnets whose convolutions all levels share: each level keeps
-    its own statistics and affine (EfficientDet's per-level BN), as p3's activations differ from p5's
-    and one set of running statistics would fit neither at test time."""
-    return nn.ModuleList(
-        nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(num_convs)) for _ in range(num_levels)
-    )
-
-
-def _run_subnet(subnet: nn.Sequential, level_norms: nn.ModuleList | None, x: Tensor, level: int) -> Tensor:
-    if level_norms is None:
-        return subnet(x)
-    for index, layer in enumerate(subnet):
-        # Layers come in (conv, norm slot, ReLU) triples: the slot takes this level's BatchNorm.
-        x = level_norms[level][index // 3](x) if index % 3 == 1 else layer(x)
-    return x
 
 
 class RetinaNetHead(DenseHeadBase):
@@ -148,11 +120,11 @@ class RetinaNetHead(DenseHeadBase):
         self.num_anchors = self.anchor_generators[0].num_anchors_per_location
         self.num_classes = num_classes
         channels = widths.pop()
-        self.cls_subnet = _subnet(channels, num_convs, norm)
-        self.box_subnet = _subnet(channels, num_convs, norm)
+        self.cls_subnet = shared_conv_tower(channels, num_convs, norm)
+        self.box_subnet = shared_conv_tower(channels, num_convs, norm)
         levels = len(self.feature_info)
-        self.cls_level_norms = _level_norms(channels, num_convs, levels) if norm == "bn" else None
-        self.box_level_norms = _level_norms(channels, num_convs, levels) if norm == "bn" else None
+        self.cls_level_norms = per_level_norms(channels, num_convs, levels) if norm == "bn" else None
+        self.box_level_norms = per_level_norms(channels, num_convs, levels) if norm == "bn" else None
         self.cls_predictor = nn.Conv2d(channels, self.num_anchors * num_classes, 3, padding=1)
         self.box_predictor = nn.Conv2d(channels, self.num_anchors * 4, 3, padding=1)
         for module in self.modules():
@@ -173,8 +145,8 @@ class RetinaNetHead(DenseHeadBase):
         for level, info in enumerate(self.feature_info):
             x = features[info.name]
             n = x.shape[0]
-            cls_features = _run_subnet(self.cls_subnet, self.cls_level_norms, x, level)
-            box_features = _run_subnet(self.box_subnet, self.box_level_norms, x, level)
+            cls_features = run_shared_tower(self.cls_subnet, self.cls_level_norms, x, level)
+            box_features = run_shared_tower(self.box_subnet, self.box_level_norms, x, level)
             # [N, A·k, H, W] → [N, H·W·A, k]: the anchors' (y, x, anchor) order.
             logits.append(self.cls_predictor(cls_features).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes))
             deltas.append(self.box_predictor(box_features).permute(0, 2, 3, 1).reshape(n, -1, 4))

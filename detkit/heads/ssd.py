@@ -1,5 +1,6 @@
 """SSD head (Liu et al., 2016): on every source map a 3×3 convolution predicts, for each of the B
-default boxes of a cell, C+1 class scores (0 = background) and 4 box deltas.
+default boxes of a cell, C+1 class scores (0 = background) and 4 box deltas. On a feature pyramid
+the predictions may read a tower of 3×3 convolutions shared by all levels first (``num_convs``).
 
 Shapes: N images, L source levels, B default boxes per cell (per level), A default boxes of the
 whole image (the sum over levels of H·W·B), G ground-truth boxes per image (padded to the batch
@@ -26,6 +27,8 @@ from detkit.assign.matcher import Matcher
 from detkit.coders.delta_xywh import DeltaXYWHCoder
 from detkit.heads.dense_head_base import DenseHeadBase
 from detkit.layers.conv_bn_act import conv_bn_act
+from detkit.layers.norm import NORM_KINDS
+from detkit.layers.shared_tower import per_level_norms, run_shared_tower, shared_conv_tower
 from detkit.losses import smooth_l1, zero_loss
 from detkit.ops.boxes import clip_boxes_per_image, pad_boxes, pad_values
 from detkit.ops.image_sizes import host_image_sizes
@@ -65,7 +68,10 @@ class SSDHead(DenseHeadBase):
 
     ``aspect_ratios``: per level, the ratios besides 1 (each r adds r and 1/r); see
     ``DefaultBoxGenerator`` for ``min_scale``, ``max_scale``, ``first_scale``, ``scales``.
-    ``depthwise``: SSDLite prediction convolutions. ``min_negatives``: hard negatives an image
+    ``depthwise``: SSDLite prediction convolutions. ``num_convs``, ``norm``: a classification and a
+    box tower of that many 3×3 convolutions before the prediction convolutions, shared by every
+    level (which must then have one width, as an FPN gives; ``"bn"``: one BatchNorm per level);
+    0 is the paper's head, a single convolution on each source map. ``min_negatives``: hard negatives an image
     keeps even without positives (≤ ``neg_pos_ratio`` leaves the ratio exact elsewhere).
     Inputs must not be padded beyond the largest image (``size_divisor: 1``): default boxes span
     the image extent.
@@ -83,6 +89,8 @@ class SSDHead(DenseHeadBase):
         scales: Sequence[float] | None = None,
         clip_default_boxes: bool = False,
         depthwise: bool = False,
+        num_convs: int = 0,
+        norm: str = "bn",
         iou_threshold: float = 0.5,
         neg_pos_ratio: float = 3.0,
         min_negatives: int = 3,
@@ -101,6 +109,24 @@ class SSDHead(DenseHeadBase):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.feature_info = list(feature_info)
         self.num_classes = num_classes
+        if num_convs < 0:
+            raise ValueError(f"SSDHead: num_convs must be >= 0, got {num_convs}")
+        if norm not in NORM_KINDS:
+            raise ValueError(f"SSDHead: unknown norm {norm!r}; choose one of {', '.join(NORM_KINDS)}")
+        widths = {info.channels for info in self.feature_info}
+        if num_convs > 0 and len(widths) != 1:
+            raise ValueError(
+                f"SSDHead: num_convs={num_convs} builds towers shared by all source maps, which must have one "
+                f"width; got {[(info.name, info.channels) for info in self.feature_info]} (put an FPN neck "
+                "before it, or set num_convs=0)"
+            )
+        tower_width = next(iter(widths))
+        levels = len(self.feature_info)
+        self.cls_tower = shared_conv_tower(tower_width, num_convs, norm)
+        self.box_tower = shared_conv_tower(tower_width, num_convs, norm)
+        bn_towers = num_convs > 0 and norm == "bn"
+        self.cls_level_norms = per_level_norms(tower_width, num_convs, levels) if bn_towers else None
+        self.box_level_norms = per_level_norms(tower_width, num_convs, levels) if bn_towers else None
         ratios = _per_level_ratios(aspect_ratios, len(self.feature_info))
         self.default_boxes = DefaultBoxGenerator(
             ratios,
@@ -138,14 +164,16 @@ class SSDHead(DenseHeadBase):
 
     def forward(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         logits, deltas = [], []
-        for info, classifier, regressor in zip(
-            self.feature_info, self.classifiers, self.regressors, strict=True
+        for level, (info, classifier, regressor) in enumerate(
+            zip(self.feature_info, self.classifiers, self.regressors, strict=True)
         ):
             x = features[info.name]
             n = x.shape[0]
+            cls_features = run_shared_tower(self.cls_tower, self.cls_level_norms, x, level)
+            box_features = run_shared_tower(self.box_tower, self.box_level_norms, x, level)
             # [N, B·k, H, W] → [N, H·W·B, k]: the default boxes' (y, x, box) order.
-            logits.append(classifier(x).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1))
-            deltas.append(regressor(x).permute(0, 2, 3, 1).reshape(n, -1, 4))
+            logits.append(classifier(cls_features).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1))
+            deltas.append(regressor(box_features).permute(0, 2, 3, 1).reshape(n, -1, 4))
         return torch.cat(logits, dim=1), torch.cat(deltas, dim=1)
 
     def priors(self, features: dict[str, Tensor], image_sizes: Tensor) -> Tensor:

@@ -195,3 +195,38 @@ def test_box_coder_uses_the_papers_variances_and_round_trips_on_default_boxes():
     torch.testing.assert_close(deltas[:, :2], (centre - prior_centre) / (0.1 * prior_size))
     torch.testing.assert_close(deltas[:, 2:], torch.log(size / prior_size) / 0.2)
     torch.testing.assert_close(head.coder.decode(deltas, priors), gt, rtol=1e-5, atol=1e-4)
+
+
+def test_shared_towers_run_before_the_prediction_convolutions_on_every_level():
+    head = _head(num_convs=2).eval()
+    features = _features(2)
+    logits, deltas = head(features)
+    # Recomputed by hand: the same two conv weights on both levels, each level's own BatchNorms.
+    for level, name in enumerate(("a", "b")):
+        x_cls, x_box = features[name], features[name]
+        for layer in range(2):
+            x_cls = head.cls_level_norms[level][layer](head.cls_tower[3 * layer](x_cls)).relu()
+            x_box = head.box_level_norms[level][layer](head.box_tower[3 * layer](x_box)).relu()
+        expected_logits = head.classifiers[level](x_cls).permute(0, 2, 3, 1).reshape(2, -1, 4)
+        expected_deltas = head.regressors[level](x_box).permute(0, 2, 3, 1).reshape(2, -1, 4)
+        start = 0 if level == 0 else 4 * 4 * 4
+        torch.testing.assert_close(logits[:, start : start + expected_logits.shape[1]], expected_logits)
+        torch.testing.assert_close(deltas[:, start : start + expected_deltas.shape[1]], expected_deltas)
+    conv_weights = [m for m in head.cls_tower if isinstance(m, torch.nn.Conv2d)]
+    assert len(conv_weights) == 2
+    head.train()
+    targets = [_target([[2, 2, 14, 12]], [1]), _target([[0, 0, 16, 16]], [2])]
+    losses = head.loss(features, _sizes(2), targets)
+    (losses["loss_cls"] + losses["loss_box"]).backward()
+    assert conv_weights[0].weight.grad is not None and conv_weights[0].weight.grad.abs().sum() > 0
+    # The paper's head (no tower) keeps its parameter names: checkpoints saved before still load.
+    assert not any(".tower" in key or "level_norms" in key for key in _head().state_dict())
+
+
+def test_towers_need_levels_of_one_width():
+    uneven = [FeatureInfo("a", 8, 8), FeatureInfo("b", 16, 16)]
+    SSDHead(feature_info=uneven, num_classes=2, aspect_ratios=[2])  # the paper's head: any widths
+    with pytest.raises(ValueError, match="one width"):
+        SSDHead(feature_info=uneven, num_classes=2, aspect_ratios=[2], num_convs=1)
+    with pytest.raises(ValueError, match="unknown norm"):
+        _head(num_convs=1, norm="ln")
