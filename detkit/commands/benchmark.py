@@ -10,7 +10,10 @@
     detkit benchmark preset=faster_rcnn device=cpu peer=none trainer=false backends=openvino precision=fp32,int8
 
 Random images with 4 random boxes each, 20 classes (REFERENCES.md's protocol). On CUDA: bf16
-autocast and channels_last unless amp=false / channels_last=false. Each rate is the median of
+autocast and channels_last unless amp=false / channels_last=false; on a CPU amp=true is bf16
+autocast where the CPU has bf16 instructions (as `engine.amp=true` trains), float32 elsewhere.
+`peer_amp=` (default: as amp) sets the torchvision peer's autocast apart, e.g. `amp=true
+peer_amp=false`: detkit in bf16 against torchvision as its own training scripts run on a CPU. Each rate is the median of
 `repeats` (3) timings of `iters` (10) steps, with the lowest and highest; inference rows also give
 the detections per image, the postprocessing's load (random weights: it depends on the
 initialisation, so compare it across rows). Extra rows: detkit's backbone forward+backward alone
@@ -61,7 +64,7 @@ PRESETS = {
 }  # fmt: skip
 OWN_KEYS = ("preset", "size", "train_batch", "infer_batch", "peer", "device", "amp", "channels_last", "iters",
             "warmup", "repeats", "num_classes", "output", "mode", "trainer", "profile", "backends", "checkpoint",
-            "images", "precision")  # fmt: skip
+            "images", "precision", "peer_amp")  # fmt: skip
 MODES = ("models", "nms", "backends")
 # Random images the INT8 rows of random-weight models are calibrated on (speed only: any will do).
 CALIBRATION_IMAGES = 8
@@ -90,6 +93,7 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
     import torchvision
 
     from detkit.analysis.speed.throughput import (
+        autocast_dtype,
         format_rows,
         measure,
         measure_backbone_floor,
@@ -118,6 +122,11 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
     }
     peer_name = own.get("peer", preset["peer"] if not has_config else "none")
     settings["repeats"] = int(own.get("repeats", 3))
+    settings["peer_amp"] = own.get("peer_amp", str(settings["amp"])).lower() == "true"
+    settings["autocast"] = str(autocast_dtype(device, settings["amp"]) or "float32").removeprefix("torch.")
+    settings["peer_autocast"] = str(autocast_dtype(device, settings["peer_amp"]) or "float32").removeprefix("torch.")
+    measured = {k: settings[k] for k in ("size", "train_batch", "infer_batch", "amp", "channels_last", "iters",
+                                         "warmup", "repeats")}  # fmt: skip
     torch.manual_seed(0)
     detkit_label = f"detkit {cfg.experiment}"
     models = {detkit_label: lambda: build_model(cfg, num_classes=num_classes)}
@@ -132,7 +141,8 @@ def throughput_report(own: dict[str, str], overrides: list[str]) -> dict:
     for label, factory in models.items():
         torch.manual_seed(0)
         model = factory()
-        rows[label] = measure(model, num_classes=num_classes, device=device, **settings)
+        own_amp = settings["peer_amp"] if label.startswith("torchvision ") else settings["amp"]
+        rows[label] = measure(model, num_classes=num_classes, device=device, **{**measured, "amp": own_amp})
         if label == detkit_label:  # before the trainer row's steps change the weights
             backends = own.get("backends", "none")
             rows.update(backend_rows(model, label, backends, num_classes=num_classes, settings=settings,

@@ -30,15 +30,35 @@ def amp_setting(cfg: DictConfig) -> str | bool:
     return value
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX): there oneDNN's bf16
+    convolutions run at up to twice float32's rate; elsewhere bf16 is emulated and slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and (
+            torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        )
+    except (AttributeError, RuntimeError):  # a torch build without these probes: assume not
+        return False
+
+
 def amp_dtype(cfg: DictConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype ``engine.amp`` asks for on ``device``, or ``None`` (float32).
 
-    AMP runs on CUDA only. ``auto`` (the default) is bf16 on GPUs that have it and off elsewhere:
-    bf16 keeps float32's range, so it needs no gradient scaler and cannot overflow where fp32
-    does not. ``true`` also falls back to fp16 (with a scaler) on GPUs without bf16.
+    On CUDA ``auto`` (the default) is bf16 on GPUs that have it and off elsewhere: bf16 keeps
+    float32's range, so it needs no gradient scaler and cannot overflow where fp32 does not.
+    ``true`` also falls back to fp16 (with a scaler) on GPUs without bf16. On a CPU ``true`` is
+    bf16 where the CPU has bf16 instructions (``cpu_has_native_bf16``) and float32 elsewhere;
+    ``auto`` stays float32 there.
     """
     setting = amp_setting(cfg)
-    if setting is False or device.type != "cuda":
+    if setting is False:
+        return None
+    if device.type == "cpu":
+        if setting is True and not cpu_has_native_bf16():
+            logger.info("engine.amp=true: this CPU has no bfloat16 instructions (AVX-512 BF16, AMX); using float32.")
+            return None
+        return torch.bfloat16 if setting is True else None
+    if device.type != "cuda":
         return None
     bf16 = torch.cuda.is_bf16_supported()
     if setting == "auto":

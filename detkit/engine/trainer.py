@@ -44,8 +44,8 @@ class Trainer:
     trainer: :class:`~detkit.engine.hooks.LRSchedulerHook` steps ``trainer.scheduler`` and
     :class:`~detkit.engine.hooks.EMAHook` updates ``trainer.ema`` after every step.
 
-    AMP runs only on CUDA (a note is logged and float32 used elsewhere); float16 uses a
-    gradient scaler, bfloat16 needs none. ``grad_clip_norm`` clips the global gradient norm
+    AMP runs on CUDA, and on the CPU in bfloat16 (a note is logged and float32 used elsewhere);
+    float16 uses a gradient scaler, bfloat16 needs none. ``grad_clip_norm`` clips the global gradient norm
     (after unscaling). A non-finite loss raises ``FloatingPointError`` naming the loss keys,
     the iteration and the batch's image ids.
 
@@ -91,10 +91,12 @@ class Trainer:
         self.grad_clip_norm = grad_clip_norm
         self.grad_accum_steps = grad_accum_steps
         self.amp_dtype = amp_dtype
-        self.amp_enabled = bool(amp) and self.device.type == "cuda"
+        # CPUs autocast to bfloat16 only (float16 there is neither fast nor scaled).
+        cpu_bf16 = self.device.type == "cpu" and amp_dtype == torch.bfloat16
+        self.amp_enabled = bool(amp) and (self.device.type == "cuda" or cpu_bf16)
         if amp and not self.amp_enabled:
             logger.info(
-                "AMP requested but training on %s; AMP works on CUDA only, using float32.", self.device
+                "AMP requested but training on %s with %s; using float32.", self.device, amp_dtype
             )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_enabled and amp_dtype == torch.float16)
         if iters_per_epoch is None and hasattr(data_loader, "__len__"):

@@ -9,8 +9,10 @@ import json
 import pytest
 import torch
 
+from detkit.analysis.speed import throughput
 from detkit.analysis.speed.nms import folded_group_nms, nms_timings, random_candidates
 from detkit.analysis.speed.throughput import (
+    autocast_dtype,
     format_rows,
     measure,
     measure_backbone_floor,
@@ -70,6 +72,25 @@ def test_measure_trainer_runs_real_optimizer_steps() -> None:
     changed = [name for name, p in model.named_parameters() if not torch.equal(p.detach(), before[name])]
     assert len(changed) > len(before) // 2  # the optimizer moved the weights
     assert "step_profile" not in row
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_on_the_cpu_is_bf16_where_the_cpu_has_bf16_instructions(monkeypatch, native) -> None:
+    monkeypatch.setattr(throughput, "cpu_has_native_bf16", lambda: native)
+    cpu = torch.device("cpu")
+    assert autocast_dtype(cpu, True) == (torch.bfloat16 if native else None)
+    assert autocast_dtype(cpu, False) is None
+    assert autocast_dtype(torch.device("cuda"), True) == torch.bfloat16
+    if native:  # the trainer row really trains under bf16 autocast
+        cfg = load_config(["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
+        torch.manual_seed(0)
+        model = build_model(cfg, num_classes=3)
+        dtypes = set()
+        model.backbone.register_forward_hook(lambda m, i, out: dtypes.update(v.dtype for v in out.values()))
+        batches = [random_batch(2, 64, 3, seed=0)]
+        row = measure_trainer(model, torch.optim.SGD(model.parameters(), lr=0.01), batches, device=cpu, amp=True,
+                              warmup=1, iters=1, repeats=1)  # fmt: skip
+        assert row["trainer_iterations"] == 2 and dtypes == {torch.bfloat16}
 
 
 def test_measure_trainer_profiles_the_timed_steps_stage_by_stage() -> None:

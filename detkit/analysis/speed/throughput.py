@@ -17,6 +17,7 @@ from torch import nn
 from detkit.engine.hooks.base import HookBase
 from detkit.engine.hooks.ema import ModelEMA
 from detkit.engine.hooks.profile import StepProfileHook
+from detkit.engine.runtime import cpu_has_native_bf16
 from detkit.engine.trainer import Trainer
 
 
@@ -58,6 +59,16 @@ def time_repeats(
     return seconds
 
 
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """What ``amp=true`` runs under: bfloat16 on CUDA and on CPUs with bf16 instructions (the
+    engine's ``engine.amp=true``), float32 (None) elsewhere or without ``amp``."""
+    if not amp:
+        return None
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+        return torch.bfloat16
+    return None
+
+
 def rate_summary(images: int, seconds: list[float]) -> dict[str, float]:
     """Images/s over repeats: the median and the spread (lowest and highest repeat)."""
     rates = sorted(images / s for s in seconds)
@@ -85,8 +96,8 @@ def measure(
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=amp and device.type == "cuda")  # noqa: E731
+    dtype = autocast_dtype(device, amp)
+    autocast = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)  # noqa: E731
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     images, targets = random_batch(train_batch, size, num_classes, device=device)
     if channels_last:
@@ -158,10 +169,10 @@ def measure_backbone_floor(
     images = torch.rand(batch, 3, size, size, device=device)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = autocast_dtype(device, amp)
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=dtype, enabled=amp and device.type == "cuda"):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             outputs = backbone(images)
         sum(o.float().mean() for o in outputs.values()).backward()
         backbone.zero_grad(set_to_none=True)
@@ -215,11 +226,11 @@ def measure_trainer(
     timer synchronises at every stage, which slows the steps it times)."""
     clock = _StepClock(device=device, warmup=warmup, iters=iters)
     profiler = StepProfileHook(None, start=warmup, steps=iters * repeats) if profile else None
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float16
+    dtype = autocast_dtype(device, amp)
     trainer = Trainer(
         model.to(device), optimizer, list(batches), scheduler=scheduler, ema=ema,
         hooks=[*hooks, clock, *([profiler] if profiler else [])],
-        max_iters=warmup + iters * repeats, device=device, amp=amp, amp_dtype=dtype,
+        max_iters=warmup + iters * repeats, device=device, amp=dtype is not None, amp_dtype=dtype or torch.bfloat16,
     )  # fmt: skip
     trainer.train()
     seconds = [(end - start) / iters for start, end in itertools.pairwise(clock.marks)]
