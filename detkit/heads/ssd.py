@@ -71,7 +71,8 @@ class SSDHead(DenseHeadBase):
     ``depthwise``: SSDLite prediction convolutions. ``num_convs``, ``norm``: a classification and a
     box tower of that many 3×3 convolutions before the prediction convolutions, shared by every
     level (which must then have one width, as an FPN gives; ``"bn"``: one BatchNorm per level);
-    0 is the paper's head, a single convolution on each source map. ``min_negatives``: hard negatives an image
+    0 is the paper's head, a single convolution on each source map; ``tower_depthwise``: the towers'
+    convolutions depthwise-separable. ``min_negatives``: hard negatives an image
     keeps even without positives (≤ ``neg_pos_ratio`` leaves the ratio exact elsewhere).
     Inputs must not be padded beyond the largest image (``size_divisor: 1``): default boxes span
     the image extent.
@@ -91,6 +92,7 @@ class SSDHead(DenseHeadBase):
         depthwise: bool = False,
         num_convs: int = 0,
         norm: str = "bn",
+        tower_depthwise: bool = False,
         iou_threshold: float = 0.5,
         neg_pos_ratio: float = 3.0,
         min_negatives: int = 3,
@@ -122,8 +124,8 @@ class SSDHead(DenseHeadBase):
             )
         tower_width = next(iter(widths))
         levels = len(self.feature_info)
-        self.cls_tower = shared_conv_tower(tower_width, num_convs, norm)
-        self.box_tower = shared_conv_tower(tower_width, num_convs, norm)
+        self.cls_tower = shared_conv_tower(tower_width, num_convs, norm, depthwise=tower_depthwise)
+        self.box_tower = shared_conv_tower(tower_width, num_convs, norm, depthwise=tower_depthwise)
         bn_towers = num_convs > 0 and norm == "bn"
         self.cls_level_norms = per_level_norms(tower_width, num_convs, levels) if bn_towers else None
         self.box_level_norms = per_level_norms(tower_width, num_convs, levels) if bn_towers else None

@@ -9,13 +9,22 @@ from torch import Tensor, nn
 from detkit.layers.norm import norm_layer
 
 
-def shared_conv_tower(channels: int, num_convs: int, norm: str) -> nn.Sequential:
+def shared_conv_tower(channels: int, num_convs: int, norm: str, depthwise: bool = False) -> nn.Sequential:
     """conv, norm, ReLU per layer; with ``"bn"`` the norm slots stay empty (Identity): the head
-    applies one BatchNorm per pyramid level there (``per_level_norms``)."""
+    applies one BatchNorm per pyramid level there (``per_level_norms``). ``depthwise``: each conv
+    is a 3×3 depthwise then a 1×1 pointwise convolution (the mobile "FPNLite" heads), about a
+    ninth of a full 3×3 convolution's arithmetic at 96 channels."""
     layers: list[nn.Module] = []
     for _ in range(num_convs):
         slot = nn.Identity() if norm == "bn" else norm_layer(norm, channels)
-        layers += [nn.Conv2d(channels, channels, 3, padding=1), slot, nn.ReLU(inplace=True)]
+        if depthwise:
+            conv: nn.Module = nn.Sequential(
+                nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
+                nn.Conv2d(channels, channels, 1),
+            )
+        else:
+            conv = nn.Conv2d(channels, channels, 3, padding=1)
+        layers += [conv, slot, nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 

@@ -230,3 +230,15 @@ def test_towers_need_levels_of_one_width():
         SSDHead(feature_info=uneven, num_classes=2, aspect_ratios=[2], num_convs=1)
     with pytest.raises(ValueError, match="unknown norm"):
         _head(num_convs=1, norm="ln")
+
+
+def test_depthwise_towers_are_separable_and_predict_the_same_shapes():
+    full, separable = _head(num_convs=2).eval(), _head(num_convs=2, tower_depthwise=True).eval()
+    depthwise, pointwise = separable.cls_tower[0]
+    assert depthwise.groups == depthwise.in_channels == 8 and depthwise.kernel_size == (3, 3)
+    assert pointwise.kernel_size == (1, 1) and pointwise.out_channels == 8
+    tower_params = lambda head: sum(p.numel() for p in head.cls_tower.parameters())  # noqa: E731
+    assert tower_params(separable) == 2 * (8 * 9 + 8 * 8 + 8) and tower_params(full) == 2 * (8 * 8 * 9 + 8)
+    features = _features(2)
+    for got, want in zip(separable(features), full(features), strict=True):
+        assert got.shape == want.shape and torch.isfinite(got).all()
