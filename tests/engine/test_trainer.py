@@ -126,17 +126,15 @@ def test_gradient_clipping_bounds_the_update_norm():
     assert (_param_vector(unclipped.model) - before).norm().item() == pytest.approx(raw_norm, rel=1e-4)
 
 
+def _one_step_cpu_trainer(model, **amp) -> Trainer:
+    return Trainer(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), make_loader(ToyDataset(4)), max_iters=1, device="cpu", **amp
+    )
+
+
 def test_amp_on_cpu_runs_bf16_and_refuses_fp16_with_a_note(caplog):
-    model = LinearDetector()
     with caplog.at_level(logging.INFO, logger="detkit"):
-        trainer = Trainer(
-            model,
-            torch.optim.SGD(model.parameters(), lr=0.1),
-            make_loader(ToyDataset(4)),
-            max_iters=1,
-            device="cpu",
-            amp=True,
-        )
+        trainer = _one_step_cpu_trainer(LinearDetector(), amp=True)
     # float16 autocast (the default amp_dtype) is CUDA's: on the CPU it is noted and float32 used.
     assert not trainer.amp_enabled and not trainer.scaler.is_enabled()
     assert "AMP" in caplog.text and "float32" in caplog.text
@@ -146,15 +144,7 @@ def test_amp_on_cpu_runs_bf16_and_refuses_fp16_with_a_note(caplog):
     seen = []
     model = LinearDetector()
     model.linear.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
-    trainer = Trainer(
-        model,
-        torch.optim.SGD(model.parameters(), lr=0.1),
-        make_loader(ToyDataset(4)),
-        max_iters=1,
-        device="cpu",
-        amp=True,
-        amp_dtype=torch.bfloat16,
-    )
+    trainer = _one_step_cpu_trainer(model, amp=True, amp_dtype=torch.bfloat16)
     assert trainer.amp_enabled and not trainer.scaler.is_enabled()  # bf16 needs no gradient scaler
     trainer.train()
     # The linear layer ran in bfloat16 under autocast; the weights it updates stay float32.
