@@ -63,7 +63,8 @@ def test_experiment_starts_from_imagenet_and_trains_a_step(experiment: str, imag
         else [f"config={experiment}"]
     )
     assert cfg.model.backbone.pretrained is True and cfg.model.backbone.frozen_stages == 1
-    assert cfg.engine.refit_priors is True and cfg.engine.min_iters >= 1000
+    # Schedules sized to the data with a floor: 1000 iterations (SSD 900: its towers make a step dearer).
+    assert cfg.engine.refit_priors is True and cfg.engine.min_iters >= 900
     torch.manual_seed(0)
     model = build_model(cfg, num_classes=3).train()
     # The trunk holds the file's ImageNet tensors and normalises inputs as they expect.
