@@ -27,6 +27,18 @@ from detkit.engine.build import build_model
 from detkit.engine.config import ConfigError, load_config
 from detkit.ops.nms import select_padded
 
+TINY_OVERRIDES = ["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"]
+needs_runtimes = pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime", "openvino")),
+    reason="needs onnx, onnxruntime and openvino (the export and openvino extras)",
+)
+
+
+def _tiny_detector() -> torch.nn.Module:
+    """A YOLOv1 on a quarter-width MobileNet, 3 classes, seeded: the smallest real detkit detector."""
+    torch.manual_seed(0)
+    return build_model(load_config(TINY_OVERRIDES), num_classes=3)
+
 
 def test_time_repeats_runs_warmup_then_each_repeat() -> None:
     calls = []
@@ -40,9 +52,7 @@ def test_rate_summary_median_and_spread() -> None:
 
 
 def test_measure_a_tiny_detector() -> None:
-    cfg = load_config(["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
-    torch.manual_seed(0)
-    model = build_model(cfg, num_classes=3)
+    model = _tiny_detector()
     common = dict(size=64, device=torch.device("cpu"), amp=False, channels_last=False, warmup=1, iters=1, repeats=2)
     row = measure(model, num_classes=3, train_batch=2, infer_batch=2, **common)
     assert set(row) == {"train_images_per_s", "infer_images_per_s_bs1", "infer_images_per_s_bs2",
@@ -55,9 +65,7 @@ def test_measure_a_tiny_detector() -> None:
 
 
 def test_measure_trainer_runs_real_optimizer_steps() -> None:
-    cfg = load_config(["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
-    torch.manual_seed(0)
-    model = build_model(cfg, num_classes=3)
+    model = _tiny_detector()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     steps_seen = []
@@ -82,9 +90,7 @@ def test_amp_on_the_cpu_is_bf16_where_the_cpu_has_bf16_instructions(monkeypatch,
     assert autocast_dtype(cpu, False) is None
     assert autocast_dtype(torch.device("cuda"), True) == torch.bfloat16
     if native:  # the trainer row really trains under bf16 autocast
-        cfg = load_config(["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
-        torch.manual_seed(0)
-        model = build_model(cfg, num_classes=3)
+        model = _tiny_detector()
         dtypes = set()
         model.backbone.register_forward_hook(lambda m, i, out: dtypes.update(v.dtype for v in out.values()))
         batches = [random_batch(2, 64, 3, seed=0)]
@@ -94,9 +100,7 @@ def test_amp_on_the_cpu_is_bf16_where_the_cpu_has_bf16_instructions(monkeypatch,
 
 
 def test_measure_trainer_profiles_the_timed_steps_stage_by_stage() -> None:
-    cfg = load_config(["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
-    torch.manual_seed(0)
-    model = build_model(cfg, num_classes=3)
+    model = _tiny_detector()
     batches = [random_batch(2, 64, 3, seed=seed) for seed in (0, 1)]
     row = measure_trainer(model, torch.optim.SGD(model.parameters(), lr=0.01), batches, device=torch.device("cpu"),
                           amp=False, warmup=1, iters=2, repeats=1, profile=True)  # fmt: skip
@@ -110,7 +114,7 @@ def test_measure_trainer_profiles_the_timed_steps_stage_by_stage() -> None:
 def test_throughput_report_puts_the_trainer_beside_the_model_only_rates() -> None:
     own = {"size": "64", "train_batch": "2", "infer_batch": "2", "iters": "1", "warmup": "1", "repeats": "2",
            "device": "cpu", "peer": "none"}  # fmt: skip
-    report = throughput_report(own, ["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
+    report = throughput_report(own, TINY_OVERRIDES)
     row = report["results"]["detkit yolov1_mobilenet_v1_shapes"]
     assert {"train_images_per_s", "trainer_train_images_per_s", "trainer_iterations"} <= set(row)
     assert row["trainer_iterations"] == 3
@@ -134,14 +138,9 @@ def test_folded_group_nms_is_the_old_per_class_selection() -> None:
         assert torch.equal(o["boxes"], n["boxes"]) and torch.equal(o["labels"], n["labels"])
 
 
-@pytest.mark.skipif(
-    not all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime", "openvino")),
-    reason="needs onnx, onnxruntime and openvino (the export and openvino extras)",
-)
+@needs_runtimes
 def test_backend_rows_time_the_export_on_each_runtime() -> None:
-    cfg = load_config(["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
-    torch.manual_seed(0)
-    model = build_model(cfg, num_classes=3).eval()
+    model = _tiny_detector().eval()
     settings = {"size": 64, "infer_batch": 2, "warmup": 1, "iters": 1, "repeats": 2}
     rows = backend_rows(model, "detkit tiny", "onnxruntime, openvino", num_classes=3, settings=settings)
     assert set(rows) == {"detkit tiny (onnxruntime)", "detkit tiny (openvino)"}
@@ -156,17 +155,12 @@ def test_backend_rows_time_the_export_on_each_runtime() -> None:
         backend_rows(model, "detkit tiny", "tensorrt", num_classes=3, settings=settings)
 
 
-@pytest.mark.skipif(
-    not all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime", "openvino")),
-    reason="needs onnx, onnxruntime and openvino (the export and openvino extras)",
-)
+@needs_runtimes
 def test_backend_rows_at_both_precisions() -> None:
     """``precision=fp32,int8``: a float32 and an INT8 row per runtime, and the INT8 rates over the float ones."""
     from detkit.commands.benchmark import int8_ratios, parse_precisions
 
-    cfg = load_config(["config=yolov1_mobilenet_v1_shapes", "model.backbone.width_mult=0.25"])
-    torch.manual_seed(0)
-    model = build_model(cfg, num_classes=3).eval()
+    model = _tiny_detector().eval()
     settings = {"size": 64, "infer_batch": 2, "warmup": 1, "iters": 1, "repeats": 1}
     precisions = parse_precisions({"precision": "fp32,int8"})
     rows = backend_rows(model, "detkit tiny", "openvino", num_classes=3, settings=settings, precisions=precisions)
