@@ -23,13 +23,11 @@ from typing import TYPE_CHECKING, TypedDict, Union, overload
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from detkit.data.augment.transforms import eval_transforms
 from detkit.data.base import image_to_tensor
 from detkit.data.image_files import pil_to_rgb, read_image, require_pixels
-from detkit.data.proposals.cache import ProposalCache, hash_pixels, image_file_key
-from detkit.data.proposals.methods import params_from_options
+from detkit.data.proposals.cache import config_proposal_cache, hash_pixels, image_file_key
 from detkit.engine.loading import LoadedDetector, load_detector
 from detkit.proposals.precomputed import needs_precomputed_proposals
 from detkit.structures import boxes_to_original, detections_to_host
@@ -109,7 +107,7 @@ class Predictor:
         self.precision = detector.precision  # fp32, or int8 through a runtime backend
         self.export = detector.export  # the cached ONNX file a runtime backend runs, else None
         self.transform = eval_transforms(self.input_size)
-        self.proposal_cache = _proposal_cache(self.cfg) if needs_precomputed_proposals(self.model) else None
+        self.proposal_cache = config_proposal_cache(self.cfg) if needs_precomputed_proposals(self.model) else None
 
     def __repr__(self) -> str:
         return (
@@ -183,12 +181,6 @@ class Predictor:
                 "names": [self.class_names[int(label) - 1] for label in labels],
             })  # fmt: skip
         return results
-
-
-def _proposal_cache(cfg: DictConfig) -> ProposalCache:
-    """The cache (and search method and settings) of the checkpoint's proposals."""
-    options = OmegaConf.to_container(cfg.data.get("proposals", {}).get("wrapper", {}), resolve=True)
-    return ProposalCache(options.get("cache_dir"), params_from_options(options))
 
 
 def _rgb_pixels(image: ImageInput, index: int) -> tuple[np.ndarray, str | None]:

@@ -21,14 +21,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from detkit.data.proposals.cache import config_proposal_cache
 from detkit.export.cache import CachedExport, cached_int8_export, cached_onnx_export
-from detkit.export.calibration import (
-    CalibrationSource,
-    calibration_images,
-    data_image_files,
-    proposal_cache,
-    source_image_files,
-)
+from detkit.export.calibration import CalibrationSource, calibration_images, data_image_files, source_image_files
 from detkit.export.quantize import PRECISIONS, QuantizationSettings, calibration_feeds, import_quantizer
 from detkit.export.runtimes import import_runtime, resolve_backend, runtime_detector
 from detkit.proposals.precomputed import needs_precomputed_proposals
@@ -100,7 +95,7 @@ def int8_export(
     are read on every load: their values are part of the cached file's key."""
     count = settings.num_images
     files = data_image_files(detector.cfg, count) if calibration is None else source_image_files(calibration, count)
-    cache = proposal_cache(detector.cfg) if needs_precomputed_proposals(detector.model) else None
+    cache = config_proposal_cache(detector.cfg) if needs_precomputed_proposals(detector.model) else None
     images, proposals = calibration_images(files, detector.input_size, cache)
     feeds = calibration_feeds(images, proposals)
     return cached_int8_export(detector.source, export, feeds, settings)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor
 
 from detkit.data.augment.transforms import eval_transforms
@@ -25,7 +25,6 @@ from detkit.data.base import image_to_tensor
 from detkit.data.formats.yolo import IMAGE_SUFFIXES
 from detkit.data.image_files import read_image
 from detkit.data.proposals.cache import ProposalCache, image_file_key
-from detkit.data.proposals.methods import params_from_options
 from detkit.engine.config import ConfigError, instantiate_dataset
 
 #: A calibration source: a folder of images, or image files.
@@ -68,12 +67,6 @@ def source_image_files(source: CalibrationSource, count: int) -> list[Path]:
     if missing or not files:
         raise FileNotFoundError(f"calibration images not found: {', '.join(missing) or 'none given'}")
     return files[:count]
-
-
-def proposal_cache(cfg: DictConfig) -> ProposalCache:
-    """The proposal cache and search settings of the checkpoint's data (those of its predictor)."""
-    options = OmegaConf.to_container(cfg.data.get("proposals", {}).get("wrapper", {}), resolve=True)
-    return ProposalCache(options.get("cache_dir"), params_from_options(options))
 
 
 def calibration_images(

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from detkit.data.image_files import turned_by_exif
-from detkit.data.proposals.methods import ProposalParams, search_proposals
+from detkit.data.proposals.methods import ProposalParams, params_from_options, search_proposals
 
 DEFAULT_CACHE_DIR = "~/.cache/detkit/proposals"
 
@@ -123,3 +123,12 @@ class ProposalCache:
         with os.fdopen(handle, "w") as file:
             file.write(text)
         os.replace(temporary, marker)
+
+
+def config_proposal_cache(cfg) -> ProposalCache:
+    """The cache, search method and settings of a config's proposals (``data.proposals.wrapper``):
+    what a checkpoint's predictor and its INT8 calibration search and read proposals with."""
+    from omegaconf import OmegaConf
+
+    options = OmegaConf.to_container(cfg.data.get("proposals", {}).get("wrapper", {}), resolve=True)
+    return ProposalCache(options.get("cache_dir"), params_from_options(options))
